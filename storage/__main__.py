@@ -1,0 +1,42 @@
+"""`python -m storage bench` prints the queue's speed as one JSON object; `migrate` prepares DATA_DIR."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+
+from storage import Storage, StorageError, load_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m storage")
+    sub = parser.add_subparsers(dest="command", required=True)
+    bench = sub.add_parser("bench", help="queue throughput and claim latency (JSON)")
+    bench.add_argument("--jobs", type=int, default=2000)
+    sub.add_parser("migrate", help="create or upgrade the database in DATA_DIR")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "bench":
+            from storage.bench import main as run_bench
+
+            print(json.dumps(run_bench(args.jobs)))
+        else:
+            settings = load_settings()
+
+            async def migrate() -> int:
+                store = await Storage.open(settings.data_dir)
+                version = await store.db.version()
+                await store.close()
+                return version
+
+            print(f"database at schema version {asyncio.run(migrate())} in {settings.data_dir}")
+    except StorageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

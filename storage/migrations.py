@@ -1,0 +1,65 @@
+"""The versioned schema: each migration moves the database from version N-1 to N."""
+
+from __future__ import annotations
+
+# Each entry is one schema version; never edit a released one, append a new one.
+MIGRATIONS: list[list[str]] = [
+    # 1: users, chats, photo sets, models, shares, the job queue and its event feed
+    [
+        """CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT, first_name TEXT, language TEXT,
+            default_model_id INTEGER,
+            created_at REAL NOT NULL)""",
+        """CREATE TABLE chats (
+            id INTEGER PRIMARY KEY, type TEXT NOT NULL, title TEXT, created_at REAL NOT NULL)""",
+        """CREATE TABLE photos (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner_id INTEGER NOT NULL, file_unique_id TEXT NOT NULL, sha256 TEXT NOT NULL,
+            size INTEGER NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL, path TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE (owner_id, file_unique_id), UNIQUE (owner_id, sha256))""",
+        """CREATE TABLE models (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner_id INTEGER NOT NULL, name TEXT NOT NULL, class_word TEXT NOT NULL, token TEXT,
+            status TEXT NOT NULL, weights_path TEXT, kohya_path TEXT, sample_paths TEXT,
+            params TEXT NOT NULL DEFAULT '{}', photo_paths TEXT NOT NULL DEFAULT '[]',
+            version INTEGER NOT NULL DEFAULT 1, job_id INTEGER, error TEXT,
+            created_at REAL NOT NULL, updated_at REAL NOT NULL)""",
+        # A user's live models never share an identifier token.
+        """CREATE UNIQUE INDEX models_live_token ON models (owner_id, token)
+            WHERE token IS NOT NULL AND status NOT IN ('failed', 'deleted')""",
+        """CREATE TABLE shares (
+            model_id INTEGER NOT NULL REFERENCES models (id), chat_id INTEGER NOT NULL,
+            by_user_id INTEGER NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (model_id, chat_id))""",
+        """CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL, status TEXT NOT NULL, priority INTEGER NOT NULL, payload TEXT NOT NULL,
+            owner_id INTEGER, chat_id INTEGER, model_id INTEGER,
+            attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
+            lease_owner TEXT, lease_expires_at REAL,
+            progress TEXT, result TEXT, error TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL, started_at REAL, finished_at REAL)""",
+        "CREATE INDEX jobs_claim ON jobs (status, priority DESC, id)",
+        "CREATE INDEX jobs_owner ON jobs (owner_id, kind, created_at)",
+        """CREATE TABLE job_events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id INTEGER NOT NULL, kind TEXT NOT NULL, data TEXT, created_at REAL NOT NULL)""",
+    ],
+    # 2: exactly-once delivery, feed cursors, durable intake and share links
+    [
+        """CREATE TABLE deliveries (
+            job_id INTEGER NOT NULL, what TEXT NOT NULL, chat_id INTEGER NOT NULL, message_id INTEGER,
+            state TEXT NOT NULL, data TEXT, updated_at REAL NOT NULL,
+            PRIMARY KEY (job_id, what))""",
+        "CREATE TABLE cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL)",
+        "CREATE TABLE processed_updates (update_id INTEGER PRIMARY KEY, processed_at REAL NOT NULL)",
+        """CREATE TABLE share_links (
+            code TEXT PRIMARY KEY, model_id INTEGER NOT NULL REFERENCES models (id),
+            created_at REAL NOT NULL, revoked_at REAL)""",
+        "ALTER TABLE shares ADD COLUMN via_link TEXT",
+    ],
+]
+
+LATEST_VERSION = len(MIGRATIONS)

@@ -1,0 +1,248 @@
+"""The durable job queue over SQLite: enqueue, atomic claim, leases, progress, results and an event feed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import aiosqlite
+
+from storage.db import Database
+from storage.errors import JobCancelled, LeaseLost, NotFound
+from storage.records import Job, JobEvent, JobStatus
+
+# Interactive work goes first: a /draw should never wait behind a 10-minute training.
+PRIORITY = {"draw": 100, "class_images": 50, "train": 10}
+DEFAULT_PRIORITY = 0
+
+
+def _exhausted_message(job: aiosqlite.Row) -> str:
+    return (
+        f"The {job['kind']} job stopped unexpectedly {job['attempts']} times (the engine crashed or was restarted), "
+        "so Kabina gave up on it. Please try again; if it keeps happening, tell the bot's operator."
+    )
+
+
+class JobQueue:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @staticmethod
+    async def _event(conn: aiosqlite.Connection, job_id: int, kind: str, data: dict[str, Any] | None = None) -> None:
+        await conn.execute(
+            "INSERT INTO job_events (job_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
+            (job_id, kind, json.dumps(data or {}), time.time()),
+        )
+
+    @staticmethod
+    async def _row(conn: aiosqlite.Connection, job_id: int) -> aiosqlite.Row | None:
+        return await (await conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,))).fetchone()
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        owner_id: int | None = None,
+        chat_id: int | None = None,
+        model_id: int | None = None,
+        priority: int | None = None,
+        max_attempts: int = 3,
+    ) -> Job:
+        if priority is None:
+            priority = PRIORITY.get(kind, DEFAULT_PRIORITY)
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                """INSERT INTO jobs (kind, status, priority, payload, owner_id, chat_id, model_id, max_attempts,
+                                     created_at)
+                   VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)""",
+                (kind, priority, json.dumps(payload), owner_id, chat_id, model_id, max_attempts, time.time()),
+            )
+            job_id = int(cursor.lastrowid)
+            await self._event(conn, job_id, "queued", {"kind": kind})
+            row = await self._row(conn, job_id)
+        return Job.from_row(row)
+
+    async def claim(self, worker_id: str, kinds: Sequence[str] | None = None, lease_s: float = 30.0) -> Job | None:
+        """Take the most urgent job, or one whose worker died (its lease expired); None if there is none."""
+        now = time.time()
+        kind_filter, kind_args = "", ()
+        if kinds:
+            kind_filter = f" AND kind IN ({','.join('?' * len(kinds))})"
+            kind_args = tuple(kinds)
+        async with self._db.transaction() as conn:
+            await self._settle_abandoned(conn, now)
+            cursor = await conn.execute(
+                f"""UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?,
+                        attempts = attempts + 1, started_at = coalesce(started_at, ?)
+                    WHERE id = (SELECT id FROM jobs
+                                WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at < ?)){kind_filter}
+                                ORDER BY priority DESC, id LIMIT 1)
+                    RETURNING *""",
+                (worker_id, now + lease_s, now, now, *kind_args),
+            )
+            row = await cursor.fetchone()
+            await cursor.close()
+            if row is None:
+                return None
+            job = Job.from_row(row)
+            await self._event(
+                conn, job.id, "started", {"attempt": job.attempts, "worker": worker_id, "resumed": job.attempts > 1}
+            )
+        return job
+
+    async def _settle_abandoned(self, conn: aiosqlite.Connection, now: float) -> None:
+        """Abandoned jobs that must not run again: out of attempts, or cancelled while their worker was dead."""
+        rows = await (
+            await conn.execute(
+                """SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at < ?
+                   AND (attempts >= max_attempts OR cancel_requested = 1)""",
+                (now,),
+            )
+        ).fetchall()
+        for row in rows:
+            if row["cancel_requested"]:
+                await conn.execute(
+                    """UPDATE jobs SET status = 'cancelled', lease_owner = NULL, lease_expires_at = NULL,
+                       finished_at = ? WHERE id = ?""",
+                    (now, row["id"]),
+                )
+                await self._event(conn, row["id"], "cancelled", {})
+            else:
+                error = _exhausted_message(row)
+                await conn.execute(
+                    """UPDATE jobs SET status = 'failed', error = ?, lease_owner = NULL, lease_expires_at = NULL,
+                       finished_at = ? WHERE id = ?""",
+                    (error, now, row["id"]),
+                )
+                await self._event(conn, row["id"], "failed", {"error": error})
+
+    async def _owned(self, conn: aiosqlite.Connection, job_id: int, worker_id: str) -> aiosqlite.Row:
+        row = await self._row(conn, job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        if row["status"] != JobStatus.RUNNING or row["lease_owner"] != worker_id:
+            raise LeaseLost(f"worker {worker_id} no longer holds job {job_id}")
+        return row
+
+    async def heartbeat(self, job_id: int, worker_id: str, lease_s: float = 30.0) -> None:
+        """Renew the lease; raises JobCancelled when someone asked to cancel, LeaseLost when it is gone."""
+        async with self._db.transaction() as conn:
+            row = await self._owned(conn, job_id, worker_id)
+            await conn.execute("UPDATE jobs SET lease_expires_at = ? WHERE id = ?", (time.time() + lease_s, job_id))
+        if row["cancel_requested"]:
+            raise JobCancelled(f"job {job_id} was cancelled")
+
+    async def report_progress(self, job_id: int, worker_id: str, progress: dict[str, Any]) -> None:
+        async with self._db.transaction() as conn:
+            await self._owned(conn, job_id, worker_id)
+            await conn.execute("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress), job_id))
+            await self._event(conn, job_id, "progress", progress)
+
+    async def _finish(
+        self, job_id: int, worker_id: str, status: JobStatus, *, result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self._db.transaction() as conn:
+            await self._owned(conn, job_id, worker_id)
+            await conn.execute(
+                """UPDATE jobs SET status = ?, result = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL,
+                   finished_at = ? WHERE id = ?""",
+                (status.value, json.dumps(result) if result is not None else None, error, time.time(), job_id),
+            )
+            data: dict[str, Any] = {}
+            if result is not None:
+                data["result"] = result
+            if error is not None:
+                data["error"] = error
+            await self._event(conn, job_id, status.value, data)
+
+    async def complete(self, job_id: int, worker_id: str, result: dict[str, Any]) -> None:
+        await self._finish(job_id, worker_id, JobStatus.DONE, result=result)
+
+    async def fail(self, job_id: int, worker_id: str, error: str) -> None:
+        await self._finish(job_id, worker_id, JobStatus.FAILED, error=error)
+
+    async def cancelled(self, job_id: int, worker_id: str) -> None:
+        """The worker stopped a running job because it was cancelled."""
+        await self._finish(job_id, worker_id, JobStatus.CANCELLED)
+
+    async def release(self, job_id: int, worker_id: str) -> None:
+        """Hand a job back on a clean shutdown; the interrupted attempt does not count."""
+        async with self._db.transaction() as conn:
+            await self._owned(conn, job_id, worker_id)
+            await conn.execute(
+                """UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
+                   attempts = max(attempts - 1, 0) WHERE id = ?""",
+                (job_id,),
+            )
+            await self._event(conn, job_id, "requeued", {"worker": worker_id})
+
+    async def cancel(self, job_id: int) -> Job:
+        """Cancel at once if queued; ask the worker to stop if running; finished jobs stay as they are."""
+        async with self._db.transaction() as conn:
+            row = await self._row(conn, job_id)
+            if row is None:
+                raise NotFound(f"no job {job_id}")
+            if row["status"] == JobStatus.QUEUED:
+                await conn.execute(
+                    "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?", (time.time(), job_id)
+                )
+                await self._event(conn, job_id, "cancelled", {})
+            elif row["status"] == JobStatus.RUNNING:
+                await conn.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+            row = await self._row(conn, job_id)
+        return Job.from_row(row)
+
+    async def get(self, job_id: int) -> Job | None:
+        row = await self._db.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return Job.from_row(row) if row else None
+
+    async def position(self, job_id: int) -> int:
+        """How many queued jobs will be taken before this one (0 = next, or already running)."""
+        row = await self._db.fetchone(
+            """SELECT count(*) FROM jobs o, jobs j WHERE j.id = ? AND j.status = 'queued' AND o.status = 'queued'
+               AND (o.priority > j.priority OR (o.priority = j.priority AND o.id < j.id))""",
+            (job_id,),
+        )
+        return int(row[0])
+
+    async def running_count(self) -> int:
+        row = await self._db.fetchone("SELECT count(*) FROM jobs WHERE status = 'running'")
+        return int(row[0])
+
+    async def active_for_owner(self, owner_id: int, kind: str | None = None) -> list[Job]:
+        rows = await self._db.fetchall(
+            """SELECT * FROM jobs WHERE owner_id = ? AND status IN ('queued', 'running')
+               AND (? IS NULL OR kind = ?) ORDER BY id""",
+            (owner_id, kind, kind),
+        )
+        return [Job.from_row(r) for r in rows]
+
+    async def count_since(self, owner_id: int, kind: str, since_ts: float) -> int:
+        row = await self._db.fetchone(
+            """SELECT count(*) FROM jobs WHERE owner_id = ? AND kind = ? AND created_at >= ?
+               AND status != 'cancelled'""",
+            (owner_id, kind, since_ts),
+        )
+        return int(row[0])
+
+    async def events_after(self, cursor: int, limit: int = 100) -> list[JobEvent]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM job_events WHERE id > ? ORDER BY id LIMIT ?", (cursor, limit)
+        )
+        return [JobEvent.from_row(r) for r in rows]
+
+    async def follow(self, cursor: int = 0, poll_s: float = 0.2) -> AsyncIterator[JobEvent]:
+        """Every event after `cursor`, in order, forever. Events commit in id order (SQLite has one writer),
+        so a follower that restarts from the last id it handled neither misses nor repeats one."""
+        while True:
+            events = await self.events_after(cursor)
+            for event in events:
+                cursor = event.id
+                yield event
+            if not events:
+                await asyncio.sleep(poll_s)

@@ -1,0 +1,176 @@
+"""Plain records storage hands out: users, chats, photos, models, jobs and their events."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class ModelStatus(StrEnum):
+    QUEUED = "queued"
+    TRAINING = "training"
+    READY = "ready"
+    FAILED = "failed"
+    DELETED = "deleted"
+
+
+def _json(text: str | None, default: Any = None) -> Any:
+    return json.loads(text) if text else default
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: int
+    username: str | None
+    first_name: str | None
+    language: str | None
+    default_model_id: int | None
+    created_at: float
+
+    @classmethod
+    def from_row(cls, r: Any) -> User:
+        return cls(r["id"], r["username"], r["first_name"], r["language"], r["default_model_id"], r["created_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    id: int
+    type: str
+    title: str | None
+    created_at: float
+
+    @classmethod
+    def from_row(cls, r: Any) -> Chat:
+        return cls(r["id"], r["type"], r["title"], r["created_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    id: int
+    owner_id: int
+    file_unique_id: str
+    sha256: str
+    size: int
+    width: int
+    height: int
+    path: str
+    created_at: float
+
+    @classmethod
+    def from_row(cls, r: Any) -> Photo:
+        return cls(
+            r["id"], r["owner_id"], r["file_unique_id"], r["sha256"], r["size"], r["width"], r["height"],
+            r["path"], r["created_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: int
+    owner_id: int
+    name: str
+    class_word: str
+    token: str | None
+    status: ModelStatus
+    weights_path: str | None
+    kohya_path: str | None
+    sample_paths: list[str]
+    params: dict[str, Any]
+    photo_paths: list[str]
+    version: int
+    job_id: int | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+    @property
+    def trigger(self) -> str:
+        """The words a prompt uses to call this model: `sks dog`."""
+        return f"{self.token} {self.class_word}" if self.token else self.class_word
+
+    @classmethod
+    def from_row(cls, r: Any) -> Model:
+        return cls(
+            id=r["id"], owner_id=r["owner_id"], name=r["name"], class_word=r["class_word"], token=r["token"],
+            status=ModelStatus(r["status"]), weights_path=r["weights_path"], kohya_path=r["kohya_path"],
+            sample_paths=_json(r["sample_paths"], []), params=_json(r["params"], {}),
+            photo_paths=_json(r["photo_paths"], []), version=r["version"], job_id=r["job_id"], error=r["error"],
+            created_at=r["created_at"], updated_at=r["updated_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: int
+    kind: str
+    status: JobStatus
+    priority: int
+    payload: dict[str, Any]
+    owner_id: int | None
+    chat_id: int | None
+    model_id: int | None
+    attempts: int
+    max_attempts: int
+    lease_owner: str | None
+    lease_expires_at: float | None
+    progress: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+    cancel_requested: bool
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> Job:
+        return cls(
+            id=r["id"], kind=r["kind"], status=JobStatus(r["status"]), priority=r["priority"],
+            payload=_json(r["payload"], {}), owner_id=r["owner_id"], chat_id=r["chat_id"], model_id=r["model_id"],
+            attempts=r["attempts"], max_attempts=r["max_attempts"], lease_owner=r["lease_owner"],
+            lease_expires_at=r["lease_expires_at"], progress=_json(r["progress"]), result=_json(r["result"]),
+            error=r["error"], cancel_requested=bool(r["cancel_requested"]), created_at=r["created_at"],
+            started_at=r["started_at"], finished_at=r["finished_at"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    id: int
+    job_id: int
+    kind: str  # queued | started | progress | requeued | done | failed | cancelled
+    data: dict[str, Any] = field(default_factory=dict)
+    created_at: float = 0.0
+
+    @classmethod
+    def from_row(cls, r: Any) -> JobEvent:
+        return cls(r["id"], r["job_id"], r["kind"], _json(r["data"], {}), r["created_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    job_id: int
+    what: str
+    chat_id: int
+    message_id: int | None
+    state: str
+    data: dict[str, Any]
+    updated_at: float
+
+    @classmethod
+    def from_row(cls, r: Any) -> Delivery:
+        return cls(r["job_id"], r["what"], r["chat_id"], r["message_id"], r["state"], _json(r["data"], {}),
+                   r["updated_at"])

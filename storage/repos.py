@@ -1,0 +1,365 @@
+"""Repositories for users, chats, photo sets, models, shares, deliveries, feed cursors and intake."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from storage.db import Database
+from storage.errors import DuplicatePhoto, NotFound, TokenTaken
+from storage.files import FileStore
+from storage.records import Chat, Delivery, Model, ModelStatus, Photo, User
+
+
+class UserRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def upsert(
+        self, user_id: int, *, username: str | None = None, first_name: str | None = None, language: str | None = None
+    ) -> User:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                """INSERT INTO users (id, username, first_name, language, created_at) VALUES (?, ?, ?, ?, ?)
+                   ON CONFLICT (id) DO UPDATE SET username = excluded.username,
+                       first_name = excluded.first_name, language = coalesce(excluded.language, users.language)""",
+                (user_id, username, first_name, language, time.time()),
+            )
+            row = await (await conn.execute("SELECT * FROM users WHERE id = ?", (user_id,))).fetchone()
+        return User.from_row(row)
+
+    async def get(self, user_id: int) -> User | None:
+        row = await self._db.fetchone("SELECT * FROM users WHERE id = ?", (user_id,))
+        return User.from_row(row) if row else None
+
+    async def set_default_model(self, user_id: int, model_id: int | None) -> None:
+        await self._db.execute("UPDATE users SET default_model_id = ? WHERE id = ?", (model_id, user_id))
+
+
+class ChatRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def upsert(self, chat_id: int, *, type: str, title: str | None = None) -> Chat:  # noqa: A002
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                """INSERT INTO chats (id, type, title, created_at) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (id) DO UPDATE SET type = excluded.type, title = excluded.title""",
+                (chat_id, type, title, time.time()),
+            )
+            row = await (await conn.execute("SELECT * FROM chats WHERE id = ?", (chat_id,))).fetchone()
+        return Chat.from_row(row)
+
+
+class PhotoRepo:
+    """A user's current photo set, collected in the private chat until /train or /clear."""
+
+    def __init__(self, db: Database, files: FileStore) -> None:
+        self._db = db
+        self._files = files
+
+    async def knows_file(self, owner_id: int, file_unique_id: str) -> bool:
+        row = await self._db.fetchone(
+            "SELECT 1 FROM photos WHERE owner_id = ? AND file_unique_id = ?", (owner_id, file_unique_id)
+        )
+        return row is not None
+
+    async def add(self, owner_id: int, *, file_unique_id: str, data: bytes, width: int, height: int) -> Photo:
+        sha = hashlib.sha256(data).hexdigest()
+        if await self.knows_file(owner_id, file_unique_id):
+            raise DuplicatePhoto("same_file")
+        if await self._db.fetchone("SELECT 1 FROM photos WHERE owner_id = ? AND sha256 = ?", (owner_id, sha)):
+            raise DuplicatePhoto("same_content")
+        # The file lands first: a row never points at a missing file.
+        path = self._files.write_atomic(self._files.photo_path(owner_id, sha), data)
+        try:
+            async with self._db.transaction() as conn:
+                cursor = await conn.execute(
+                    """INSERT INTO photos (owner_id, file_unique_id, sha256, size, width, height, path, created_at)
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                    (owner_id, file_unique_id, sha, len(data), width, height, str(path), time.time()),
+                )
+                row = await (await conn.execute("SELECT * FROM photos WHERE id = ?", (cursor.lastrowid,))).fetchone()
+        except sqlite3.IntegrityError:
+            # A concurrent add of the same photo won the race; its file is the same bytes.
+            raise DuplicatePhoto("same_content") from None
+        return Photo.from_row(row)
+
+    async def list(self, owner_id: int) -> list[Photo]:
+        rows = await self._db.fetchall("SELECT * FROM photos WHERE owner_id = ? ORDER BY id", (owner_id,))
+        return [Photo.from_row(r) for r in rows]
+
+    async def count(self, owner_id: int) -> int:
+        row = await self._db.fetchone("SELECT count(*) FROM photos WHERE owner_id = ?", (owner_id,))
+        return int(row[0])
+
+    async def clear(self, owner_id: int) -> int:
+        photos = await self.list(owner_id)
+        await self._db.execute("DELETE FROM photos WHERE owner_id = ?", (owner_id,))
+        for photo in photos:
+            self._files.remove(photo.path)
+        return len(photos)
+
+
+class ModelRepo:
+    def __init__(self, db: Database, files: FileStore) -> None:
+        self._db = db
+        self._files = files
+
+    async def create(
+        self,
+        owner_id: int,
+        *,
+        name: str,
+        class_word: str,
+        params: dict[str, Any],
+        photo_ids: list[int],
+        token: str | None = None,
+    ) -> Model:
+        marks = ",".join("?" * len(photo_ids))
+        photos = await self._db.fetchall(
+            f"SELECT * FROM photos WHERE owner_id = ? AND id IN ({marks}) ORDER BY id", (owner_id, *photo_ids)
+        )
+        if len(photos) != len(set(photo_ids)):
+            raise NotFound("some photos are not in this user's set")
+        now = time.time()
+        try:
+            async with self._db.transaction() as conn:
+                cursor = await conn.execute(
+                    """INSERT INTO models (owner_id, name, class_word, token, status, params, created_at, updated_at)
+                       VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)""",
+                    (owner_id, name, class_word, token, json.dumps(params), now, now),
+                )
+                model_id = int(cursor.lastrowid)
+                # The model keeps its own names for the photos, so /clear never breaks a training.
+                photo_dir = self._files.model_dir(model_id) / "photos"
+                linked = [
+                    str(self._files.link_or_copy(p["path"], photo_dir / f"{i:02d}-{p['sha256'][:16]}.img"))
+                    for i, p in enumerate(photos)
+                ]
+                await conn.execute("UPDATE models SET photo_paths = ? WHERE id = ?", (json.dumps(linked), model_id))
+        except sqlite3.IntegrityError:
+            raise TokenTaken(f"token {token!r} is already used by one of this user's models") from None
+        return await self._require(model_id)
+
+    async def _require(self, model_id: int) -> Model:
+        model = await self.get(model_id)
+        if model is None:
+            raise NotFound(f"no model {model_id}")
+        return model
+
+    async def get(self, model_id: int) -> Model | None:
+        row = await self._db.fetchone("SELECT * FROM models WHERE id = ?", (model_id,))
+        return Model.from_row(row) if row else None
+
+    async def list_for_owner(self, owner_id: int) -> list[Model]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM models WHERE owner_id = ? AND status != 'deleted' ORDER BY id DESC", (owner_id,)
+        )
+        return [Model.from_row(r) for r in rows]
+
+    async def tokens_in_use(self, owner_id: int) -> set[str]:
+        rows = await self._db.fetchall(
+            """SELECT token FROM models WHERE owner_id = ? AND token IS NOT NULL
+               AND status NOT IN ('failed', 'deleted')""",
+            (owner_id,),
+        )
+        return {r["token"] for r in rows}
+
+    async def _update(self, model_id: int, **fields: Any) -> None:
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        await self._db.execute(
+            f"UPDATE models SET {sets}, updated_at = ? WHERE id = ?", (*fields.values(), time.time(), model_id)
+        )
+
+    async def set_job(self, model_id: int, job_id: int) -> None:
+        await self._update(model_id, job_id=job_id)
+
+    async def set_token(self, model_id: int, token: str) -> None:
+        try:
+            await self._update(model_id, token=token)
+        except sqlite3.IntegrityError:
+            raise TokenTaken(f"token {token!r} is already used by one of this user's models") from None
+
+    async def set_status(self, model_id: int, status: str, error: str | None = None) -> None:
+        await self._update(model_id, status=ModelStatus(status).value, error=error)
+
+    async def mark_ready(
+        self,
+        model_id: int,
+        *,
+        weights_path: Path,
+        kohya_path: Path | None = None,
+        sample_paths: list[Path] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "status": ModelStatus.READY.value,
+            "weights_path": str(self._files.inside(weights_path)),
+            "kohya_path": str(self._files.inside(kohya_path)) if kohya_path else None,
+            "sample_paths": json.dumps([str(self._files.inside(p)) for p in sample_paths or []]),
+            "error": None,
+        }
+        if params is not None:
+            fields["params"] = json.dumps(params)
+        await self._update(model_id, **fields)
+
+    async def delete(self, model_id: int) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute("DELETE FROM shares WHERE model_id = ?", (model_id,))
+            await conn.execute(
+                "UPDATE share_links SET revoked_at = ? WHERE model_id = ? AND revoked_at IS NULL",
+                (time.time(), model_id),
+            )
+            await conn.execute("UPDATE users SET default_model_id = NULL WHERE default_model_id = ?", (model_id,))
+            await conn.execute(
+                "UPDATE models SET status = 'deleted', updated_at = ? WHERE id = ?", (time.time(), model_id)
+            )
+        self._files.remove_tree(self._files.model_dir(model_id))
+
+    async def usable_by(self, user_id: int, chat_id: int) -> list[Model]:
+        """Ready models this user may draw with in this chat: own ones in the private chat, plus shared ones."""
+        rows = await self._db.fetchall(
+            """SELECT * FROM models WHERE status = 'ready' AND (
+                   (owner_id = ? AND ? = ?)
+                   OR id IN (SELECT model_id FROM shares WHERE chat_id = ?))
+               ORDER BY id DESC""",
+            (user_id, chat_id, user_id, chat_id),
+        )
+        return [Model.from_row(r) for r in rows]
+
+
+class ShareRepo:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def share(self, model_id: int, chat_id: int, by_user_id: int, *, via_link: str | None = None) -> bool:
+        changed = await self._db.execute(
+            """INSERT OR IGNORE INTO shares (model_id, chat_id, by_user_id, created_at, via_link)
+               VALUES (?, ?, ?, ?, ?)""",
+            (model_id, chat_id, by_user_id, time.time(), via_link),
+        )
+        return changed > 0
+
+    async def unshare(self, model_id: int, chat_id: int) -> bool:
+        changed = await self._db.execute("DELETE FROM shares WHERE model_id = ? AND chat_id = ?", (model_id, chat_id))
+        return changed > 0
+
+    async def models_in_chat(self, chat_id: int) -> list[Model]:
+        rows = await self._db.fetchall(
+            """SELECT m.* FROM models m JOIN shares s ON s.model_id = m.id
+               WHERE s.chat_id = ? AND m.status = 'ready' ORDER BY s.created_at, m.id""",
+            (chat_id,),
+        )
+        return [Model.from_row(r) for r in rows]
+
+    async def chats_of(self, model_id: int) -> list[int]:
+        rows = await self._db.fetchall("SELECT chat_id FROM shares WHERE model_id = ? ORDER BY chat_id", (model_id,))
+        return [r["chat_id"] for r in rows]
+
+    async def create_link(self, model_id: int) -> str:
+        code = secrets.token_urlsafe(18)  # 24 url-safe characters; Telegram's start parameter allows 64
+        await self._db.execute(
+            "INSERT INTO share_links (code, model_id, created_at) VALUES (?, ?, ?)", (code, model_id, time.time())
+        )
+        return code
+
+    async def redeem_link(self, code: str, user_id: int) -> Model | None:
+        row = await self._db.fetchone(
+            """SELECT m.* FROM share_links l JOIN models m ON m.id = l.model_id
+               WHERE l.code = ? AND l.revoked_at IS NULL AND m.status = 'ready'""",
+            (code,),
+        )
+        if row is None:
+            return None
+        model = Model.from_row(row)
+        if model.owner_id != user_id:
+            # A user's private chat has the user's id as its chat id.
+            await self.share(model.id, user_id, user_id, via_link=code)
+        return model
+
+    async def revoke_links(self, model_id: int) -> int:
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE share_links SET revoked_at = ? WHERE model_id = ? AND revoked_at IS NULL",
+                (time.time(), model_id),
+            )
+            revoked = cursor.rowcount
+            await conn.execute("DELETE FROM shares WHERE model_id = ? AND via_link IS NOT NULL", (model_id,))
+        return revoked
+
+
+class DeliveryRepo:
+    """What the bot already sent for a job, so a restarted bot sends each result once."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, job_id: int, what: str) -> Delivery | None:
+        row = await self._db.fetchone("SELECT * FROM deliveries WHERE job_id = ? AND what = ?", (job_id, what))
+        return Delivery.from_row(row) if row else None
+
+    async def save(
+        self,
+        job_id: int,
+        what: str,
+        *,
+        chat_id: int,
+        message_id: int | None = None,
+        state: str = "sent",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        await self._db.execute(
+            """INSERT INTO deliveries (job_id, what, chat_id, message_id, state, data, updated_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (job_id, what) DO UPDATE SET chat_id = excluded.chat_id,
+                   message_id = excluded.message_id, state = excluded.state, data = excluded.data,
+                   updated_at = excluded.updated_at""",
+            (job_id, what, chat_id, message_id, state, json.dumps(data) if data is not None else None, time.time()),
+        )
+
+    async def list_state(self, state: str) -> list[Delivery]:
+        rows = await self._db.fetchall("SELECT * FROM deliveries WHERE state = ? ORDER BY job_id", (state,))
+        return [Delivery.from_row(r) for r in rows]
+
+
+class CursorRepo:
+    """Named positions in the event feed."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, name: str) -> int:
+        row = await self._db.fetchone("SELECT position FROM cursors WHERE name = ?", (name,))
+        return int(row[0]) if row else 0
+
+    async def set(self, name: str, position: int) -> None:
+        await self._db.execute(
+            """INSERT INTO cursors (name, position) VALUES (?, ?)
+               ON CONFLICT (name) DO UPDATE SET position = excluded.position""",
+            (name, position),
+        )
+
+
+class UpdateLog:
+    """Telegram updates whose effect is committed; a redelivered update is skipped."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def seen(self, update_id: int) -> bool:
+        return await self._db.fetchone("SELECT 1 FROM processed_updates WHERE update_id = ?", (update_id,)) is not None
+
+    async def mark(self, update_id: int) -> None:
+        await self._db.execute(
+            "INSERT OR IGNORE INTO processed_updates (update_id, processed_at) VALUES (?, ?)", (update_id, time.time())
+        )
+
+    async def last_id(self) -> int | None:
+        row = await self._db.fetchone("SELECT max(update_id) FROM processed_updates")
+        return int(row[0]) if row and row[0] is not None else None

@@ -1,0 +1,122 @@
+"""Kabina's configuration: one typed settings object read from the environment and `.env`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from storage.errors import ConfigError
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+
+
+def _id_set(value: Any) -> frozenset[int]:
+    """Parse `ALLOWED_USERS="1, 2"` (or a list) into a set of Telegram ids."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, int):
+        return frozenset({value})
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.replace(";", ",").split(",")]
+        value = [p for p in parts if p]
+    try:
+        return frozenset(int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError("expected comma-separated numeric Telegram ids, e.g. 12345,67890") from None
+
+
+class Settings(BaseSettings):
+    """Every variable of ARCHITECTURE.md's configuration table (plus DAILY_TRAININGS)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False, frozen=True
+    )
+
+    bot_token: SecretStr | None = Field(None, description="Telegram bot token (secret; never logged)")
+    telegram_api_url: str | None = Field(None, description="base URL of the Bot API server; empty = Telegram cloud")
+    data_dir: Path = Field(Path("./data"), description="SQLite database and all files")
+    base_model: Path | None = Field(None, description="local diffusers folder or single-file .safetensors checkpoint")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
+    train_steps: int | None = Field(None, ge=1, le=20_000, description="training steps; empty = chosen from the photo count")
+    num_class_images: int = Field(200, ge=0, le=5_000, description="class images for prior preservation")
+    draw_steps: int = Field(25, ge=1, le=150, description="default denoising steps for /draw")
+    min_photos: int = Field(3, ge=1, le=100, description="fewest photos /train accepts")
+    max_photos: int = Field(20, ge=1, le=100, description="most photos a set may hold")
+    allowed_users: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), description="comma-separated Telegram user ids allowed to train; empty = everyone"
+    )
+    admin_ids: Annotated[frozenset[int], NoDecode] = Field(
+        frozenset(), description="comma-separated Telegram user ids with admin commands"
+    )
+    daily_trainings: int = Field(5, ge=0, le=1_000, description="trainings one user may start per 24 hours")
+
+    @field_validator("allowed_users", "admin_ids", mode="before")
+    @classmethod
+    def _parse_ids(cls, value: Any) -> frozenset[int]:
+        return _id_set(value)
+
+    @field_validator("bot_token", "telegram_api_url", "base_model", "train_steps", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `.env.example` leaves optional variables empty; an empty string means "not set".
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _DEVICE.match(value):
+            raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("telegram_api_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL of a Bot API server")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _check_photo_bounds(self) -> Settings:
+        if self.min_photos > self.max_photos:
+            raise ValueError(f"MIN_PHOTOS ({self.min_photos}) is larger than MAX_PHOTOS ({self.max_photos})")
+        return self
+
+    def require_bot_token(self) -> str:
+        if self.bot_token is None or not self.bot_token.get_secret_value().strip():
+            raise ConfigError("BOT_TOKEN is not set: put the token @BotFather gave you into .env as BOT_TOKEN=...")
+        return self.bot_token.get_secret_value().strip()
+
+    def require_base_model(self) -> Path:
+        hint = (
+            "put the path of a local Stable Diffusion 1.x diffusers folder or single-file .safetensors "
+            "checkpoint there (or try everything on a tiny model: python -m engine tiny-model ./tiny "
+            "and BASE_MODEL=./tiny)"
+        )
+        if self.base_model is None:
+            raise ConfigError(f"BASE_MODEL is not set: {hint}")
+        path = self.base_model.expanduser()
+        if not path.exists():
+            raise ConfigError(f"BASE_MODEL={path} does not exist: {hint}")
+        if path.is_file() and path.suffix not in {".safetensors", ".ckpt"}:
+            raise ConfigError(f"BASE_MODEL={path} is a file but not a .safetensors checkpoint: {hint}")
+        return path
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; any problem becomes one ConfigError line naming the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False, include_input=False):
+            name = str(err["loc"][0]).upper() if err["loc"] else "configuration"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{name}: {message}")
+        raise ConfigError("; ".join(problems)) from None
