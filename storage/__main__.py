@@ -16,12 +16,26 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="queue throughput and claim latency (JSON)")
     bench.add_argument("--jobs", type=int, default=2000)
     sub.add_parser("migrate", help="create or upgrade the database in DATA_DIR")
+    sub.add_parser("health", help="exit 0 if the database opens at this version and DATA_DIR is writable")
     args = parser.parse_args(argv)
     try:
         if args.command == "bench":
             from storage.bench import main as run_bench
 
             print(json.dumps(run_bench(args.jobs)))
+        elif args.command == "health":
+            settings = load_settings()
+
+            async def health() -> None:
+                store = await Storage.open(settings.data_dir)
+                try:
+                    await store.db.fetchone("SELECT count(*) FROM jobs")
+                    store.files.write_atomic(store.files.root / "tmp" / "health", b"ok")
+                finally:
+                    await store.close()
+
+            asyncio.run(health())
+            print("ok")
         else:
             settings = load_settings()
 
@@ -32,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                 return version
 
             print(f"database at schema version {asyncio.run(migrate())} in {settings.data_dir}")
-    except StorageError as exc:
+    except (StorageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
