@@ -43,7 +43,7 @@ class _OneLineFormatter(logging.Formatter):
 
 
 def setup_logging(process: str, *, secrets: Iterable[str] = (), level: str | None = None) -> None:
-    level = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
+    level = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()  # settings.log_level when known
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
         _OneLineFormatter(f"%(asctime)s %(levelname)s {process}%(job)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
         frozenset(), description="comma-separated Telegram user ids with admin commands"
     )
     daily_trainings: int = Field(5, ge=0, le=1_000, description="trainings one user may start per 24 hours")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("allowed_users", "admin_ids", mode="before")
     @classmethod
@@ -73,6 +74,14 @@ class Settings(BaseSettings):
         value = value.strip().lower()
         if not _DEVICE.match(value):
             raise ValueError("expected auto, cpu, cuda or cuda:N")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        value = value.strip().upper()
+        if value not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
         return value
 
     @field_validator("telegram_api_url")

@@ -14,7 +14,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
     for name in ("BOT_TOKEN", "TELEGRAM_API_URL", "DATA_DIR", "BASE_MODEL", "DEVICE", "TRAIN_STEPS",
                  "NUM_CLASS_IMAGES", "DRAW_STEPS", "MIN_PHOTOS", "MAX_PHOTOS", "ALLOWED_USERS", "ADMIN_IDS",
-                 "DAILY_TRAININGS"):
+                 "DAILY_TRAININGS", "LOG_LEVEL"):
         monkeypatch.delenv(name, raising=False)
 
 
