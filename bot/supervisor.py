@@ -113,7 +113,7 @@ def main() -> int:
     except ConfigError as exc:
         print(f"kabina: {exc}", file=sys.stderr)
         return 2
-    setup_logging("supervisor", secrets=[token])
+    setup_logging("supervisor", secrets=[token], level=settings.log_level)
     try:
         settings.require_base_model()
     except ConfigError as exc:
