@@ -1,0 +1,38 @@
+"""`python -m bot`: run the Telegram bot until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from bot.app import main
+from bot.logs import setup_logging
+from storage import ConfigError, load_settings
+
+
+async def _serve() -> None:
+    settings = load_settings()
+    setup_logging(settings.bot_token.get_secret_value() if settings.bot_token else None)
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+    try:
+        await main(settings)
+    except asyncio.CancelledError:
+        logging.getLogger("bot").info("stopped")
+
+
+def run() -> int:
+    try:
+        asyncio.run(_serve())
+    except ConfigError as exc:
+        print(f"kabina bot: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run())

@@ -1,0 +1,117 @@
+"""Builds the bot and dispatcher and runs them: polling, the results follower, command menus."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError
+from aiogram.types import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats, Message
+
+from bot.config import BotTuning
+from bot.delivery import Deliverer
+from bot.handlers import all_routers, photos
+from bot.handlers.errors import on_error
+from bot.middlewares import PerUserRateLimit, RetryAfter, UserContext
+from bot.polling import poll_updates
+from bot.services.drawing import DrawService
+from bot.services.photos import AlbumCollector, PhotoIntake
+from bot.services.training import TrainingService
+from bot.texts import LANGUAGES, Texts
+from storage import Settings, Storage
+
+log = logging.getLogger(__name__)
+
+PRIVATE_COMMANDS = ("start", "photos", "clear", "train", "draw", "models", "cancel", "help")
+GROUP_COMMANDS = ("draw", "share", "unshare", "help")
+
+
+def create_bot(token: str, api_url: str | None = None, tuning: BotTuning | None = None) -> Bot:
+    tuning = tuning or BotTuning()
+    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url else AiohttpSession()
+    session.middleware(RetryAfter(tuning.retry_attempts, tuning.max_retry_after_s))
+    return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+
+
+def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | None = None) -> Dispatcher:
+    tuning = tuning or BotTuning()
+    albums = AlbumCollector(tuning.album_wait_s, photos.album_reporter(store, settings))
+    dp = Dispatcher(
+        store=store,
+        settings=settings,
+        tuning=tuning,
+        intake=PhotoIntake(store, settings.max_photos),
+        albums=albums,
+        training=TrainingService(store, settings),
+        drawing=DrawService(store, settings.draw_steps),
+    )
+    dp.update.outer_middleware(UserContext(store))
+    dp.errors.register(on_error)
+    dp.include_routers(*all_routers(
+        photo_middleware=PerUserRateLimit(tuning.photo_limit, lambda m: bool(m.photo or m.document)),
+        draw_middleware=PerUserRateLimit(tuning.draw_limit, _is_draw),
+    ))
+    return dp
+
+
+def _is_draw(message: Message) -> bool:
+    return bool(message.text and re.match(r"^/draw(@\w+)?(\s|$)", message.text))
+
+
+async def set_commands(bot: Bot) -> None:
+    for language in LANGUAGES:
+        t = Texts(language)
+        code = None if language == "en" else language
+        await bot.set_my_commands([BotCommand(command=c, description=t(f"cmd_{c}")) for c in PRIVATE_COMMANDS],
+                                  scope=BotCommandScopeAllPrivateChats(), language_code=code)
+        await bot.set_my_commands([BotCommand(command=c, description=t(f"cmd_{c}")) for c in GROUP_COMMANDS],
+                                  scope=BotCommandScopeAllGroupChats(), language_code=code)
+
+
+async def run_bot(bot: Bot, dp: Dispatcher, store: Storage, tuning: BotTuning) -> None:
+    """Polls and delivers until cancelled."""
+    with contextlib.suppress(TelegramAPIError):
+        await bot.delete_webhook(drop_pending_updates=False)
+    try:
+        await set_commands(bot)
+    except TelegramAPIError as exc:
+        log.warning("could not set the command menus: %s", exc)
+    me = await bot.me()
+    log.info("Kabina is online as @%s", me.username)
+    deliverer = Deliverer(bot, store, tuning)
+    tasks = [
+        asyncio.create_task(poll_updates(bot, dp, store, tuning.poll_timeout_s), name="polling"),
+        asyncio.create_task(deliverer.run(), name="deliveries"),
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        albums: AlbumCollector = dp["albums"]
+        await albums.flush()
+
+
+async def main(settings: Settings, tuning: BotTuning | None = None) -> None:
+    tuning = tuning or BotTuning()
+    token = settings.require_bot_token()
+    store = await Storage.open(settings.data_dir)
+    bot = create_bot(token, settings.telegram_api_url, tuning)
+    try:
+        await run_bot(bot, create_dispatcher(store, settings, tuning), store, tuning)
+    finally:
+        await bot.session.close()
+        await store.close()
+
+
+__all__ = ["create_bot", "create_dispatcher", "main", "run_bot", "set_commands"]

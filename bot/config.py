@@ -1,0 +1,29 @@
+"""Bot-side knobs that are not deployment settings: pacing of Telegram calls and per-user limits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `count` actions per `window_s` seconds per user."""
+
+    count: int
+    window_s: float
+
+
+@dataclass(frozen=True)
+class BotTuning:
+    # Telegram allows about one message per second per chat; an edit every 3 s keeps a progress
+    # message lively without ever earning a 429.
+    progress_every_s: float = 3.0
+    # The messages of an album arrive one by one; this quiet time closes the album.
+    album_wait_s: float = 1.2
+    chat_action_every_s: float = 4.5
+    feed_poll_s: float = 0.3
+    poll_timeout_s: int = 25
+    draw_limit: RateLimit = RateLimit(4, 60.0)
+    photo_limit: RateLimit = RateLimit(30, 60.0)
+    retry_attempts: int = 5
+    max_retry_after_s: float = 120.0

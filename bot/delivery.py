@@ -1,0 +1,374 @@
+"""Follows the job event feed and tells users: progress edited in place, results delivered exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiogram import Bot
+from aiogram.enums import ChatAction
+from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.types import BufferedInputFile, ReplyParameters
+from aiogram.utils.media_group import MediaGroupBuilder
+
+from bot.config import BotTuning
+from bot.keyboards import draw_keyboard
+from bot.texts import Texts
+from storage import Job, JobEvent, PathEscape, Storage
+
+log = logging.getLogger(__name__)
+
+CURSOR = "bot.events"
+CAPTION_LIMIT = 1024
+ALBUM_LIMIT = 10
+
+
+def progress_bar(fraction: float, width: int = 12) -> str:
+    filled = max(0, min(width, round(fraction * width)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def format_eta(seconds: float | None, t: Texts) -> str:
+    if seconds is None or seconds < 0:
+        return ""
+    if seconds < 60:
+        return t("eta_seconds", n=max(1, round(seconds)))
+    return t("eta_minutes", n=round(seconds / 60))
+
+
+def progress_text(job: Job, t: Texts, position: int | None = None) -> str:
+    """The one progress message of a training, as it should read now."""
+    progress = job.progress or {}
+    stage = progress.get("stage")
+    if job.status == "queued" or stage is None:
+        return t("progress_queued", position=position or 0) if position else t("progress_next")
+    step, total = int(progress.get("step") or 0), int(progress.get("total") or 0)
+    fraction = step / total if total else 0.0
+    eta = format_eta(progress.get("eta_s"), t)
+    return t(
+        f"progress_{stage}" if stage in {"class_images", "training", "samples"} else "progress_training",
+        bar=progress_bar(fraction), percent=round(fraction * 100), step=step, total=total,
+        eta=f" · {eta}" if eta else "",
+    )
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+@dataclass
+class _Live:
+    """A progress message being edited; `last_text` is what Telegram already shows."""
+
+    chat_id: int
+    message_id: int
+    lang: str
+    last_text: str
+    last_edit: float = 0.0
+    pending: str | None = None
+    task: asyncio.Task[None] | None = None
+
+
+class Deliverer:
+    def __init__(self, bot: Bot, store: Storage, tuning: BotTuning) -> None:
+        self.bot = bot
+        self.store = store
+        self.tuning = tuning
+        self._live: dict[int, _Live] = {}
+        self._drawing: dict[int, int] = {}
+        # A progress message still "pending" from before this start belongs to a handler that died mid-way.
+        self.started_at = time.time()  # draw job id → chat id, for the "uploading photo" action
+
+    # --- the loop ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        cursor = await self.store.cursors.get(CURSOR)
+        ticker = asyncio.get_running_loop().create_task(self._chat_actions())
+        try:
+            async for event in self.store.jobs.follow(cursor, poll_s=self.tuning.feed_poll_s):
+                try:
+                    await self.handle(event)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("could not handle job event %s (%s of job %s)", event.id, event.kind, event.job_id)
+                await self.store.cursors.set(CURSOR, event.id)
+        finally:
+            ticker.cancel()
+            for live in self._live.values():
+                if live.task is not None:
+                    live.task.cancel()
+
+    async def handle(self, event: JobEvent) -> None:
+        job = await self.store.jobs.get(event.job_id)
+        if job is None or job.chat_id is None or job.kind not in {"train", "draw"}:
+            return
+        if event.kind in {"done", "failed", "cancelled"}:
+            self._drawing.pop(job.id, None)
+            if job.kind == "train":
+                await self._finish_training(job)
+            else:
+                await self._finish_drawing(job)
+            return
+        if job.status.finished:
+            return  # an old event replayed after a restart; the final one follows
+        if job.kind == "draw":
+            if job.id not in self._drawing:
+                self._drawing[job.id] = job.chat_id
+                await self._chat_action(job.chat_id)
+            return
+        await self._show_progress(job)
+
+    # --- helpers ----------------------------------------------------------------------------------
+    async def _request(self, job: Job) -> dict[str, Any]:
+        """What the handler noted when the user asked: language, the message to reply to."""
+        request = await self.store.deliveries.get(job.id, "request")
+        return request.data if request else {}
+
+    async def _texts(self, job: Job) -> Texts:
+        return Texts((await self._request(job)).get("lang", "en"))
+
+    def _reply(self, data: dict[str, Any]) -> ReplyParameters | None:
+        reply_to = data.get("reply_to")
+        if reply_to is None:
+            return None
+        return ReplyParameters(message_id=int(reply_to), allow_sending_without_reply=True)
+
+    def _file(self, path: str) -> Path | None:
+        try:
+            resolved = self.store.files.inside(path)
+        except PathEscape:
+            log.error("a job result points outside DATA_DIR: %s", path)
+            return None
+        return resolved if resolved.is_file() else None
+
+    async def _chat_action(self, chat_id: int) -> None:
+        with contextlib.suppress(TelegramAPIError):
+            await self.bot.send_chat_action(chat_id, ChatAction.UPLOAD_PHOTO)
+
+    async def _chat_actions(self) -> None:
+        # Telegram shows a chat action for about 5 s; repeating it keeps "sending photo…" up while we wait.
+        while True:
+            await asyncio.sleep(self.tuning.chat_action_every_s)
+            for chat_id in set(self._drawing.values()):
+                await self._chat_action(chat_id)
+
+    # --- training progress ------------------------------------------------------------------------
+    async def _live_message(self, job: Job, t: Texts) -> _Live | None:
+        live = self._live.get(job.id)
+        if live is not None:
+            return live
+        saved = await self.store.deliveries.get(job.id, "progress")
+        if saved is not None and saved.message_id is not None:
+            live = _Live(saved.chat_id, saved.message_id, t.language, saved.data.get("text", ""))
+        elif saved is not None and saved.state == "pending" and saved.updated_at >= self.started_at:
+            return None  # the /train handler of this process is still sending the message this will edit
+        else:
+            # The /train reply was never recorded (a crash right after enqueue): start a fresh message.
+            text = progress_text(job, t)
+            message = await self.bot.send_message(job.chat_id, text)  # type: ignore[arg-type]
+            live = _Live(message.chat.id, message.message_id, t.language, text, last_edit=time.monotonic())
+            await self._save_live(job.id, live)
+        self._live[job.id] = live
+        return live
+
+    async def _save_live(self, job_id: int, live: _Live) -> None:
+        await self.store.deliveries.save(
+            job_id, "progress", chat_id=live.chat_id, message_id=live.message_id, state="live",
+            data={"text": live.last_text, "lang": live.lang},
+        )
+
+    async def _show_progress(self, job: Job) -> None:
+        t = await self._texts(job)
+        live = await self._live_message(job, t)
+        if live is None:
+            return
+        position = await self.store.jobs.position(job.id) if job.status == "queued" else None
+        live.pending = progress_text(job, t, position)
+        if live.task is None or live.task.done():
+            live.task = asyncio.get_running_loop().create_task(self._flush_later(job.id, live))
+
+    async def _flush_later(self, job_id: int, live: _Live) -> None:
+        wait = live.last_edit + self.tuning.progress_every_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self._edit(job_id, live)
+
+    async def _edit(self, job_id: int, live: _Live) -> None:
+        text, live.pending = live.pending, None
+        # Telegram answers "message is not modified" to an edit that changes nothing, so none is sent.
+        if text is None or text == live.last_text:
+            return
+        try:
+            await self.bot.edit_message_text(text=text, chat_id=live.chat_id, message_id=live.message_id)
+        except TelegramBadRequest as exc:
+            log.warning("progress edit refused: %s", exc.message)
+        live.last_text, live.last_edit = text, time.monotonic()
+        await self._save_live(job_id, live)
+
+    async def _final_progress(self, job: Job, text: str) -> None:
+        t = await self._texts(job)
+        live = self._live.pop(job.id, None)
+        if live is None:
+            saved = await self.store.deliveries.get(job.id, "progress")
+            if saved is None or saved.message_id is None or saved.state == "final":
+                return
+            live = _Live(saved.chat_id, saved.message_id, t.language, saved.data.get("text", ""))
+        if live.task is not None:
+            live.task.cancel()
+        wait = live.last_edit + self.tuning.progress_every_s - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        live.pending = text
+        await self._edit(job.id, live)
+        await self.store.deliveries.save(
+            job.id, "progress", chat_id=live.chat_id, message_id=live.message_id, state="final",
+            data={"text": live.last_text, "lang": live.lang},
+        )
+
+    # --- results ----------------------------------------------------------------------------------
+    async def _finish_training(self, job: Job) -> None:
+        steps = await _ResultSteps.load(self.store, job)
+        if steps is None:
+            return
+        t = await self._texts(job)
+        chat_id = int(job.chat_id)  # type: ignore[arg-type]
+        if job.status == "done":
+            result = job.result or {}
+            model = await self.store.models.get(job.model_id) if job.model_id else None
+            token = result.get("token") or (model.token if model else "sks")
+            class_word = result.get("class_word") or (model.class_word if model else "")
+            minutes = max(1, round(float(result.get("seconds") or 0) / 60))
+            await self._final_progress(job, t("progress_done", minutes=minutes))
+            samples = [p for p in (self._file(s) for s in result.get("sample_paths") or []) if p is not None]
+            caption = t("train_ready_caption", name=html.escape(class_word), token=html.escape(token))
+            await self._send_images(steps, chat_id, samples, caption, None, None, f"sample-{job.id}")
+            trigger = html.escape(f"{token} {class_word}")
+            await steps.run("ready", lambda: self._text(chat_id, t("train_ready", trigger=trigger), None))
+        elif job.status == "cancelled":
+            await self._final_progress(job, t("progress_cancelled"))
+            if job.model_id is not None:
+                model = await self.store.models.get(job.model_id)
+                if model is not None and model.status != "ready":
+                    await self.store.models.delete(job.model_id)
+        else:
+            await self._final_progress(job, t("progress_failed"))
+            reason = html.escape(job.error or t("unknown_reason"))
+            await steps.run("failed", lambda: self._text(chat_id, t("train_failed", reason=reason), None))
+        await steps.finish()
+
+    async def _finish_drawing(self, job: Job) -> None:
+        steps = await _ResultSteps.load(self.store, job)
+        if steps is None:
+            return
+        request = await self._request(job)
+        t = Texts(request.get("lang", "en"))
+        chat_id = int(job.chat_id)  # type: ignore[arg-type]
+        reply = self._reply(request)
+        status = await self.store.deliveries.get(job.id, "status")
+        if status is not None and status.message_id is not None:
+            await steps.run("status", lambda: self._delete(chat_id, status.message_id))  # type: ignore[arg-type]
+        if job.status == "done":
+            result = job.result or {}
+            images = [p for p in (self._file(s) for s in result.get("images") or []) if p is not None]
+            seeds = [int(s) for s in result.get("seeds") or []]
+            prompt = str(job.payload.get("prompt", ""))
+            seeds_text = html.escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
+            note = t("draw_prompt_cut", tokens=result.get("prompt_tokens", "")) if result.get("prompt_truncated") else ""
+            room = CAPTION_LIMIT - len(t("draw_caption", prompt="", seeds=seeds_text, note=note)) - 40
+            caption = t("draw_caption", prompt=html.escape(clip(prompt, room)), seeds=seeds_text, note=note)
+            if images:
+                await self._send_images(steps, chat_id, images, caption, reply, draw_keyboard(job.id, len(images), t),
+                                        f"draw-{job.id}", more_text=t("draw_more"))
+            else:
+                text = t("draw_failed", reason=t("unknown_reason"))
+                await steps.run("failed", lambda: self._text(chat_id, text, reply))
+        elif job.status == "cancelled":
+            await steps.run("cancelled", lambda: self._text(chat_id, t("draw_cancelled"), reply))
+        else:
+            text = t("draw_failed", reason=html.escape(job.error or t("unknown_reason")))
+            await steps.run("failed", lambda: self._text(chat_id, text, reply))
+        await steps.finish()
+
+    async def _text(self, chat_id: int, text: str, reply: ReplyParameters | None, keyboard: Any = None) -> int:
+        return (await self.bot.send_message(chat_id, text, reply_parameters=reply, reply_markup=keyboard)).message_id
+
+    async def _delete(self, chat_id: int, message_id: int) -> None:
+        with contextlib.suppress(TelegramAPIError):
+            await self.bot.delete_message(chat_id, message_id)
+
+    async def _send_images(
+        self, steps: _ResultSteps, chat_id: int, paths: list[Path], caption: str, reply: ReplyParameters | None,
+        keyboard: Any, name: str, more_text: str | None = None,
+    ) -> None:
+        """One photo with its caption and buttons, or albums of 2–10 (buttons cannot sit on an album)."""
+        files = [BufferedInputFile(p.read_bytes(), filename=f"{name}-{i + 1}{p.suffix or '.png'}")
+                 for i, p in enumerate(paths)]
+        if not files:
+            return
+        if len(files) == 1:
+            await steps.run("photo", lambda: self._photo(chat_id, files[0], caption, reply, keyboard))
+            return
+        chunks = [files[i:i + ALBUM_LIMIT] for i in range(0, len(files), ALBUM_LIMIT)]
+        if len(chunks) > 1 and len(chunks[-1]) == 1:  # an album needs at least two items
+            chunks[-2], chunks[-1] = chunks[-2][:-1], chunks[-2][-1:] + chunks[-1]
+        for index, chunk in enumerate(chunks):
+            await steps.run(f"album{index}", lambda c=chunk, i=index: self._album(  # type: ignore[misc]
+                chat_id, c, caption if i == 0 else None, reply))
+        if keyboard is not None and more_text:
+            await steps.run("buttons", lambda: self._text(chat_id, more_text, None, keyboard))
+
+    async def _photo(self, chat_id: int, file: BufferedInputFile, caption: str, reply: ReplyParameters | None,
+                     keyboard: Any) -> int:
+        message = await self.bot.send_photo(chat_id, file, caption=caption, reply_markup=keyboard,
+                                            reply_parameters=reply)
+        return message.message_id
+
+    async def _album(self, chat_id: int, files: list[BufferedInputFile], caption: str | None,
+                     reply: ReplyParameters | None) -> int:
+        builder = MediaGroupBuilder(caption=caption)
+        for file in files:
+            builder.add_photo(media=file)
+        sent = await self.bot.send_media_group(chat_id, media=builder.build(), reply_parameters=reply)
+        return sent[0].message_id
+
+
+class _ResultSteps:
+    """The Telegram calls that deliver one result, each recorded the moment it succeeds: a bot restarted in the
+    middle of a delivery repeats none of them. (Telegram has no idempotency keys, so a crash between a call's
+    answer and this record is the one window left; it is a few milliseconds wide.)"""
+
+    def __init__(self, store: Storage, job: Job, done: list[str], message_id: int | None) -> None:
+        self.store = store
+        self.job = job
+        self.done = done
+        self.message_id = message_id
+
+    @classmethod
+    async def load(cls, store: Storage, job: Job) -> _ResultSteps | None:
+        saved = await store.deliveries.get(job.id, "result")
+        if saved is not None and saved.state == "sent":
+            return None
+        done = list(saved.data.get("steps", [])) if saved else []
+        return cls(store, job, done, saved.message_id if saved else None)
+
+    async def run(self, name: str, call: Callable[[], Awaitable[int | None]]) -> None:
+        if name in self.done:
+            return
+        message_id = await call()
+        self.done.append(name)
+        self.message_id = self.message_id or message_id
+        await self._save("sending")
+
+    async def finish(self) -> None:
+        await self._save("sent")
+
+    async def _save(self, state: str) -> None:
+        await self.store.deliveries.save(self.job.id, "result", chat_id=int(self.job.chat_id or 0),
+                                         message_id=self.message_id, state=state, data={"steps": self.done})

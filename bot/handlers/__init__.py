@@ -1,0 +1,18 @@
+"""The bot's routers, one per subject, in the order the dispatcher tries them."""
+
+from __future__ import annotations
+
+from aiogram import Router
+
+from bot.handlers import drawing, fallback, groups, models, photos, start, training
+
+
+def all_routers(photo_middleware: object = None, draw_middleware: object = None) -> list[Router]:
+    photo_router, draw_router = photos.create_router(), drawing.create_router()
+    if photo_middleware is not None:
+        photo_router.message.middleware(photo_middleware)  # type: ignore[arg-type]
+    if draw_middleware is not None:
+        draw_router.message.middleware(draw_middleware)  # type: ignore[arg-type]
+    # fallback last: it answers whatever no other router took.
+    return [start.create_router(), photo_router, training.create_router(), draw_router, models.create_router(),
+            groups.create_router(), fallback.create_router()]

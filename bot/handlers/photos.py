@@ -1,0 +1,118 @@
+"""Collecting the training photos in the private chat: photos, albums, image files, /photos and /clear."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Awaitable, Callable
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command
+from aiogram.types import BufferedInputFile, Message
+
+from bot.services.images import contact_sheet
+from bot.services.photos import (
+    AlbumCollector,
+    AlbumDone,
+    FileTooBig,
+    IncomingImage,
+    IntakeResult,
+    Outcome,
+    PhotoIntake,
+)
+from bot.texts import Texts
+from storage import Settings, Storage
+
+
+def incoming(message: Message) -> IncomingImage:
+    if message.photo:
+        largest = message.photo[-1]
+        return IncomingImage(largest.file_unique_id, largest.file_size)
+    doc = message.document
+    assert doc is not None
+    return IncomingImage(doc.file_unique_id, doc.file_size, doc.file_name, doc.mime_type, is_document=True)
+
+
+def downloader(bot: Bot, file_id: str) -> Callable[[], Awaitable[bytes]]:
+    async def download() -> bytes:
+        try:
+            buffer = await bot.download(file_id, destination=io.BytesIO())
+        except TelegramBadRequest as exc:
+            if "too big" in exc.message.lower():
+                raise FileTooBig from None
+            raise
+        assert buffer is not None
+        return buffer.getvalue()
+
+    return download
+
+
+def summary(t: Texts, results: list[IntakeResult], count: int, settings: Settings) -> str:
+    """One acknowledgement for one photo or a whole album."""
+    lines = []
+    saved = sum(r.outcome == Outcome.SAVED for r in results)
+    if saved:
+        lines.append(t("photos_saved", n=saved))
+    duplicates = sum(r.outcome == Outcome.DUPLICATE for r in results)
+    if duplicates:
+        lines.append(t("photos_duplicate", n=duplicates))
+    full = sum(r.outcome == Outcome.FULL for r in results)
+    if full:
+        lines.append(t("photos_full", n=full, max=settings.max_photos))
+    for r in results:
+        if r.outcome == Outcome.REFUSED and r.reason:
+            lines.append(t(r.reason, **r.values))
+    if count >= settings.min_photos:
+        lines.append(t("photos_count_ready", count=count, max=settings.max_photos))
+    else:
+        lines.append(t("photos_count", count=count, min=settings.min_photos, max=settings.max_photos))
+    return "\n".join(lines)
+
+
+async def photo_received(
+    message: Message, bot: Bot, t: Texts, store: Storage, settings: Settings, intake: PhotoIntake,
+    albums: AlbumCollector,
+) -> None:
+    file_id = message.photo[-1].file_id if message.photo else message.document.file_id  # type: ignore[union-attr]
+    result = await intake.accept(message.chat.id, incoming(message), downloader(bot, file_id))
+    if message.media_group_id:
+        albums.add(message.chat.id, message.chat.id, message.media_group_id, result, (message, t))
+        return
+    count = await store.photos.count(message.chat.id)
+    await message.reply(summary(t, [result], count, settings))
+
+
+def album_reporter(store: Storage, settings: Settings) -> AlbumDone:
+    """What the AlbumCollector calls once an album is complete: one reply for all its photos."""
+
+    async def report(chat_id: int, owner_id: int, results: list[IntakeResult], context: object) -> None:
+        message, t = context  # type: ignore[misc]
+        count = await store.photos.count(owner_id)
+        await message.reply(summary(t, results, count, settings))
+
+    return report
+
+
+async def show_photos(message: Message, t: Texts, store: Storage, settings: Settings) -> None:
+    photos = await store.photos.list(message.chat.id)
+    if not photos:
+        await message.answer(t("photos_none", min=settings.min_photos))
+        return
+    sheet = contact_sheet([p.path for p in photos])
+    caption = t("photos_sheet", count=len(photos), min=settings.min_photos, max=settings.max_photos)
+    await message.answer_photo(BufferedInputFile(sheet, filename="photos.jpg"), caption=caption)
+
+
+async def clear_photos(message: Message, t: Texts, store: Storage) -> None:
+    removed = await store.photos.clear(message.chat.id)
+    await message.answer(t("photos_cleared", n=removed) if removed else t("photos_none_to_clear"))
+
+
+def create_router() -> Router:
+    # A new router per dispatcher: aiogram attaches a router to one parent only.
+    router = Router(name=__name__)
+    router.message.filter(F.chat.type == "private")
+    router.message.register(photo_received, F.photo | F.document)
+    router.message.register(show_photos, Command("photos"))
+    router.message.register(clear_photos, Command("clear"))
+    return router

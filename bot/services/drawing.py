@@ -1,0 +1,186 @@
+"""/draw requests: option parsing, finding the model a prompt names, and the draw job payload."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from bot.services.models import handles_for
+from storage import Job, Model, Storage
+
+MAX_IMAGES = 4
+MAX_STEPS = 100
+MAX_PROMPT_WORDS = 60  # CLIP reads 77 tokens; a longer prompt would be cut silently
+MAX_PROMPT_CHARS = 400
+MAX_NEGATIVE_CHARS = 300
+VARIATION_STRENGTH = 0.3
+_WORD = re.compile(r"[\w]+", re.UNICODE)
+
+
+class DrawInputError(Exception):
+    """Something in the /draw text the user should fix; `key` names the text that says what."""
+
+    def __init__(self, key: str, **values: object) -> None:
+        super().__init__(key)
+        self.key = key
+        self.values = values
+
+
+@dataclass(frozen=True)
+class DrawOptions:
+    n: int = 1
+    steps: int = 25
+    cfg: float = 7.0
+    seed: int | None = None
+    negative: str = ""
+
+
+def _number(name: str, raw: str, kind: type, low: float, high: float) -> Any:
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise DrawInputError("draw_bad_option", option=name, low=low, high=high) from None
+    if not low <= value <= high:
+        raise DrawInputError("draw_bad_option", option=name, low=low, high=high)
+    return value
+
+
+def parse_draw(text: str, default_steps: int) -> tuple[str, DrawOptions]:
+    """Split `/draw` arguments into the prompt and its `--n/--steps/--cfg/--seed/--neg` options."""
+    # Phones turn "--" into an em dash and quotes into curly ones; read them as the user meant.
+    text = text.replace("\u2014", "--").replace("\u2013", "--")
+    text = text.replace("\u201c", '"').replace("\u201d", '"').replace("\u00ab", '"').replace("\u00bb", '"')
+    try:
+        parts = shlex.split(text)
+    except ValueError:
+        raise DrawInputError("draw_bad_quotes") from None
+    words: list[str] = []
+    options: dict[str, Any] = {"steps": default_steps}
+    index = 0
+    while index < len(parts):
+        part = parts[index]
+        if not part.startswith("--"):
+            words.append(part)
+            index += 1
+            continue
+        name = part[2:].lower()
+        if name not in {"n", "steps", "cfg", "seed", "neg"}:
+            raise DrawInputError("draw_unknown_option", option=part)
+        if index + 1 >= len(parts):
+            raise DrawInputError("draw_missing_value", option=part)
+        raw = parts[index + 1]
+        index += 2
+        if name == "n":
+            options["n"] = _number("--n", raw, int, 1, MAX_IMAGES)
+        elif name == "steps":
+            options["steps"] = _number("--steps", raw, int, 1, MAX_STEPS)
+        elif name == "cfg":
+            options["cfg"] = _number("--cfg", raw.replace(",", "."), float, 1, 20)
+        elif name == "seed":
+            options["seed"] = _number("--seed", raw, int, 0, 2**32 - 1)
+        else:
+            if len(raw) > MAX_NEGATIVE_CHARS:
+                raise DrawInputError("draw_negative_too_long", limit=MAX_NEGATIVE_CHARS)
+            options["negative"] = raw
+    prompt = " ".join(words).strip()
+    if not prompt:
+        raise DrawInputError("draw_usage")
+    if len(prompt) > MAX_PROMPT_CHARS or len(_WORD.findall(prompt)) > MAX_PROMPT_WORDS:
+        raise DrawInputError("draw_prompt_too_long", words=MAX_PROMPT_WORDS, chars=MAX_PROMPT_CHARS)
+    return prompt, DrawOptions(**options)
+
+
+@dataclass(frozen=True)
+class ResolvedPrompt:
+    model: Model
+    prompt: str  # with chat handles such as sks_7 turned back into the model's token
+
+
+def resolve_model(prompt: str, models: list[Model], default_model_id: int | None) -> ResolvedPrompt:
+    """The one model whose identifier (or handle, where identifiers clash) the prompt names."""
+    handles = handles_for(models)
+    by_handle = {handle: m for m, handle in ((m, handles[m.id]) for m in models if m.id in handles)}
+    by_token: dict[str, list[Model]] = {}
+    for model in models:
+        if model.token:
+            by_token.setdefault(model.token.lower(), []).append(model)
+    chosen: dict[int, Model] = {}
+    for word in _WORD.findall(prompt.lower()):
+        if word in by_handle:
+            chosen[by_handle[word].id] = by_handle[word]
+        elif word in by_token:
+            candidates = by_token[word]
+            preferred = [m for m in candidates if m.id == default_model_id]
+            if len(candidates) == 1 or preferred:
+                pick = preferred[0] if preferred else candidates[0]
+                chosen[pick.id] = pick
+            else:
+                raise DrawInputError("draw_ambiguous", choices=_choices(candidates, handles))
+    if not chosen:
+        raise DrawInputError("draw_no_identifier", choices=_choices(models, handles))
+    if len(chosen) > 1:
+        raise DrawInputError("draw_two_models")
+    model = next(iter(chosen.values()))
+    text = prompt
+    for handle, target in by_handle.items():
+        if target.id == model.id and target.token and handle != target.token.lower():
+            text = re.sub(rf"(?i)\b{re.escape(handle)}\b", target.token, text)
+    return ResolvedPrompt(model=model, prompt=text)
+
+
+def _choices(models: list[Model], handles: dict[int, str]) -> str:
+    return "\n".join(f"• <code>{handles[m.id]} {m.class_word}</code>" for m in models if m.id in handles)
+
+
+def draw_payload(model: Model, prompt: str, options: DrawOptions) -> dict[str, Any]:
+    seeds = [options.seed + i for i in range(options.n)] if options.seed is not None else None
+    return {
+        "model_id": model.id,
+        "prompt": prompt,
+        "negative_prompt": options.negative,
+        "n": options.n,
+        "steps": options.steps,
+        "guidance": options.cfg,
+        "seeds": seeds,
+        # None: the base model's own resolution (512 for SD1.x; the engine rounds to what the UNet accepts).
+        "width": None,
+        "height": None,
+    }
+
+
+def again_payload(previous: dict[str, Any]) -> dict[str, Any]:
+    return {**previous, "seeds": None, "variation_strength": None, "variation_seeds": None}
+
+
+def variations_payload(previous: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Images close to one result: its seed's noise, slightly blended with fresh noise per image."""
+    n = max(2, int(previous.get("n", 1)))
+    return {
+        **previous,
+        "n": n,
+        "seeds": [seed] * n,
+        "variation_strength": VARIATION_STRENGTH,
+        "variation_seeds": [secrets.randbelow(2**32) for _ in range(n)],
+    }
+
+
+class DrawService:
+    def __init__(self, store: Storage, default_steps: int) -> None:
+        self.store = store
+        self.default_steps = default_steps
+
+    async def usable(self, user_id: int, chat_id: int) -> list[Model]:
+        return await self.store.models.usable_by(user_id, chat_id)
+
+    async def enqueue(
+        self, user_id: int, chat_id: int, payload: dict[str, Any], model_id: int | None, update_id: int | None = None
+    ) -> Job:
+        job = await self.store.jobs.enqueue("draw", payload, owner_id=user_id, chat_id=chat_id, model_id=model_id)
+        if update_id is not None:
+            # The job is the update's effect: a redelivered /draw must not queue a second one.
+            await self.store.updates.mark(update_id)
+        return job
+

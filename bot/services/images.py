@@ -1,0 +1,75 @@
+"""Checks on incoming image bytes and the contact sheet of a photo set (Pillow only, never torch)."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageOps
+
+from engine.photos import PhotoRejected, inspect_photo
+
+# Training crops to 512 px; the engine refuses photos under half of that on their short side.
+TRAIN_RESOLUTION = 512
+MIN_SIDE = TRAIN_RESOLUTION // 2
+# Telegram's getFile refuses files above this size, so the bot refuses them before asking.
+DOWNLOAD_LIMIT = 20 * 1024 * 1024
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
+
+
+class ImageRefused(Exception):
+    """The bytes are not a usable training photo; `reason` is a text key, `values` fill it."""
+
+    def __init__(self, reason: str, **values: object) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.values = values
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    width: int
+    height: int
+
+
+_REASON_TEXT = {"too_small": "refused_small", "too_many_pixels": "refused_huge"}
+
+
+def inspect_image(data: bytes) -> ImageInfo:
+    """Width and height after EXIF rotation, or ImageRefused naming the text that explains why not.
+
+    The engine owns the rules (it trains on these photos); its photo module is torch-free."""
+    try:
+        info = inspect_photo(data, TRAIN_RESOLUTION)
+    except PhotoRejected as rejected:
+        raise ImageRefused(_REASON_TEXT.get(rejected.reason, "refused_corrupt"), min_side=MIN_SIDE) from None
+    return ImageInfo(info.width, info.height)
+
+
+def looks_like_image(file_name: str | None, mime_type: str | None) -> bool:
+    if mime_type and mime_type.lower().startswith("image/"):
+        return True
+    return bool(file_name) and Path(file_name or "").suffix.lower() in IMAGE_SUFFIXES
+
+
+def contact_sheet(paths: list[str], thumb: int = 160, columns: int = 5) -> bytes:
+    """A JPEG grid of small square thumbnails, numbered, so a user sees the whole set at a glance."""
+    rows = max(1, (len(paths) + columns - 1) // columns)
+    cols = min(columns, max(1, len(paths)))
+    sheet = Image.new("RGB", (cols * thumb, rows * thumb), "white")
+    draw = ImageDraw.Draw(sheet)
+    for index, path in enumerate(paths):
+        x, y = (index % columns) * thumb, (index // columns) * thumb
+        try:
+            with Image.open(path) as image:
+                image = ImageOps.exif_transpose(image) or image
+                tile = ImageOps.fit(image.convert("RGB"), (thumb - 4, thumb - 4))
+            sheet.paste(tile, (x + 2, y + 2))
+        except (OSError, ValueError):
+            draw.rectangle((x + 2, y + 2, x + thumb - 2, y + thumb - 2), outline="grey")
+        draw.rectangle((x + 4, y + 4, x + 28, y + 22), fill="black")
+        draw.text((x + 8, y + 6), str(index + 1), fill="white")
+    out = io.BytesIO()
+    sheet.save(out, format="JPEG", quality=85)
+    return out.getvalue()

@@ -1,0 +1,46 @@
+"""User-facing texts: one JSON file per language in bot/locales, looked up by key."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+LOCALES_DIR = Path(__file__).parent / "locales"
+DEFAULT_LANGUAGE = "en"
+LANGUAGES = ("en", "ru")
+
+
+def pick_language(language_code: str | None) -> str:
+    """Russian for Russian-speaking Telegram clients, English for everyone else."""
+    if language_code and language_code.lower().split("-")[0] in {"ru", "uk", "be", "kk"}:
+        return "ru"
+    return DEFAULT_LANGUAGE
+
+
+@cache
+def _catalog(language: str) -> dict[str, str]:
+    data = json.loads((LOCALES_DIR / f"{language}.json").read_text(encoding="utf-8"))
+    # Long texts are stored as lists of lines so the files stay readable.
+    return {key: "\n".join(value) if isinstance(value, list) else value for key, value in data.items()}
+
+
+class Texts:
+    """The texts of one language: `t("photos_saved", n=3)`."""
+
+    def __init__(self, language: str = DEFAULT_LANGUAGE) -> None:
+        self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+        self._own = _catalog(self.language)
+        self._fallback = _catalog(DEFAULT_LANGUAGE)
+
+    def __call__(self, key: str, **values: object) -> str:
+        template = self._own.get(key) or self._fallback[key]
+        return template.format(**values) if values else template
+
+    @classmethod
+    def for_user(cls, language_code: str | None) -> Texts:
+        return cls(pick_language(language_code))
+
+
+def all_keys(language: str) -> set[str]:
+    return set(_catalog(language))

@@ -1,0 +1,126 @@
+"""/draw: options, the model a prompt names, results as one album with seeds, the buttons, and refusals."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from storage import Storage
+from tests.bot.conftest import StandInWorker, User, make_ready_model, wait_reply
+from tests.fake_telegram import FakeTelegram
+
+
+async def test_draw_delivers_one_album_with_prompt_and_seeds(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    model = await make_ready_model(store, ann.id)
+    ann.say('/draw sks dog in Paris --n 3 --steps 6 --cfg 6.5 --seed 42 --neg "blurry, dark"')
+    job = await worker.claim("draw")
+    assert job.model_id == model.id and job.chat_id == ann.id
+    assert job.payload["prompt"] == "sks dog in Paris"
+    assert (job.payload["n"], job.payload["steps"], job.payload["guidance"]) == (3, 6, 6.5)
+    assert job.payload["seeds"] == [42, 43, 44] and job.payload["negative_prompt"] == "blurry, dark"
+    await fake.wait_call("sendChatAction", ann.id)
+    await worker.finish_draw(job)
+    (album,) = await fake.wait_call("sendMediaGroup", ann.id)
+    images = [Image.open(io.BytesIO(data)) for data in album.images()]
+    assert len(images) == 3 and all(image.size == (64, 64) for image in images)
+    caption = album.params["media"][0]["caption"]
+    assert "sks dog in Paris" in caption and "42" in caption and "44" in caption
+    buttons = await wait_reply(fake, ann.id, "More like this")
+    assert buttons
+    status = next(c for c in fake.calls_of("sendMessage", ann.id) if "Drawing" in c.params["text"])
+    assert fake.messages[(ann.id, status.result["message_id"])].deleted
+
+
+async def test_one_picture_comes_as_a_photo_with_buttons(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    await make_ready_model(store, ann.id)
+    ann.say("/draw a portrait of sks dog")
+    job = await worker.claim("draw")
+    assert job.payload["n"] == 1 and job.payload["steps"] == 4 and job.payload["seeds"] is None
+    seeds = await worker.finish_draw(job)
+    (photo,) = await fake.wait_call("sendPhoto", ann.id)
+    assert str(seeds[0]) in photo.params["caption"]
+    keyboard = photo.params["reply_markup"]["inline_keyboard"]
+    assert [b["text"] for row in keyboard for b in row] == ["🔁 Again", "✨ #1"]
+
+
+async def test_again_and_variation_buttons_queue_new_drawings(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    await make_ready_model(store, ann.id)
+    ann.say("/draw sks dog on the beach --n 2 --seed 7")
+    first = await worker.claim("draw")
+    await worker.finish_draw(first)
+    await wait_reply(fake, ann.id, "More like this")
+    more = next(c for c in fake.calls_of("sendMessage", ann.id) if "More like this" in c.params["text"])
+    message = fake.messages[(ann.id, more.result["message_id"])]
+    rows = more.params["reply_markup"]["inline_keyboard"]
+    again, vary_second = rows[0][0]["callback_data"], rows[1][1]["callback_data"]
+    fake.press_button(ann.data, message, again)
+    second = await worker.claim("draw")
+    assert second.payload["prompt"] == "sks dog on the beach" and second.payload["seeds"] is None
+    fake.press_button(ann.data, message, vary_second)
+    third = await worker.claim("draw")
+    assert third.payload["seeds"] == [8, 8] and third.payload["variation_strength"] > 0
+    await fake.wait_call("answerCallbackQuery", count=2)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ("sks dog --n 9", "--n must be between 1 and 4"),
+    ("sks dog --steps many", "--steps must be between"),
+    ("sks dog --cfg 99", "--cfg must be between"),
+    ("sks dog --size 3", "don't know the option --size"),
+    ("sks dog --seed", "--seed needs a value"),
+    ('sks dog --neg "blurry', "quote is not closed"),
+    ("", "Describe the picture"),
+    ("sks dog " + "very " * 80, "prompt is too long"),
+    ("a cat in Paris", "does not name a model"),
+])
+async def test_bad_draw_requests_get_a_clear_reply_and_queue_nothing(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, args: str, expected: str
+) -> None:
+    await make_ready_model(store, ann.id)
+    ann.say(f"/draw {args}".strip())
+    await wait_reply(fake, ann.id, expected)
+    assert await store.jobs.active_for_owner(ann.id) == []
+
+
+async def test_a_user_without_a_model_is_told_what_to_do(kabina, fake: FakeTelegram, ann: User) -> None:
+    ann.say("/draw sks dog in Paris")
+    assert "/train" in await wait_reply(fake, ann.id, "no trained model")
+
+
+async def test_nobody_draws_with_a_model_not_shared_with_them(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User
+) -> None:
+    await make_ready_model(store, ann.id)
+    cleo.say("/draw sks dog in Paris")
+    await wait_reply(fake, cleo.id, "no trained model")
+    assert await store.jobs.active_for_owner(cleo.id) == []
+
+
+async def test_a_flood_of_draws_meets_a_polite_rate_limit(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    await make_ready_model(store, ann.id)
+    for i in range(7):
+        ann.say(f"/draw sks dog number {i}")
+    await wait_reply(fake, ann.id, "Slow down")
+    await fake.wait_idle(quiet=0.5)
+    assert len(await store.jobs.active_for_owner(ann.id, "draw")) == 4
+    assert sum("Slow down" in t for t in ann.replies()) == 1
+
+
+async def test_a_failed_drawing_gets_a_friendly_reason(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    await make_ready_model(store, ann.id)
+    ann.say("/draw sks dog")
+    job = await worker.claim("draw")
+    await store.jobs.fail(job.id, worker.worker_id, "the engine is restarting, please try again")
+    assert "engine is restarting" in await wait_reply(fake, ann.id, "Drawing failed")

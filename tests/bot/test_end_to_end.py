@@ -1,0 +1,76 @@
+"""The whole story through the real bot, the fake Bot API server and the real engine worker on the tiny model."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from storage import Settings
+from tests.bot.conftest import User, photo_bytes, wait_reply
+from tests.fake_telegram import FakeTelegram
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-bot") / "sd-tiny"
+    subprocess.run([sys.executable, "-m", "engine", "tiny-model", str(folder)], check=True, cwd=ROOT,
+                   capture_output=True, timeout=300)
+    return folder
+
+
+@pytest.fixture
+def engine_worker(settings: Settings, tiny_model: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        **os.environ, "DATA_DIR": str(settings.data_dir), "BASE_MODEL": str(tiny_model), "DEVICE": "cpu",
+        "NUM_CLASS_IMAGES": "2", "TRAIN_STEPS": "12", "DRAW_STEPS": "3",
+        "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+    }
+    log_path = tmp_path / "engine.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "engine", "--poll-s", "0.2", "--lease-s", "10"],
+                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    yield process
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    print(log_path.read_text(errors="replace")[-3000:])
+
+
+async def test_photos_train_progress_samples_and_draw(
+    kabina, engine_worker, fake: FakeTelegram, ann: User
+) -> None:
+    ann.photo(photo_bytes(1))
+    await wait_reply(fake, ann.id, "1/6")
+    ann.album([photo_bytes(i) for i in (2, 3, 4)])
+    await wait_reply(fake, ann.id, "Saved 3")
+    ann.say("/train dog")
+    await wait_reply(fake, ann.id, "Training «dog» on 4 photos")
+    ready = await wait_reply(fake, ann.id, "Your model is ready", timeout=240)
+    assert "/draw sks dog in Paris" in ready
+    edits = fake.calls_of("editMessageText", ann.id)
+    assert any("step" in c.params["text"] for c in edits) and "Training finished" in edits[-1].params["text"]
+    (samples,) = fake.calls_of("sendMediaGroup", ann.id)
+    assert all(Image.open(io.BytesIO(data)).size[0] > 0 for data in samples.images())
+
+    ann.say("/draw sks dog in Paris --n 2 --seed 5")
+    await wait_reply(fake, ann.id, "More like this", timeout=120)
+    album = fake.calls_of("sendMediaGroup", ann.id)[-1]
+    images = [Image.open(io.BytesIO(data)) for data in album.images()]
+    assert len(images) == 2
+    for image in images:
+        image.load()
+        assert image.width >= 32 and image.height >= 32
+    assert "seeds #1: 5, #2: 6" in album.params["media"][0]["caption"]
+    assert fake.errors() == []

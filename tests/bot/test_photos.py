@@ -1,0 +1,109 @@
+"""Collecting training photos: single photos, albums, image files, duplicates and every refusal."""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image
+
+from storage import Storage
+from tests.bot.conftest import User, photo_bytes, wait_reply
+from tests.fake_telegram import FakeTelegram
+
+
+async def test_a_photo_is_saved_and_counted(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
+    ann.photo(photo_bytes(1))
+    text = await wait_reply(fake, ann.id, "Saved")
+    assert "1/6" in text and "at least 3" in text
+    assert await store.photos.count(ann.id) == 1
+
+
+async def test_album_of_three_photos_is_acknowledged_once(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    ann.album([photo_bytes(i) for i in range(3)])
+    text = await wait_reply(fake, ann.id, "Saved 3")
+    await fake.wait_idle(quiet=0.8)
+    assert len(fake.texts(ann.id)) == 1
+    assert "3/6" in text and "/train" in text
+    assert await store.photos.count(ann.id) == 3
+
+
+async def test_image_sent_as_file_is_kept_in_full_quality(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    original = photo_bytes(5, size=(900, 700), fmt="PNG")
+    fake.send_document(ann.data, original, "me.png", "image/png")
+    await wait_reply(fake, ann.id, "Saved")
+    (photo,) = await store.photos.list(ann.id)
+    assert (photo.width, photo.height) == (900, 700)
+    with open(photo.path, "rb") as saved:
+        assert saved.read() == original
+
+
+async def test_duplicates_are_ignored_with_a_word(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
+    first = ann.photo(photo_bytes(1))
+    await wait_reply(fake, ann.id, "Saved")
+    stored = fake.files[first["photo"][-1]["file_id"]]
+    ann.photo(b"", stored=stored)  # the same Telegram file forwarded again
+    fake.send_document(ann.data, photo_bytes(1), "copy.jpg", "image/jpeg")  # same bytes, new file
+    await fake.wait_for(lambda: len(ann.replies()) == 3, what="three replies")
+    assert sum("already in your set" in t for t in ann.replies()) == 2
+    assert await store.photos.count(ann.id) == 1
+
+
+async def test_non_images_corrupt_and_tiny_images_are_refused_with_the_reason(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    fake.send_document(ann.data, b"%PDF-1.4 not a picture", "cv.pdf", "application/pdf")
+    await wait_reply(fake, ann.id, "not an image")
+    fake.send_document(ann.data, b"\xff\xd8\xff\xe0 broken jpeg", "broken.jpg", "image/jpeg")
+    await wait_reply(fake, ann.id, "could not open")
+    ann.photo(photo_bytes(3, size=(100, 80)))
+    await wait_reply(fake, ann.id, "too small")
+    assert await store.photos.count(ann.id) == 0
+    assert not any("Traceback" in t for t in ann.replies())
+
+
+async def test_files_over_the_download_limit_are_refused_before_download(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    fake.send_document(ann.data, None, "huge.png", "image/png", size=25 * 1024 * 1024)
+    await wait_reply(fake, ann.id, "larger than 20 MB")
+    assert fake.calls_of("getFile") == [] and fake.calls_of("download") == []
+    assert await store.photos.count(ann.id) == 0
+
+
+async def test_the_set_stops_at_max_photos(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
+    ann.album([photo_bytes(i) for i in range(6)])
+    await wait_reply(fake, ann.id, "Saved 6")
+    ann.photo(photo_bytes(99))
+    await wait_reply(fake, ann.id, "set is full")
+    assert await store.photos.count(ann.id) == 6
+
+
+async def test_photos_shows_a_contact_sheet_and_clear_empties_the_set(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    ann.album([photo_bytes(i) for i in range(4)])
+    await wait_reply(fake, ann.id, "Saved 4")
+    ann.say("/photos")
+    (call,) = await fake.wait_call("sendPhoto", ann.id)
+    assert "4 photo" in call.params["caption"]
+    sheet = Image.open(io.BytesIO(call.images()[0]))
+    assert sheet.width >= 4 * 100
+    ann.say("/clear")
+    await wait_reply(fake, ann.id, "Removed 4")
+    assert await store.photos.count(ann.id) == 0
+    ann.say("/photos")
+    await wait_reply(fake, ann.id, "no photos yet")
+
+
+async def test_a_flood_of_photos_gets_a_polite_reply(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, settings
+) -> None:
+    for i in range(34):
+        ann.photo(photo_bytes(200 + i, size=(260, 260)))
+    await wait_reply(fake, ann.id, "Slow down")
+    await fake.wait_idle(quiet=0.5)
+    assert sum("Slow down" in t for t in ann.replies()) == 1

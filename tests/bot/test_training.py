@@ -1,0 +1,109 @@
+"""/train: validation and allowances, one progress message edited in place, samples on success, /cancel."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage import Storage, load_settings
+from tests.bot.conftest import StandInWorker, User, photo_bytes, wait_reply
+from tests.fake_telegram import FakeTelegram
+
+
+async def _photos(fake: FakeTelegram, user: User, n: int = 3) -> None:
+    user.album([photo_bytes(user.id * 10 + i) for i in range(n)])
+    await wait_reply(fake, user.id, f"Saved {n}")
+
+
+@pytest.mark.parametrize("words", ["", "dog!!", "my very fluffy dog", "собака", "x"])
+async def test_bad_class_words_get_the_usage_with_examples(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, words: str
+) -> None:
+    await _photos(fake, ann)
+    ann.say(f"/train {words}".strip())
+    text = await wait_reply(fake, ann.id, "/train teddy bear")
+    assert "/train dog" in text
+    assert await store.jobs.active_for_owner(ann.id) == []
+
+
+async def test_too_few_photos_are_refused_with_the_count(kabina, fake: FakeTelegram, ann: User) -> None:
+    ann.photo(photo_bytes(1))
+    await wait_reply(fake, ann.id, "Saved")
+    ann.say("/train dog")
+    assert "1 photo" in await wait_reply(fake, ann.id, "at least 3")
+
+
+async def test_training_reports_queue_position_progress_and_delivers_samples(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    fake.edit_flood = (3, 1.0)  # Telegram's pace: the bot must never be told "too many requests"
+    await _photos(fake, ann)
+    ann.say("/train dog")
+    await wait_reply(fake, ann.id, "Training «dog» on 3 photos")
+    progress = await wait_reply(fake, ann.id, "Starting soon")
+    job = await worker.claim("train")
+    await worker.finish_training(job, steps=20, step_s=0.06)
+    ready = await wait_reply(fake, ann.id, "Your model is ready")
+    assert "/draw sks dog in Paris" in ready
+    (album,) = await fake.wait_call("sendMediaGroup", ann.id)
+    assert len(album.images()) == 2 and "sks" in album.params["media"][0]["caption"]
+    edits = fake.calls_of("editMessageText", ann.id)
+    progress_id = next(c.result["message_id"] for c in fake.calls_of("sendMessage", ann.id)
+                       if c.params["text"] == progress)
+    assert edits and all(c.params["message_id"] == progress_id for c in edits)
+    assert any("step" in c.params["text"] and "/20" in c.params["text"] for c in edits)
+    assert "Training finished" in edits[-1].params["text"]
+    assert len(edits) < 20  # throttled: far fewer edits than progress reports
+    assert fake.errors() == []  # no 429, no "message is not modified"
+
+
+async def test_a_failed_training_gets_a_friendly_reason(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    await _photos(fake, ann)
+    ann.say("/train cat")
+    job = await worker.claim("train")
+    await store.models.set_status(job.model_id, "failed", error="out of memory")
+    await store.jobs.fail(job.id, worker.worker_id, "the GPU ran out of memory; try fewer photos")
+    text = await wait_reply(fake, ann.id, "Training failed")
+    assert "ran out of memory" in text and "Traceback" not in text
+
+
+async def test_one_training_at_a_time_and_cancel_frees_the_slot(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    await _photos(fake, ann)
+    ann.say("/train dog")
+    await wait_reply(fake, ann.id, "Training «dog»")
+    ann.say("/train cat")
+    await wait_reply(fake, ann.id, "already have a training")
+    ann.say("/cancel")
+    await wait_reply(fake, ann.id, "Cancelled 1 job")
+    await fake.wait_for(lambda: any("cancelled" in c.params["text"] for c in fake.calls_of("editMessageText", ann.id)),
+                        what="the progress message saying cancelled")
+    assert await store.jobs.active_for_owner(ann.id) == []
+    assert await store.models.list_for_owner(ann.id) == []
+    ann.say("/cancel")
+    await wait_reply(fake, ann.id, "nothing queued")
+
+
+async def test_daily_cap_is_enforced(kabina, fake: FakeTelegram, store: Storage, ann: User,
+                                     worker: StandInWorker) -> None:
+    await _photos(fake, ann)
+    for _ in range(2):  # the test settings allow two a day
+        ann.say("/train dog")
+        job = await worker.claim("train")
+        await store.jobs.fail(job.id, worker.worker_id, "no")
+    ann.say("/train dog")
+    await wait_reply(fake, ann.id, "today's 2 trainings")
+
+
+@pytest.fixture
+def settings(fake: FakeTelegram, data_dir):  # noqa: F811 - only Ann may train here
+    return load_settings(bot_token=fake.token, telegram_api_url=fake.base_url, data_dir=data_dir, min_photos=3,
+                         max_photos=6, daily_trainings=2, allowed_users="1001")
+
+
+async def test_only_allowed_users_may_train(kabina, fake: FakeTelegram, cleo: User) -> None:
+    await _photos(fake, cleo)
+    cleo.say("/train dog")
+    await wait_reply(fake, cleo.id, "approved users")

@@ -1,0 +1,583 @@
+"""A local fake of the Telegram Bot API for tests: serves updates and files, records every call the bot makes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+BOT_ID = 7000001
+BOT_USERNAME = "kabina_test_bot"
+DOWNLOAD_LIMIT = 20 * 1024 * 1024
+
+# aiogram sends scalars JSON-encoded and strings raw; these fields must stay strings even when they look like JSON.
+_STRING_FIELDS = {
+    "text", "caption", "parse_mode", "callback_query_id", "file_id", "action", "url", "emoji",
+    "inline_message_id", "language_code", "description", "short_description", "name", "title",
+    "query", "start_parameter", "photo", "document", "certificate", "secret_token",
+}
+
+
+@dataclass
+class Call:
+    """One request the bot made."""
+
+    method: str
+    params: dict[str, Any]
+    files: dict[str, bytes] = field(default_factory=dict)
+    at: float = field(default_factory=time.monotonic)
+    result: Any = None
+    error: str | None = None
+
+    @property
+    def chat_id(self) -> int | None:
+        value = self.params.get("chat_id")
+        return value if isinstance(value, int) else None
+
+    def images(self) -> list[bytes]:
+        """Uploaded image bytes, in the order the bot sent them (for sendMediaGroup: media order)."""
+        if self.method == "sendMediaGroup":
+            out = []
+            for item in self.params.get("media", []):
+                ref = item.get("media", "")
+                if isinstance(ref, str) and ref.startswith("attach://"):
+                    out.append(self.files[ref.removeprefix("attach://")])
+            return out
+        for key in ("photo", "document"):
+            ref = self.params.get(key)
+            if isinstance(ref, str) and ref.startswith("attach://"):
+                return [self.files[ref.removeprefix("attach://")]]
+            if key in self.files:
+                return [self.files[key]]
+        return []
+
+
+@dataclass
+class StoredFile:
+    file_id: str
+    file_unique_id: str
+    data: bytes | None
+    size: int
+    path: str
+
+
+@dataclass
+class SentMessage:
+    chat_id: int
+    message_id: int
+    text: str | None
+    reply_markup: Any
+    deleted: bool = False
+
+
+class FakeTelegram:
+    """The fake server. Start with `await fake.start()`; point the bot at `fake.base_url`."""
+
+    def __init__(self, token: str = "123456:TEST-token-secret") -> None:
+        self.token = token
+        self.calls: list[Call] = []
+        self.files: dict[str, StoredFile] = {}
+        self.messages: dict[tuple[int, int], SentMessage] = {}
+        self._updates: list[dict[str, Any]] = []
+        self._history: list[dict[str, Any]] = []
+        self._update_ids = itertools.count(1)
+        self._message_ids: dict[int, itertools.count[int]] = {}
+        self._new_update = asyncio.Condition()
+        self._changed = asyncio.Event()
+        self._fail_next: dict[str, list[int]] = {}
+        self.acknowledged_offset = 0
+        self._closing = False
+        # Telegram's flood limits, enforced like the cloud does when a test asks: more than `count` edits of one
+        # message within `window` seconds, or more than `count` messages to one chat, get 429.
+        self.edit_flood: tuple[int, float] | None = None
+        self.flood_per_chat: tuple[int, float] | None = None
+        self.base_url = ""
+        self._runner: web.AppRunner | None = None
+        self._date = int(time.time())
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> str:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._handle_method)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base_url = f"http://127.0.0.1:{port}"
+        return self.base_url
+
+    async def stop(self) -> None:
+        self._closing = True
+        async with self._new_update:
+            self._new_update.notify_all()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- users, chats and updates pushed by tests ----------------------------------------------------
+    @staticmethod
+    def user(user_id: int, first_name: str = "Ann", language: str | None = "en", username: str | None = None) -> dict:
+        out: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if language:
+            out["language_code"] = language
+        if username:
+            out["username"] = username
+        return out
+
+    @staticmethod
+    def private_chat(user: dict) -> dict:
+        return {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+
+    @staticmethod
+    def group_chat(chat_id: int, title: str = "Friends") -> dict:
+        return {"id": chat_id, "type": "supergroup", "title": title}
+
+    def _next_message_id(self, chat_id: int) -> int:
+        counter = self._message_ids.setdefault(chat_id, itertools.count(1))
+        return next(counter)
+
+    def push_update(self, update: dict[str, Any]) -> int:
+        update_id = next(self._update_ids)
+        self._updates.append({"update_id": update_id, **update})
+        self._history.append(self._updates[-1])
+        asyncio.get_running_loop().create_task(self._notify())
+        return update_id
+
+    async def _notify(self) -> None:
+        async with self._new_update:
+            self._new_update.notify_all()
+
+    def _message(self, user: dict, chat: dict | None, **content: Any) -> dict:
+        chat = chat or self.private_chat(user)
+        return {
+            "message_id": self._next_message_id(chat["id"]),
+            "date": self._date,
+            "chat": chat,
+            "from": user,
+            **content,
+        }
+
+    def send_text(self, user: dict, text: str, chat: dict | None = None, reply_to: dict | None = None) -> dict:
+        """Pushes a text message (commands get their bot_command entity) and returns the message."""
+        content: dict[str, Any] = {"text": text}
+        if text.startswith("/"):
+            length = len(text.split()[0])
+            content["entities"] = [{"type": "bot_command", "offset": 0, "length": length}]
+        if reply_to is not None:
+            content["reply_to_message"] = reply_to
+        message = self._message(user, chat, **content)
+        self.push_update({"message": message})
+        return message
+
+    def register_file(self, data: bytes | None, size: int | None = None, suffix: str = "jpg") -> StoredFile:
+        file_id = "F" + secrets.token_urlsafe(16)
+        unique = "U" + secrets.token_urlsafe(8)
+        stored = StoredFile(
+            file_id=file_id,
+            file_unique_id=unique,
+            data=data,
+            size=size if size is not None else len(data or b""),
+            path=f"photos/file_{len(self.files)}.{suffix}",
+        )
+        self.files[file_id] = stored
+        return stored
+
+    def photo_sizes(self, stored: StoredFile, width: int = 512, height: int = 512) -> list[dict]:
+        # Telegram offers several sizes of one photo; the largest comes last and has its own unique id.
+        thumb = self.register_file(stored.data[:64] if stored.data else b"", suffix="jpg")
+        return [
+            {"file_id": thumb.file_id, "file_unique_id": thumb.file_unique_id, "width": 90, "height": 90,
+             "file_size": thumb.size},
+            {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "width": width, "height": height,
+             "file_size": stored.size},
+        ]
+
+    def send_photo(
+        self,
+        user: dict,
+        data: bytes,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        chat: dict | None = None,
+        stored: StoredFile | None = None,
+    ) -> dict:
+        stored = stored or self.register_file(data)
+        content: dict[str, Any] = {"photo": self.photo_sizes(stored)}
+        if caption:
+            content["caption"] = caption
+        if media_group_id:
+            content["media_group_id"] = media_group_id
+        message = self._message(user, chat, **content)
+        self.push_update({"message": message})
+        return message
+
+    def send_album(self, user: dict, images: list[bytes], chat: dict | None = None) -> list[dict]:
+        group_id = str(secrets.randbelow(10**12))
+        return [self.send_photo(user, data, media_group_id=group_id, chat=chat) for data in images]
+
+    def send_document(
+        self,
+        user: dict,
+        data: bytes | None,
+        file_name: str = "photo.png",
+        mime_type: str = "image/png",
+        size: int | None = None,
+        chat: dict | None = None,
+        media_group_id: str | None = None,
+    ) -> dict:
+        stored = self.register_file(data, size=size, suffix=file_name.rsplit(".", 1)[-1])
+        document = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_name": file_name,
+            "mime_type": mime_type,
+            "file_size": stored.size,
+        }
+        content: dict[str, Any] = {"document": document}
+        if media_group_id:
+            content["media_group_id"] = media_group_id
+        message = self._message(user, chat, **content)
+        self.push_update({"message": message})
+        return message
+
+    def press_button(self, user: dict, message: SentMessage | dict, data: str) -> str:
+        """Pushes a callback query as if `user` pressed the inline button with `data` under `message`."""
+        if isinstance(message, SentMessage):
+            chat_id, message_id, text = message.chat_id, message.message_id, message.text
+        else:
+            chat_id, message_id, text = message["chat"]["id"], message["message_id"], message.get("text")
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup", "first_name": "x", "title": "x"}
+        query_id = secrets.token_hex(8)
+        self.push_update({
+            "callback_query": {
+                "id": query_id,
+                "from": user,
+                "chat_instance": str(chat_id),
+                "data": data,
+                "message": {"message_id": message_id, "date": self._date, "chat": chat,
+                            "from": self.me(), "text": text or ""},
+            }
+        })
+        return query_id
+
+    def redeliver_all(self) -> None:
+        """Serve every update ever pushed again, as Telegram does for updates it never saw acknowledged."""
+        self._updates = list(self._history)
+        self.acknowledged_offset = 0
+        asyncio.get_running_loop().create_task(self._notify())
+
+    # --- failure injection -----------------------------------------------------------------------
+    def fail_next(self, method: str, retry_after: int = 1, times: int = 1) -> None:
+        """The next `times` calls of `method` get 429 Too Many Requests with this retry_after."""
+        self._fail_next.setdefault(method, []).extend([retry_after] * times)
+
+    # --- inspection --------------------------------------------------------------------------------
+    def calls_of(self, method: str, chat_id: int | None = None) -> list[Call]:
+        return [
+            c for c in self.calls
+            if c.method == method and c.error is None and (chat_id is None or c.chat_id == chat_id)
+        ]
+
+    def texts(self, chat_id: int) -> list[str]:
+        """Texts of messages sent to a chat, in order (edits excluded)."""
+        return [c.params.get("text", "") for c in self.calls_of("sendMessage", chat_id)]
+
+    def errors(self) -> list[Call]:
+        return [c for c in self.calls if c.error is not None]
+
+    def pending_updates(self) -> int:
+        return sum(1 for u in self._updates if u["update_id"] >= self.acknowledged_offset)
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+        """Waits until predicate() is truthy (checked whenever the bot makes a call) and returns its value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                methods = [c.method for c in self.calls[-15:]]
+                raise AssertionError(f"timed out waiting for {what}; last calls: {methods}")
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout=min(remaining, 0.2))
+
+    async def wait_call(
+        self, method: str, chat_id: int | None = None, count: int = 1, timeout: float = 10.0,
+        where: Callable[[Call], bool] | None = None,
+    ) -> list[Call]:
+        def found() -> list[Call] | None:
+            calls = [c for c in self.calls_of(method, chat_id) if where is None or where(c)]
+            return calls if len(calls) >= count else None
+
+        return await self.wait_for(found, timeout, what=f"{count}× {method} to {chat_id}")
+
+    async def wait_idle(self, quiet: float = 0.5, timeout: float = 10.0) -> None:
+        """Waits until all pushed updates are acknowledged and the bot has made no call for `quiet` seconds
+        (chat actions, which the bot repeats while it waits for the engine, do not count)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            last = max((c.at for c in self.calls if c.method != "sendChatAction"), default=0.0)
+            if self.pending_updates() == 0 and time.monotonic() - last >= quiet:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"bot not idle: {self.pending_updates()} updates pending")
+
+    # --- the HTTP side ----------------------------------------------------------------------------
+    def me(self) -> dict:
+        return {"id": BOT_ID, "is_bot": True, "first_name": "Kabina", "username": BOT_USERNAME,
+                "can_join_groups": True, "can_read_all_group_messages": False, "supports_inline_queries": False}
+
+    async def _read_params(self, request: web.Request) -> tuple[dict[str, Any], dict[str, bytes]]:
+        params: dict[str, Any] = dict(request.query)
+        files: dict[str, bytes] = {}
+        if request.method == "POST" and request.can_read_body:
+            if request.content_type.startswith("multipart/"):
+                reader = await request.multipart()
+                async for part in reader:
+                    if part.filename is not None:  # type: ignore[union-attr]
+                        files[part.name] = bytes(await part.read())  # type: ignore[union-attr,arg-type]
+                    else:
+                        params[part.name] = await part.text()  # type: ignore[union-attr]
+            elif request.content_type == "application/json":
+                params.update(await request.json())
+            else:
+                params.update(dict(await request.post()))
+        parsed: dict[str, Any] = {}
+        for key, value in params.items():
+            if isinstance(value, str) and key not in _STRING_FIELDS:
+                with contextlib.suppress(ValueError):
+                    value = json.loads(value)
+            parsed[key] = value
+        return parsed, files
+
+    @staticmethod
+    def _error(code: int, description: str, **parameters: Any) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return web.json_response(body, status=code)
+
+    async def _handle_method(self, request: web.Request) -> web.Response:
+        if request.match_info["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        method_name = request.match_info["method"]
+        params, files = await self._read_params(request)
+        call = Call(method=method_name, params=params, files=files)
+        if method_name == "getUpdates":
+            return await self._get_updates(params)
+        self.calls.append(call)
+        try:
+            queue = self._fail_next.get(method_name)
+            if queue:
+                retry_after = queue.pop(0)
+                call.error = f"429 retry_after={retry_after}"
+                return self._error(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+            if self.flood_per_chat and call.chat_id is not None and method_name in _FLOOD_COUNTED:
+                limit, window = self.flood_per_chat
+                recent = [c for c in self.calls_of_any(_FLOOD_COUNTED, call.chat_id)
+                          if c is not call and call.at - c.at < window]
+                if len(recent) >= limit:
+                    call.error = "429 flood"
+                    return self._error(429, "Too Many Requests: retry after 1", retry_after=1)
+            if self.edit_flood and method_name == "editMessageText":
+                limit, window = self.edit_flood
+                recent = [c for c in self.calls_of("editMessageText", call.chat_id)
+                          if c is not call and c.params.get("message_id") == params.get("message_id")
+                          and call.at - c.at < window]
+                if len(recent) >= limit:
+                    call.error = "429 edit flood"
+                    return self._error(429, "Too Many Requests: retry after 1", retry_after=1)
+            handler = getattr(self, f"_m_{method_name}", None)
+            if handler is None:
+                call.error = "404 unknown method"
+                return self._error(404, "Not Found: method not found")
+            try:
+                result = handler(call)
+            except _BadRequest as exc:
+                call.error = f"400 {exc}"
+                return self._error(400, f"Bad Request: {exc}")
+            call.result = result
+            return web.json_response({"ok": True, "result": result})
+        finally:
+            self._changed.set()
+
+    def calls_of_any(self, methods: set[str], chat_id: int) -> list[Call]:
+        return [c for c in self.calls if c.method in methods and c.error is None and c.chat_id == chat_id]
+
+    async def _get_updates(self, params: dict[str, Any]) -> web.Response:
+        offset = int(params.get("offset") or 0)
+        timeout = float(params.get("timeout") or 0)
+        limit = int(params.get("limit") or 100)
+        if offset:
+            self.acknowledged_offset = max(self.acknowledged_offset, offset)
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            self._changed.set()
+        deadline = time.monotonic() + timeout
+        async with self._new_update:
+            while not self._updates and not self._closing and time.monotonic() < deadline:
+                try:
+                    await asyncio.wait_for(self._new_update.wait(), timeout=deadline - time.monotonic())
+                except TimeoutError:
+                    break
+        return web.json_response({"ok": True, "result": self._updates[:limit]})
+
+    async def _handle_file(self, request: web.Request) -> web.StreamResponse:
+        if request.match_info["token"] != self.token:
+            return web.Response(status=401)
+        path = request.match_info["path"]
+        for stored in self.files.values():
+            if stored.path == path and stored.data is not None:
+                self.calls.append(Call(method="download", params={"path": path}))
+                self._changed.set()
+                return web.Response(body=stored.data)
+        return web.Response(status=404)
+
+    # --- methods ----------------------------------------------------------------------------------
+    def _sent(self, call: Call, **content: Any) -> dict:
+        chat_id = call.params.get("chat_id")
+        if not isinstance(chat_id, int):
+            raise _BadRequest("chat not found")
+        message_id = self._next_message_id(chat_id)
+        chat = {"id": chat_id, "type": "private" if chat_id > 0 else "supergroup", "first_name": "x", "title": "x"}
+        message = {"message_id": message_id, "date": int(time.time()), "chat": chat, "from": self.me(), **content}
+        markup = call.params.get("reply_markup")
+        if markup:
+            message["reply_markup"] = markup
+        self.messages[(chat_id, message_id)] = SentMessage(chat_id, message_id, content.get("text"), markup)
+        return message
+
+    def _check_text(self, text: Any, limit: int, what: str) -> None:
+        if text is not None and len(str(text)) > limit:
+            raise _BadRequest(f"{what} is too long")
+
+    def _uploaded_photo(self, call: Call, ref: Any) -> list[dict]:
+        if isinstance(ref, str) and ref.startswith("attach://"):
+            data = call.files.get(ref.removeprefix("attach://"))
+            if data is None:
+                raise _BadRequest("file not attached")
+            return self.photo_sizes(self.register_file(data))
+        if isinstance(ref, str) and ref in self.files:
+            return self.photo_sizes(self.files[ref])
+        raise _BadRequest("wrong file identifier")
+
+    def _m_getMe(self, call: Call) -> dict:
+        return self.me()
+
+    def _m_deleteWebhook(self, call: Call) -> bool:
+        return True
+
+    def _m_setMyCommands(self, call: Call) -> bool:
+        return True
+
+    def _m_deleteMyCommands(self, call: Call) -> bool:
+        return True
+
+    def _m_sendChatAction(self, call: Call) -> bool:
+        return True
+
+    def _m_answerCallbackQuery(self, call: Call) -> bool:
+        self._check_text(call.params.get("text"), 200, "callback answer")
+        return True
+
+    def _m_getFile(self, call: Call) -> dict:
+        stored = self.files.get(str(call.params.get("file_id")))
+        if stored is None:
+            raise _BadRequest("invalid file_id")
+        if stored.size > DOWNLOAD_LIMIT:
+            raise _BadRequest("file is too big")
+        return {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": stored.size,
+                "file_path": stored.path}
+
+    def _m_sendMessage(self, call: Call) -> dict:
+        text = call.params.get("text")
+        if not text:
+            raise _BadRequest("message text is empty")
+        self._check_text(text, 4096, "message")
+        return self._sent(call, text=str(text))
+
+    def _m_sendPhoto(self, call: Call) -> dict:
+        self._check_text(call.params.get("caption"), 1024, "message caption")
+        photo = self._uploaded_photo(call, call.params.get("photo"))
+        content: dict[str, Any] = {"photo": photo}
+        if call.params.get("caption"):
+            content["caption"] = call.params["caption"]
+        return self._sent(call, **content)
+
+    def _m_sendDocument(self, call: Call) -> dict:
+        ref = call.params.get("document")
+        data = call.files.get(ref.removeprefix("attach://")) if isinstance(ref, str) else None
+        if data is None:
+            raise _BadRequest("file not attached")
+        stored = self.register_file(data)
+        document = {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": stored.size}
+        return self._sent(call, document=document)
+
+    def _m_sendMediaGroup(self, call: Call) -> list[dict]:
+        media = call.params.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise _BadRequest("wrong number of media in the group: must be 2-10")
+        group_id = str(secrets.randbelow(10**12))
+        out = []
+        for item in media:
+            self._check_text(item.get("caption"), 1024, "media caption")
+            content: dict[str, Any] = {"media_group_id": group_id}
+            if item.get("type") == "photo":
+                content["photo"] = self._uploaded_photo(call, item.get("media"))
+            else:
+                content["document"] = {"file_id": "x", "file_unique_id": "y"}
+            if item.get("caption"):
+                content["caption"] = item["caption"]
+            out.append(self._sent(call, **content))
+        return out
+
+    def _existing(self, call: Call) -> SentMessage:
+        key = (call.params.get("chat_id"), call.params.get("message_id"))
+        message = self.messages.get(key)  # type: ignore[arg-type]
+        if message is None or message.deleted:
+            raise _BadRequest("message to edit not found")
+        return message
+
+    def _m_editMessageText(self, call: Call) -> dict:
+        message = self._existing(call)
+        text = call.params.get("text")
+        self._check_text(text, 4096, "message")
+        markup = call.params.get("reply_markup")
+        if text == message.text and markup == message.reply_markup:
+            raise _BadRequest(
+                "message is not modified: specified new message content and reply markup are exactly the same"
+            )
+        message.text, message.reply_markup = text, markup
+        return {"message_id": message.message_id, "date": self._date, "chat": {"id": message.chat_id, "type": "private"},
+                "text": text}
+
+    def _m_editMessageReplyMarkup(self, call: Call) -> dict:
+        message = self._existing(call)
+        markup = call.params.get("reply_markup")
+        if markup == message.reply_markup:
+            raise _BadRequest("message is not modified")
+        message.reply_markup = markup
+        return {"message_id": message.message_id, "date": self._date, "chat": {"id": message.chat_id, "type": "private"},
+                "text": message.text or ""}
+
+    def _m_deleteMessage(self, call: Call) -> bool:
+        message = self._existing(call)
+        message.deleted = True
+        return True
+
+
+_FLOOD_COUNTED = {"sendMessage", "editMessageText", "sendPhoto", "sendMediaGroup", "sendDocument"}
+
+
+class _BadRequest(Exception):
+    pass
