@@ -8,13 +8,14 @@ import signal
 import sys
 
 from bot.app import main
-from bot.logs import setup_logging
 from storage import ConfigError, load_settings
+from storage.logs import setup_logging
 
 
 async def _serve() -> None:
     settings = load_settings()
-    setup_logging(settings.bot_token.get_secret_value() if settings.bot_token else None)
+    token = settings.bot_token.get_secret_value() if settings.bot_token else ""
+    setup_logging("bot", secrets=[token], level=settings.log_level)
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

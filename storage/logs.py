@@ -15,7 +15,7 @@ current_job: contextvars.ContextVar[int | None] = contextvars.ContextVar("curren
 _REDACTED = "[secret]"
 
 
-class _JobAndSecretsFilter(logging.Filter):
+class LogLineFilter(logging.Filter):
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self._secrets = [s for s in secrets if s and len(s) >= 6]
@@ -49,7 +49,7 @@ def setup_logging(process: str, *, secrets: Iterable[str] = (), level: str | Non
         _OneLineFormatter(f"%(asctime)s %(levelname)s {process}%(job)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
     # The filter sits on the handler so that records of every library logger pass through it.
-    handler.addFilter(_JobAndSecretsFilter(secrets))
+    handler.addFilter(LogLineFilter(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
