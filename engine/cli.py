@@ -1,0 +1,192 @@
+"""The engine's command line: thin shells over the library (and the worker when no command is given)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger("engine")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine", description="Kabina's DreamBooth-LoRA engine.")
+    sub = parser.add_subparsers(dest="command")
+
+    worker = sub.add_parser("worker", help="serve jobs from the queue (the default)")
+    _worker_options(worker)
+
+    train = sub.add_parser("train", help="train a LoRA from a folder of photos")
+    train.add_argument("--photos", required=True, type=Path, help="folder of photos of one subject")
+    train.add_argument("--class", dest="class_word", required=True, help="what the subject is: dog, person, …")
+    train.add_argument("--out", required=True, type=Path, help="folder for the LoRA files and samples")
+    train.add_argument("--token", default=None, help="identifier token (default: the first of the pool)")
+    train.add_argument("--steps", type=int, default=None, help="training steps (default: TRAIN_STEPS or auto)")
+    train.add_argument("--num-class-images", type=int, default=None, help="default: NUM_CLASS_IMAGES")
+    train.add_argument("--class-images", type=Path, default=None, help="class image folder (default: DATA_DIR cache)")
+    train.add_argument("--text-encoder", action="store_true", help="also train a text-encoder LoRA")
+    train.add_argument("--base-model", type=Path, default=None, help="default: BASE_MODEL")
+
+    draw = sub.add_parser("draw", help="draw pictures with a LoRA")
+    draw.add_argument("prompt")
+    draw.add_argument("--lora", type=Path, default=None, help="a LoRA .safetensors (default: the base model)")
+    draw.add_argument("--out", required=True, type=Path)
+    draw.add_argument("--n", type=int, default=4)
+    draw.add_argument("--seed", type=int, default=None)
+    draw.add_argument("--steps", type=int, default=None, help="default: DRAW_STEPS")
+    draw.add_argument("--guidance", type=float, default=7.5)
+    draw.add_argument("--negative", default="")
+    draw.add_argument("--width", type=int, default=None)
+    draw.add_argument("--height", type=int, default=None)
+    draw.add_argument("--base-model", type=Path, default=None, help="default: BASE_MODEL")
+
+    tiny = sub.add_parser("tiny-model", help="write a tiny random Stable Diffusion pipeline (its images are noise)")
+    tiny.add_argument("dir", type=Path)
+
+    bench = sub.add_parser("bench", help="print speed and memory figures as one JSON object")
+    bench.add_argument("--base-model", type=Path, default=None, help="default: tiny on CPU, SD1.5-shaped on CUDA")
+    bench.add_argument("--steps", type=int, default=None, help="training steps to time")
+    return parser
+
+
+def _worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--worker-id", default=None)
+    parser.add_argument("--lease-s", type=float, default=30.0, help="job lease; renewed by heartbeats")
+    parser.add_argument("--poll-s", type=float, default=1.0, help="how often to look for work when idle")
+    parser.add_argument("--checkpoint-every", type=int, default=100, help="training steps between checkpoints")
+    parser.add_argument("--once", action="store_true", help="exit when the queue is empty (tests, batch runs)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        argv = ["worker", *argv]
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "tiny-model":
+        return _tiny_model(args)
+    if args.command == "bench":
+        from engine.bench import run_bench
+
+        print(json.dumps(run_bench(args.base_model, args.steps)))
+        return 0
+    from storage import ConfigError, load_settings
+
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "train":
+            return _train(args, settings)
+        if args.command == "draw":
+            return _draw(args, settings)
+        from engine.worker import run_worker
+
+        return run_worker(settings, args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _tiny_model(args) -> int:
+    from engine.tiny_model import NOTICE, build_tiny_pipeline, count_parameters
+
+    pipe = build_tiny_pipeline(args.dir)
+    print(f"wrote {args.dir} ({count_parameters(pipe):,} parameters)")
+    print(NOTICE, end="")
+    return 0
+
+
+def _base_model(args, settings) -> Path:
+    return args.base_model or settings.require_base_model()
+
+
+def _train(args, settings) -> int:
+    from tqdm import tqdm
+
+    from engine.base_model import base_model_key, load_base_pipeline, pick_runtime, training_resolution
+    from engine.photos import load_photo_folder
+    from engine.tokens import class_prompt, usable_pool
+    from engine.training import TrainingStopped, TrainSpec, train
+
+    base = _base_model(args, settings)
+    runtime = pick_runtime(settings.device)
+    pipe = load_base_pipeline(base, runtime)
+    resolution = training_resolution(pipe)
+    photo_set = load_photo_folder(args.photos, resolution)
+    for r in photo_set.rejected:
+        print(f"skipped {r.name}: {r.reason} ({r.message})", file=sys.stderr)
+    if not photo_set.images:
+        print("no usable photos", file=sys.stderr)
+        return 1
+    token = args.token or usable_pool(pipe.tokenizer)[0]
+    class_dir = args.class_images
+    if class_dir is None:
+        from storage.files import FileStore
+
+        class_dir = FileStore(settings.data_dir).class_image_dir(
+            base_model_key(base), class_prompt(args.class_word), resolution
+        )
+    num_class = settings.num_class_images if args.num_class_images is None else args.num_class_images
+    spec = TrainSpec(
+        photos=photo_set.images, class_word=args.class_word, token=token, output_dir=args.out,
+        class_image_dir=class_dir, num_class_images=num_class, checkpoint_dir=args.out / "checkpoints",
+        steps=args.steps or settings.train_steps, train_text_encoder=args.text_encoder,
+    )
+    bars: dict[str, tqdm] = {}
+
+    def on_progress(p: dict) -> None:
+        bar = bars.get(p["stage"])
+        if bar is None:
+            for finished in bars.values():
+                finished.close()
+            bar = bars[p["stage"]] = tqdm(total=p["total"], desc=p["stage"], unit="step")
+        bar.n = p["step"]
+        if p.get("loss") is not None:
+            bar.set_postfix(loss=f"{p['loss']:.4f}")
+        bar.refresh()
+
+    try:
+        result = train(spec, on_progress, pipe=pipe, runtime=runtime)
+    except TrainingStopped as exc:
+        print(f"stopped at step {exc.step}; run again to resume", file=sys.stderr)
+        return 1
+    finally:
+        for bar in bars.values():
+            bar.close()
+    print(f"token: {token}  prompt: {spec.instance_prompt}")
+    print(f"LoRA: {result.weights_path}\nkohya copy: {result.kohya_path}")
+    for path in result.sample_paths:
+        print(f"sample: {path}")
+    return 0
+
+
+def _draw(args, settings) -> int:
+    from engine.base_model import load_base_pipeline, pick_runtime
+    from engine.drawing import Drawer, DrawError, DrawRequest
+
+    runtime = pick_runtime(settings.device)
+    drawer = Drawer(load_base_pipeline(_base_model(args, settings), runtime), runtime)
+    request = DrawRequest(
+        prompt=args.prompt, negative_prompt=args.negative, n=args.n, steps=args.steps or settings.draw_steps,
+        guidance=args.guidance, seeds=None if args.seed is None else [args.seed], width=args.width,
+        height=args.height, lora=args.lora,
+    )
+    try:
+        result = drawer.draw(request)
+    except DrawError as exc:
+        print(f"cannot draw: {exc}", file=sys.stderr)
+        return 1
+    if result.prompt_truncated:
+        print(f"note: the prompt has {result.prompt_tokens} tokens; only the first {result.token_limit} are read",
+              file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for image, seed in zip(result.images, result.seeds, strict=True):
+        path = args.out / f"seed_{seed}.png"
+        image.save(path)
+        print(path)
+    return 0

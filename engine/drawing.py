@@ -1,0 +1,159 @@
+"""Drawing: the loaded base pipeline plus a per-request LoRA from an in-memory cache of adapters."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+MAX_IMAGES = 4
+MAX_SIDE = 1024
+
+
+class DrawError(Exception):
+    """A request we cannot draw (bad parameters, unreadable LoRA); the message is fit for the user."""
+
+
+@dataclass
+class DrawRequest:
+    prompt: str
+    negative_prompt: str = ""
+    n: int = 1
+    steps: int = 25
+    guidance: float = 7.5
+    seeds: list[int] | None = None  # None: random seeds, returned in the result
+    width: int | None = None  # None: the model's own resolution
+    height: int | None = None
+    lora: Path | None = None  # None: the base model
+
+
+@dataclass
+class DrawResult:
+    images: list[Image.Image]
+    seeds: list[int]
+    prompt_truncated: bool
+    prompt_tokens: int  # text tokens of the prompt; the encoder reads at most `token_limit`
+    token_limit: int
+    lora_switch_ms: float
+
+
+def _side(value: int | None, default: int, step: int) -> int:
+    side = default if value is None else int(value)
+    side = max(step, min(MAX_SIDE, side))
+    return side - side % step  # the VAE and UNet need multiples of 8 (of the latent grid)
+
+
+def seeds_for(request: DrawRequest) -> list[int]:
+    if not 1 <= request.n <= MAX_IMAGES:
+        raise DrawError(f"you can ask for 1 to {MAX_IMAGES} images")
+    given = list(request.seeds or [])
+    if not given:
+        return [secrets.randbelow(2**31) for _ in range(request.n)]
+    # A single seed for several images: seed, seed+1, … so each picture can be redrawn alone.
+    while len(given) < request.n:
+        given.append(given[-1] + 1)
+    return [int(s) % 2**32 for s in given[: request.n]]
+
+
+class Drawer:
+    """Keeps the base pipeline and up to `cache_size` LoRA adapters loaded; switching is a flag flip."""
+
+    def __init__(self, pipe, runtime, cache_size: int = 8) -> None:
+        self.pipe = pipe
+        self.runtime = runtime
+        self.cache_size = cache_size
+        self._adapters: OrderedDict[tuple[str, int, int], str] = OrderedDict()
+        self._counter = 0
+
+    @property
+    def resolution(self) -> int:
+        return int(self.pipe.unet.config.sample_size) * self.pipe.vae_scale_factor
+
+    def count_tokens(self, prompt: str) -> tuple[int, int]:
+        """(text tokens in the prompt, how many the text encoder reads): CLIP reads 77 minus start and end."""
+        tok = self.pipe.tokenizer
+        ids = tok(prompt, truncation=False, add_special_tokens=False).input_ids
+        return len(ids), tok.model_max_length - 2
+
+    def forget_loras(self) -> None:
+        """Drop every cached adapter (before training, which needs the bare base model)."""
+        if self._adapters or getattr(self.pipe.unet, "peft_config", None):
+            self.pipe.unload_lora_weights()
+        self._adapters.clear()
+
+    def use_lora(self, path: Path | None) -> float:
+        """Make `path` (or no LoRA) the active one; returns milliseconds spent."""
+        started = time.perf_counter()
+        if path is None:
+            if self._adapters:
+                self.pipe.disable_lora()
+            return (time.perf_counter() - started) * 1000
+        path = Path(path)
+        try:
+            stat = path.stat()
+        except OSError:
+            raise DrawError("the model's weights are missing") from None
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        name = self._adapters.get(key)
+        if name is None:
+            self._counter += 1
+            name = f"lora{self._counter}"
+            try:
+                self.pipe.load_lora_weights(str(path), adapter_name=name)
+            except Exception as exc:
+                raise DrawError("the model's weights cannot be read") from exc
+            self._adapters[key] = name
+            while len(self._adapters) > self.cache_size:
+                _, oldest = self._adapters.popitem(last=False)
+                self.pipe.delete_adapters(oldest)
+        self._adapters.move_to_end(key)
+        self.pipe.enable_lora()
+        self.pipe.set_adapters(name)
+        return (time.perf_counter() - started) * 1000
+
+    def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawResult:
+        """Draw the request; `lighter` (after an out-of-memory error) draws one image at a time, VAE in slices."""
+        import torch
+
+        seeds = seeds_for(request)
+        if not request.prompt.strip():
+            raise DrawError("the prompt is empty")
+        if not 1 <= request.steps <= 150:
+            raise DrawError("steps must be between 1 and 150")
+        # Each UNet down block halves the latent grid, so sides must divide by vae factor × 2^(blocks-1).
+        step = self.pipe.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
+        width = _side(request.width, self.resolution, step)
+        height = _side(request.height, self.resolution, step)
+        tokens, limit = self.count_tokens(request.prompt)
+        switch_ms = self.use_lora(request.lora)
+        groups = [[s] for s in seeds] if lighter else [seeds]
+        images: list[Image.Image] = []
+        if lighter:
+            self.pipe.vae.enable_slicing()
+        try:
+            for group in groups:
+                with torch.inference_mode():
+                    images += self.pipe(
+                        prompt=[request.prompt] * len(group),
+                        negative_prompt=[request.negative_prompt] * len(group) if request.negative_prompt else None,
+                        num_inference_steps=request.steps,
+                        guidance_scale=request.guidance,
+                        width=width,
+                        height=height,
+                        generator=[torch.Generator("cpu").manual_seed(s) for s in group],
+                    ).images
+        finally:
+            if lighter:
+                self.pipe.vae.disable_slicing()
+        return DrawResult(
+            images=images,
+            seeds=seeds,
+            prompt_truncated=tokens > limit,
+            prompt_tokens=tokens,
+            token_limit=limit,
+            lora_switch_ms=round(switch_ms, 3),
+        )

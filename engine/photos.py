@@ -1,0 +1,165 @@
+"""Photo intake for training: decode, orient, check, and square-crop user photos (torch-free: PIL + numpy)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Telegram sends at most 2560 px a side (~6.5 MP); 40 MP leaves room for files sent as documents while refusing
+# decompression bombs (a tiny file that would unpack into gigabytes) before any pixel is decoded.
+MAX_PIXELS = 40_000_000
+# Two hashes this close (of 64 bits) are the same picture re-encoded, resized or lightly edited.
+NEAR_DUPLICATE_BITS = 6
+
+REASONS = ("undecodable", "too_small", "too_many_pixels", "duplicate", "near_duplicate")
+
+
+class PhotoRejected(Exception):
+    """A photo we cannot train on; `reason` is one of REASONS, the message is for logs and operators."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PhotoInfo:
+    width: int  # after EXIF orientation
+    height: int
+    format: str
+    sha256: str
+    phash: int  # 64-bit difference hash of the upright picture
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise PhotoRejected("undecodable", f"not an image we can read: {exc}") from None
+    except Image.DecompressionBombError as exc:  # pragma: no cover - PIL raises it for absurd headers
+        raise PhotoRejected("too_many_pixels", str(exc)) from None
+    width, height = image.size
+    # Image.open only read the header: refuse huge pictures before decoding a single pixel.
+    if width * height > MAX_PIXELS:
+        raise PhotoRejected("too_many_pixels", f"{width}x{height} is over {MAX_PIXELS} pixels")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image.load()
+    except Exception as exc:  # truncated or corrupt data surfaces only when decoding
+        raise PhotoRejected("undecodable", f"the image data is damaged: {exc}") from None
+    return image
+
+
+def upright_rgb(data: bytes) -> Image.Image:
+    """The decoded photo turned upright by its EXIF orientation, in RGB (transparency laid on white)."""
+    image = ImageOps.exif_transpose(_open(data))
+    if image.mode in ("RGBA", "LA", "P", "PA"):
+        image = image.convert("RGBA")
+        canvas = Image.new("RGB", image.size, (255, 255, 255))
+        canvas.paste(image, mask=image.getchannel("A"))
+        return canvas
+    return image.convert("RGB")
+
+
+def difference_hash(image: Image.Image) -> int:
+    """A 64-bit perceptual hash: whether each pixel of a 9x8 grey thumbnail is brighter than its right neighbour."""
+    small = image.convert("L").resize((9, 8), Image.Resampling.BILINEAR)
+    pixels = list(small.getdata())
+    bits = 0
+    for row in range(8):
+        for col in range(8):
+            left, right = pixels[row * 9 + col], pixels[row * 9 + col + 1]
+            bits = (bits << 1) | (1 if left > right else 0)
+    return bits
+
+
+def hamming(a: int, b: int) -> int:
+    return (a ^ b).bit_count()
+
+
+def inspect_photo(data: bytes, resolution: int = 512) -> PhotoInfo:
+    """Cheap checks the bot runs on every incoming photo; raises PhotoRejected with the reason."""
+    image = upright_rgb(data)
+    width, height = image.size
+    minimum = resolution // 2
+    if min(width, height) < minimum:
+        raise PhotoRejected("too_small", f"{width}x{height} is under {minimum} px on its short side")
+    return PhotoInfo(
+        width=width,
+        height=height,
+        format=(Image.open(io.BytesIO(data)).format or "unknown"),
+        sha256=hashlib.sha256(data).hexdigest(),
+        phash=difference_hash(image),
+    )
+
+
+def crop_box(width: int, height: int, size: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """Where ImageMagick's `-thumbnail SxS^ -gravity center -extent SxS` puts things.
+
+    Returns (resized width and height, crop box in the resized picture). `^` scales so the short side becomes
+    S, rounding each side to the nearest pixel; a centred extent then drops (W - S) // 2 pixels on the left/top.
+    """
+    scale = max(size / width, size / height)
+    new_w = max(size, int(width * scale + 0.5))
+    new_h = max(size, int(height * scale + 0.5))
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return (new_w, new_h), (left, top, left + size, top + size)
+
+
+def square_photo(image: Image.Image, size: int) -> Image.Image:
+    """Centre-crop and resize an upright RGB photo to size x size (the magick geometry above)."""
+    (new_w, new_h), box = crop_box(image.width, image.height, size)
+    resized = image.resize((new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return resized.crop(box)
+
+
+def prepare_photo(data: bytes, size: int) -> Image.Image:
+    """Decode, orient, check and square one training photo."""
+    inspect_photo(data, size)
+    return square_photo(upright_rgb(data), size)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    name: str
+    reason: str
+    message: str
+
+
+@dataclass
+class PhotoSet:
+    """The usable training photos of one request, squared to the training resolution, and what was left out."""
+
+    images: list[Image.Image]
+    names: list[str]
+    rejected: list[Rejection]
+
+
+def load_photo_set(sources: Iterable[tuple[str, bytes]], size: int) -> PhotoSet:
+    """Check a whole set: each photo alone, then against the ones kept before it (exact and near duplicates)."""
+    kept: list[tuple[str, PhotoInfo, Image.Image]] = []
+    rejected: list[Rejection] = []
+    for name, data in sources:
+        try:
+            info = inspect_photo(data, size)
+            for other_name, other, _ in kept:
+                if other.sha256 == info.sha256:
+                    raise PhotoRejected("duplicate", f"the same file as {other_name}")
+                if hamming(other.phash, info.phash) <= NEAR_DUPLICATE_BITS:
+                    raise PhotoRejected("near_duplicate", f"nearly the same picture as {other_name}")
+            kept.append((name, info, square_photo(upright_rgb(data), size)))
+        except PhotoRejected as exc:
+            rejected.append(Rejection(name, exc.reason, str(exc)))
+    return PhotoSet(images=[k[2] for k in kept], names=[k[0] for k in kept], rejected=rejected)
+
+
+def load_photo_folder(folder: str | Path, size: int) -> PhotoSet:
+    paths = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    return load_photo_set(((p.name, p.read_bytes()) for p in paths), size)

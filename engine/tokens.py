@@ -1,0 +1,59 @@
+"""The pool of rare identifier tokens a personalised model is bound to (torch-free)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+
+class TokenizerLike(Protocol):
+    def tokenize(self, text: str) -> list[str]: ...
+
+
+# The DreamBooth paper asks for an identifier with a weak prior: a short, rare token of the text encoder's
+# vocabulary, so the model does not have to unlearn a meaning first. "sks" is the community's usual choice;
+# the rest are short letter runs of the same kind. Order matters: the first free one is given out, and each is
+# checked against the loaded tokenizer, so one that is not a single token there is simply skipped.
+IDENTIFIER_POOL: tuple[str, ...] = (
+    "sks", "zwx", "ohwx", "pzk", "vkx", "qmz", "jxp", "tqw", "wbq", "xqh", "krz", "hjv",
+    "bxq", "fzn", "yqv", "dkx", "gvz", "zmq", "wxj", "kqp", "jvw", "qzx", "xkv", "vzq",
+)
+
+# Words the tiny test model's vocabulary holds as single tokens besides the pool (prompt words tests use).
+COMMON_PROMPT_WORDS: tuple[str, ...] = (
+    "a", "an", "the", "photo", "picture", "portrait", "painting", "of", "in", "on", "at", "with", "and", "by",
+    "dog", "cat", "person", "man", "woman", "boy", "girl", "child", "face", "toy", "car", "house", "bird",
+    "paris", "london", "beach", "forest", "city", "space", "snow", "style", "oil", "watercolor", "sketch",
+    "red", "blue", "green", "hat", "wearing", "sitting", "standing", "smiling", "blurry", "low", "quality",
+    "ugly", "bad", "high", "detailed", "best", "art", "anime", "cartoon", "realistic", "sunset", "night",
+)
+
+
+class NoFreeToken(Exception):
+    """Every identifier of the pool is taken by this owner's live models."""
+
+
+def is_single_token(tokenizer: Any, word: str) -> bool:
+    return len(tokenizer.tokenize(word)) == 1
+
+
+def usable_pool(tokenizer: Any, pool: Iterable[str] = IDENTIFIER_POOL) -> list[str]:
+    """The pool tokens that really are one token of this tokenizer, in pool order."""
+    return [word for word in pool if is_single_token(tokenizer, word)]
+
+
+def pick_token(pool: Iterable[str], in_use: Iterable[str]) -> str:
+    """The first pool token the owner does not use yet: a user's models never share an identifier."""
+    taken = {t.lower() for t in in_use}
+    for word in pool:
+        if word.lower() not in taken:
+            return word
+    raise NoFreeToken("all identifier tokens are in use; delete a model first")
+
+
+def instance_prompt(token: str, class_word: str) -> str:
+    return f"a photo of {token} {class_word}"
+
+
+def class_prompt(class_word: str) -> str:
+    return f"a photo of {class_word}"

@@ -1,0 +1,419 @@
+"""The engine worker: claims jobs from storage's queue and runs them on the GPU, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from engine.class_images import Stopped, ensure_class_images
+from engine.drawing import Drawer, DrawError, DrawRequest
+from engine.messages import failure
+from engine.photos import load_photo_set
+from engine.tokens import NoFreeToken, class_prompt, pick_token, usable_pool
+
+log = logging.getLogger(__name__)
+
+KINDS = ["draw", "class_images", "train"]
+PROGRESS_EVERY_S = 1.0  # progress rows are events the bot turns into message edits: ~1/s is plenty
+
+
+class JobFailed(Exception):
+    """A failure with a message fit for the user."""
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    try:
+        import torch
+
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            return True
+    except Exception:  # pragma: no cover
+        pass
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _free_gpu_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@dataclass
+class WorkerOptions:
+    worker_id: str
+    lease_s: float = 30.0
+    poll_s: float = 1.0
+    checkpoint_every: int = 100
+    once: bool = False
+
+
+class Engine:
+    """The loaded base model and what can be done with it; every method runs on the GPU thread."""
+
+    def __init__(self, base_model: Path, runtime, pipe) -> None:
+        from engine.base_model import base_model_key, training_resolution
+
+        self.base_model = base_model
+        self.runtime = runtime
+        self.pipe = pipe
+        self.drawer = Drawer(pipe, runtime)
+        self.key = base_model_key(base_model)
+        self.resolution = training_resolution(pipe)
+
+    @classmethod
+    def load(cls, base_model: Path, device: str) -> Engine:
+        from engine.base_model import load_base_pipeline, pick_runtime
+
+        runtime = pick_runtime(device)
+        return cls(base_model, runtime, load_base_pipeline(base_model, runtime))
+
+    def identifier_pool(self) -> list[str]:
+        return usable_pool(self.pipe.tokenizer)
+
+    def draw(self, request: DrawRequest, lighter: bool = False):
+        return self.drawer.draw(request, lighter=lighter)
+
+    def train(self, spec, on_progress, should_stop):
+        from engine.training import remove_lora, train
+
+        self.drawer.forget_loras()  # training needs the bare base model
+        try:
+            return train(spec, on_progress, should_stop, pipe=self.pipe, runtime=self.runtime)
+        finally:
+            remove_lora(self.pipe)
+
+    def class_images(self, folder: Path, prompt: str, count: int, on_progress, should_stop) -> list[Path]:
+        self.drawer.forget_loras()
+        return ensure_class_images(
+            self.pipe, folder, prompt, count, self.resolution, on_progress=on_progress, should_stop=should_stop
+        )
+
+
+class JobRun:
+    """One claimed job: its lease kept alive, its progress published (throttled), its stop flag."""
+
+    def __init__(self, worker: Worker, job) -> None:
+        self.worker = worker
+        self.job = job
+        self.cancelled = False
+        self.lease_lost = False
+        self.latest: dict | None = None  # written by the GPU thread, read by the pump (a plain swap)
+
+    def on_progress(self, progress: dict) -> None:
+        self.latest = progress
+
+    def should_stop(self) -> bool:
+        return self.cancelled or self.lease_lost or self.worker.stopping.is_set()
+
+    async def keep_alive(self) -> None:
+        store, wid = self.worker.store, self.worker.options.worker_id
+        from storage import JobCancelled, LeaseLost
+
+        sent: dict | None = None
+        last_sent = last_beat = 0.0
+        while True:
+            now = time.monotonic()
+            try:
+                if now - last_beat >= self.worker.options.lease_s / 3:
+                    await store.jobs.heartbeat(self.job.id, wid, lease_s=self.worker.options.lease_s)
+                    last_beat = now
+                latest = self.latest
+                stage_changed = latest is not None and (sent is None or latest.get("stage") != sent.get("stage"))
+                if latest is not None and latest is not sent and (stage_changed or now - last_sent >= PROGRESS_EVERY_S):
+                    await store.jobs.report_progress(self.job.id, wid, latest)
+                    sent, last_sent = latest, now
+            except JobCancelled:
+                self.cancelled = True
+            except LeaseLost:
+                self.lease_lost = True
+                return
+            except Exception:  # a busy database must not kill the job; the next beat retries
+                log.exception("heartbeat of job %s failed", self.job.id)
+            await asyncio.sleep(0.2)
+
+
+class Worker:
+    def __init__(self, store, settings, engine: Engine, options: WorkerOptions) -> None:
+        self.store = store
+        self.settings = settings
+        self.engine = engine
+        self.options = options
+        self.stopping = asyncio.Event()
+        # One thread owns the GPU: jobs run there one at a time while the loop keeps beating.
+        self.gpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu")
+
+    async def on_gpu(self, fn, *args, **kwargs):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.gpu, lambda: fn(*args, **kwargs))
+
+    def stop(self) -> None:
+        log.info("stopping: the current job checkpoints and is handed back")
+        self.stopping.set()
+
+    async def run(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                try:
+                    job = await self.store.jobs.claim(self.options.worker_id, KINDS, lease_s=self.options.lease_s)
+                except Exception:  # e.g. the database is busy: wait and look again rather than die
+                    log.exception("claiming a job failed")
+                    job = None
+                if job is None:
+                    if self.options.once:
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.stopping.wait(), timeout=self.options.poll_s)
+                    continue
+                await self.serve(job)
+        finally:
+            self.gpu.shutdown(wait=True)
+
+    async def serve(self, job) -> None:
+        """Run one job to an end state; nothing a job does can stop the worker."""
+        run = JobRun(self, job)
+        pump = asyncio.create_task(run.keep_alive())
+        wid = self.options.worker_id
+        log.info("job %s (%s) attempt %s", job.id, job.kind, job.attempts)
+        try:
+            result = await self.dispatch(run, lighter=False)
+        except Stopped:
+            result = None
+        except JobFailed as exc:
+            await self._settle(run, error=str(exc))
+            return
+        except Exception as exc:
+            if is_out_of_memory(exc):
+                log.warning("job %s ran out of GPU memory; retrying once with lighter settings", job.id)
+                await self.on_gpu(_free_gpu_memory)
+                try:
+                    result = await self.dispatch(run, lighter=True)
+                except Stopped:
+                    result = None
+                except JobFailed as again:
+                    await self._settle(run, error=str(again))
+                    return
+                except Exception as again:
+                    await self._settle(run, error=self._describe(again))
+                    return
+            else:
+                await self._settle(run, error=self._describe(exc))
+                return
+        finally:
+            pump.cancel()
+        if result is None:
+            await self._settle(run)
+        else:
+            from storage import LeaseLost
+
+            try:
+                await self.store.jobs.complete(job.id, wid, result)
+                log.info("job %s done", job.id)
+            except LeaseLost:
+                log.warning("job %s finished after its lease was lost; another worker owns it now", job.id)
+
+    def _describe(self, exc: BaseException) -> str:
+        if is_out_of_memory(exc):
+            return failure("out_of_memory")
+        if isinstance(exc, FloatingPointError):
+            return failure("diverged")
+        log.exception("job failed", exc_info=exc)
+        return failure("internal")
+
+    async def _settle(self, run: JobRun, error: str | None = None) -> None:
+        """End a job that did not complete: failed, cancelled, or handed back on shutdown."""
+        from storage import LeaseLost
+
+        job, wid = run.job, self.options.worker_id
+        try:
+            if error is not None:
+                if job.kind == "train" and job.model_id:
+                    await self.store.models.set_status(job.model_id, "failed", error=error)
+                await self.store.jobs.fail(job.id, wid, error)
+                log.info("job %s failed: %s", job.id, error)
+            elif run.cancelled:
+                if job.kind == "train" and job.model_id:
+                    await self.store.models.set_status(job.model_id, "failed", error=failure("cancelled"))
+                await self.store.jobs.cancelled(job.id, wid)
+            elif self.stopping.is_set():
+                await self.store.jobs.release(job.id, wid)
+                log.info("job %s handed back; its checkpoint is kept", job.id)
+        except LeaseLost:
+            log.warning("job %s: lease lost; another worker has it", job.id)
+
+    async def dispatch(self, run: JobRun, lighter: bool) -> dict[str, Any] | None:
+        kind = run.job.kind
+        if kind == "draw":
+            return await self.draw(run, lighter)
+        if kind == "train":
+            return await self.train(run, lighter)
+        if kind == "class_images":
+            return await self.class_images(run)
+        raise JobFailed(failure("unknown_kind", kind))
+
+    async def draw(self, run: JobRun, lighter: bool) -> dict[str, Any]:
+        p = run.job.payload
+        lora = None
+        model_id = p.get("model_id")
+        if model_id is not None:
+            model = await self.store.models.get(int(model_id))
+            if model is None or model.status == "deleted":
+                raise JobFailed(failure("model_gone"))
+            if model.status != "ready" or not model.weights_path:
+                raise JobFailed(failure("model_not_ready"))
+            lora = Path(model.weights_path)
+        request = DrawRequest(
+            prompt=str(p.get("prompt", "")),
+            negative_prompt=str(p.get("negative_prompt") or ""),
+            n=int(p.get("n", 1)),
+            steps=int(p.get("steps") or self.settings.draw_steps),
+            guidance=float(p.get("guidance", 7.5)),
+            seeds=p.get("seeds"),
+            width=p.get("width"),
+            height=p.get("height"),
+            lora=lora,
+        )
+        try:
+            result = await self.on_gpu(self.engine.draw, request, lighter)
+        except DrawError as exc:
+            raise JobFailed(str(exc)) from exc
+        folder = self.store.files.job_dir(run.job.id)
+        paths = []
+        for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
+            paths.append(str(self.store.files.write_atomic(folder / f"{index}_{seed}.png", _png(image))))
+        return {
+            "images": paths,
+            "seeds": result.seeds,
+            "prompt_truncated": result.prompt_truncated,
+            "prompt_tokens": result.prompt_tokens,
+        }
+
+    async def class_images(self, run: JobRun) -> dict[str, Any]:
+        p = run.job.payload
+        prompt = class_prompt(str(p["class_word"]))
+        count = int(p.get("count") or self.settings.num_class_images)
+        folder = self.store.files.class_image_dir(self.engine.key, prompt, self.engine.resolution)
+        paths = await self.on_gpu(self.engine.class_images, folder, prompt, count, run.on_progress, run.should_stop)
+        return {"count": len(paths), "folder": str(folder)}
+
+    async def _token_for(self, model) -> str:
+        from storage import TokenTaken
+
+        if model.token:
+            return model.token  # a resumed job keeps the identifier its checkpoint was trained with
+        pool = await self.on_gpu(self.engine.identifier_pool)
+        for _ in range(len(pool)):
+            try:
+                token = pick_token(pool, await self.store.models.tokens_in_use(model.owner_id))
+            except NoFreeToken as exc:
+                raise JobFailed(failure("no_token")) from exc
+            try:
+                await self.store.models.set_token(model.id, token)
+                return token
+            except TokenTaken:
+                continue  # another worker gave it to a model of this owner a moment ago
+        raise JobFailed(failure("no_token"))
+
+    async def train(self, run: JobRun, lighter: bool) -> dict[str, Any]:
+        from engine.training import TrainSpec
+
+        job = run.job
+        model_id = int(job.payload.get("model_id") or job.model_id)
+        model = await self.store.models.get(model_id)
+        if model is None or model.status == "deleted":
+            raise JobFailed(failure("model_gone"))
+        token = await self._token_for(model)
+        await self.store.models.set_status(model.id, "training")
+        resolution = self.engine.resolution
+        sources = [(Path(p).name, Path(p).read_bytes()) for p in model.photo_paths if Path(p).is_file()]
+        photo_set = await asyncio.to_thread(load_photo_set, sources, resolution)
+        if not photo_set.images:
+            raise JobFailed(failure("no_photos"))
+        num_class = int(job.payload.get("num_class_images", self.settings.num_class_images))
+        spec = TrainSpec(
+            photos=photo_set.images,
+            class_word=model.class_word,
+            token=token,
+            output_dir=self.store.files.model_dir(model.id),
+            class_image_dir=self.store.files.class_image_dir(self.engine.key, class_prompt(model.class_word), resolution),
+            num_class_images=num_class,
+            checkpoint_dir=self.store.files.job_dir(job.id) / "checkpoints",
+            steps=job.payload.get("steps") or self.settings.train_steps,
+            checkpoint_every=self.options.checkpoint_every,
+            device=self.settings.device,
+        )
+        if lighter:
+            spec = replace(spec, gradient_checkpointing=True)
+        result = await self.on_gpu(self.engine.train, spec, run.on_progress, run.should_stop)
+        await self.store.models.mark_ready(
+            model.id,
+            weights_path=result.weights_path,
+            kohya_path=result.kohya_path,
+            sample_paths=result.sample_paths,
+            params={**model.params, **result.params},
+        )
+        return {
+            "model_id": model.id,
+            "token": token,
+            "class_word": model.class_word,
+            "weights_path": str(result.weights_path),
+            "kohya_path": str(result.kohya_path),
+            "sample_paths": [str(p) for p in result.sample_paths],
+            "steps": result.steps,
+            "seconds": result.seconds,
+            "resumed_from": result.resumed_from,
+            "rejected_photos": [r.reason for r in photo_set.rejected],
+        }
+
+
+def _png(image) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+async def serve_forever(settings, options: WorkerOptions) -> None:
+    from storage import Storage
+
+    base = settings.require_base_model()
+    engine = await asyncio.to_thread(Engine.load, base, settings.device)
+    log.info("base model %s loaded on %s", base, engine.runtime.device)
+    store = await Storage.open(settings.data_dir)
+    worker = Worker(store, settings, engine, options)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    try:
+        await worker.run()
+    finally:
+        await store.close()
+
+
+def run_worker(settings, args) -> int:
+    options = WorkerOptions(
+        worker_id=args.worker_id or default_worker_id(),
+        lease_s=args.lease_s,
+        poll_s=args.poll_s,
+        checkpoint_every=args.checkpoint_every,
+        once=args.once,
+    )
+    asyncio.run(serve_forever(settings, options))
+    return 0

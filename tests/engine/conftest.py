@@ -1,0 +1,118 @@
+"""Fixtures for the engine tests: one tiny model per session, built offline by `python -m engine tiny-model`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+    os.environ[_name] = "1"
+# The tiny model gains nothing from a second thread, and OpenMP threads spinning against other processes on a
+# shared 2-core box slow everything down many times over; child processes inherit this too.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def textured_photo(seed: int, size: tuple[int, int] = (64, 64)) -> Image.Image:
+    """A photo stand-in with real structure (smooth blobs plus grain), distinct per seed."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    channels = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(1, 6, 2).tolist() + [rng.uniform(0, 6.28)]
+        channels.append(np.sin(xx * fx * 6.28 + phase) * np.cos(yy * fy * 6.28))
+    picture = (np.stack(channels, -1) * 0.45 + 0.5 + rng.normal(0, 0.04, (h, w, 3))).clip(0, 1)
+    return Image.fromarray((picture * 255).astype("uint8"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny") / "sd-tiny"
+    subprocess.run(
+        [sys.executable, "-m", "engine", "tiny-model", str(folder)], check=True, cwd=REPO, capture_output=True
+    )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def runtime():
+    import torch
+
+    from engine.base_model import pick_runtime
+
+    torch.set_num_threads(1)
+
+    return pick_runtime("cpu")
+
+
+@pytest.fixture(scope="session")
+def session_pipe(tiny_model_dir, runtime):
+    from engine.base_model import load_base_pipeline
+
+    return load_base_pipeline(tiny_model_dir, runtime)
+
+
+@pytest.fixture
+def pipe(session_pipe):
+    """The shared base pipeline, with every LoRA taken out again after the test."""
+    from engine.training import remove_lora
+
+    remove_lora(session_pipe)
+    yield session_pipe
+    remove_lora(session_pipe)
+
+
+@pytest.fixture(scope="session")
+def make_photo():
+    return textured_photo
+
+
+@pytest.fixture(scope="session")
+def make_spec():
+    return quick_spec
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[Image.Image]:
+    return [textured_photo(seed) for seed in (1, 2, 3)]
+
+
+def quick_spec(tmp: Path, photos, **overrides):
+    from engine.training import TrainSpec
+
+    values = dict(
+        photos=photos, class_word="dog", token="sks", output_dir=tmp / "out", class_image_dir=tmp / "class",
+        num_class_images=2, checkpoint_dir=tmp / "ckpt", steps=12, learning_rate=2e-3, checkpoint_every=5,
+        sample_seeds=(7,), sample_steps=3, class_image_steps=3, seed=5,
+    )
+    values.update(overrides)
+    return TrainSpec(**values)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, session_pipe, runtime, photos):
+    """One short training on the shared pipeline; also the image the trained pipeline draws at seed 11."""
+    import torch
+
+    from engine.training import evaluation_loss, remove_lora, train
+
+    remove_lora(session_pipe)
+    tmp = tmp_path_factory.mktemp("trained")
+    spec = quick_spec(tmp, photos)
+    loss_before = evaluation_loss(session_pipe, spec, runtime)
+    result = train(spec, pipe=session_pipe, runtime=runtime)
+    loss_after = evaluation_loss(session_pipe, spec, runtime)
+    with torch.inference_mode():
+        image = session_pipe(
+            "a photo of sks dog", num_inference_steps=3, generator=torch.Generator().manual_seed(11), output_type="np"
+        ).images[0]
+    remove_lora(session_pipe)
+    return {"spec": spec, "result": result, "loss_before": loss_before, "loss_after": loss_after, "image": image}

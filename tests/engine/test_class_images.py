@@ -1,0 +1,65 @@
+"""The class-image cache: shared per (base model, prompt, resolution), generated once, topped up."""
+
+from __future__ import annotations
+
+import shutil
+
+
+def _generated(reports: list[dict]) -> int:
+    return max((r["step"] for r in reports), default=0) - (reports[0]["step"] if reports else 0)
+
+
+def test_second_training_of_the_same_class_generates_nothing_new(pipe, tmp_path):
+    from engine.class_images import ensure_class_images
+
+    first: list[dict] = []
+    paths = ensure_class_images(pipe, tmp_path, "a photo of dog", 3, 64, steps=2, on_progress=first.append)
+    stamps = {p: p.stat().st_mtime_ns for p in paths}
+    assert _generated(first) == 3
+
+    second: list[dict] = []
+    again = ensure_class_images(pipe, tmp_path, "a photo of dog", 3, 64, steps=2, on_progress=second.append)
+    assert again == paths
+    assert _generated(second) == 0
+    assert {p: p.stat().st_mtime_ns for p in again} == stamps
+
+
+def test_a_larger_count_only_tops_up(pipe, tmp_path):
+    from engine.class_images import ensure_class_images
+
+    small = ensure_class_images(pipe, tmp_path, "a photo of dog", 2, 64, steps=2)
+    before = {p.name: p.read_bytes() for p in small}
+    stamps = {p.name: p.stat().st_mtime_ns for p in small}
+    reports: list[dict] = []
+    large = ensure_class_images(pipe, tmp_path, "a photo of dog", 4, 64, steps=2, on_progress=reports.append)
+    assert len(large) == 4
+    assert reports[0]["step"] == 2 and reports[-1]["step"] == 4
+    assert {p.name: p.stat().st_mtime_ns for p in large[:2]} == stamps
+    assert {p.name: p.read_bytes() for p in large[:2]} == before
+
+
+def test_topped_up_cache_equals_one_filled_at_once(pipe, tmp_path):
+    from engine.class_images import ensure_class_images
+
+    stepwise = ensure_class_images(pipe, tmp_path / "a", "a photo of cat", 1, 64, steps=2, batch_size=1)
+    stepwise = ensure_class_images(pipe, tmp_path / "a", "a photo of cat", 3, 64, steps=2, batch_size=1)
+    at_once = ensure_class_images(pipe, tmp_path / "b", "a photo of cat", 3, 64, steps=2, batch_size=1)
+    assert [p.read_bytes() for p in stepwise] == [p.read_bytes() for p in at_once]
+
+
+def test_another_base_model_or_resolution_does_not_reuse_the_cache(tiny_model_dir, tmp_path):
+    from engine.base_model import base_model_key
+    from storage import FileStore
+
+    files = FileStore(tmp_path / "data")
+    other_model = tmp_path / "other-model"
+    shutil.copytree(tiny_model_dir, other_model)
+    key, other_key = base_model_key(tiny_model_dir), base_model_key(other_model)
+    assert key != other_key
+    assert base_model_key(tiny_model_dir) == key  # stable for the same model
+
+    home = files.class_image_dir(key, "a photo of dog", 64)
+    assert files.class_image_dir(key, "a photo of dog", 64) == home
+    assert files.class_image_dir(other_key, "a photo of dog", 64) != home
+    assert files.class_image_dir(key, "a photo of dog", 128) != home
+    assert files.class_image_dir(key, "a photo of cat", 64) != home

@@ -1,0 +1,53 @@
+"""The command line without Telegram: train from a folder of photos, then draw PNGs with the LoRA."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_train_then_draw_from_the_command_line(tmp_path, tiny_model_dir, make_photo):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(3):
+        make_photo(seed, (120, 90)).save(photos / f"p{seed}.jpg", quality=95)
+    make_photo(0, (120, 90)).save(photos / "z-p0-again.png")
+    (photos / "notes.jpg").write_bytes(b"not a picture")
+    env = dict(os.environ, DATA_DIR=str(tmp_path / "data"), BASE_MODEL=str(tiny_model_dir), DEVICE="cpu",
+               NUM_CLASS_IMAGES="2", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    env.pop("TRAIN_STEPS", None)
+
+    trained = _run(["train", "--photos", "photos", "--class", "dog", "--out", "out", "--steps", "4"], tmp_path, env)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "skipped notes.jpg: undecodable" in trained.stderr
+    assert "skipped z-p0-again.png: near_duplicate" in trained.stderr
+    assert "training" in trained.stderr  # the progress bar
+    assert "a photo of sks dog" in trained.stdout
+    assert (tmp_path / "out" / "lora.safetensors").is_file()
+    assert (tmp_path / "out" / "lora_kohya.safetensors").is_file()
+    assert len(list((tmp_path / "out").glob("sample_*.png"))) == 4
+
+    drawn = _run(["draw", "--lora", "out/lora.safetensors", "--out", "pics", "--n", "2", "--seed", "42", "--steps", "3",
+                  "a photo of sks dog in paris"], tmp_path, env)
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    files = sorted((tmp_path / "pics").glob("*.png"))
+    assert [f.name for f in files] == ["seed_42.png", "seed_43.png"]
+    assert Image.open(files[0]).size == (64, 64)
+
+
+def test_worker_without_base_model_says_what_to_set(tmp_path):
+    env = dict(os.environ, DATA_DIR=str(tmp_path / "data"), PYTHONPATH=str(REPO))
+    env.pop("BASE_MODEL", None)
+    result = _run(["--once"], tmp_path, env)
+    assert result.returncode == 2
+    assert "BASE_MODEL" in result.stderr

@@ -1,0 +1,95 @@
+"""Drawing: count, size and seeds as asked; seeds reproduce; LoRAs switch per request; long prompts flagged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def drawer(pipe, runtime):
+    from engine.drawing import Drawer
+
+    d = Drawer(pipe, runtime, cache_size=2)
+    yield d
+    d.forget_loras()
+
+
+@pytest.fixture(scope="session")
+def random_lora(tmp_path_factory, tiny_model_dir, runtime):
+    """A second, unrelated LoRA: random non-zero weights on the same attention layers, saved like a trained one."""
+    import torch
+    from peft import LoraConfig
+
+    from engine import lora_files
+    from engine.base_model import load_base_pipeline
+
+    pipe = load_base_pipeline(tiny_model_dir, runtime)
+    torch.manual_seed(3)
+    pipe.unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=lora_files.UNET_TARGETS),
+        adapter_name=lora_files.ADAPTER,
+    )
+    target = tmp_path_factory.mktemp("random_lora") / "lora.safetensors"
+    return lora_files.save_diffusers_lora(target, pipe.unet)
+
+
+def _pixels(result):
+    return [np.asarray(img) for img in result.images]
+
+
+def test_draws_the_requested_count_and_size_and_returns_the_seeds(drawer):
+    from engine.drawing import DrawRequest
+
+    result = drawer.draw(DrawRequest("a photo of dog", n=3, steps=2, width=64, height=48))
+    assert len(result.images) == 3 == len(result.seeds)
+    assert all(img.size == (64, 48) for img in result.images)
+    assert len(set(result.seeds)) == 3
+
+
+def test_same_seed_gives_the_same_image(drawer):
+    from engine.drawing import DrawRequest
+
+    first = drawer.draw(DrawRequest("a photo of cat", n=2, steps=2, seeds=[42]))
+    again = drawer.draw(DrawRequest("a photo of cat", n=1, steps=2, seeds=[first.seeds[1]]))
+    assert first.seeds == [42, 43]
+    assert np.array_equal(_pixels(first)[1], _pixels(again)[0])
+    other = drawer.draw(DrawRequest("a photo of cat", n=1, steps=2, seeds=[7]))
+    assert not np.array_equal(_pixels(first)[0], _pixels(other)[0])
+
+
+def test_another_lora_gives_another_image_and_switching_back_restores_it(drawer, trained, random_lora):
+    from engine.drawing import DrawRequest
+
+    def at(lora):
+        return _pixels(drawer.draw(DrawRequest("a photo of sks dog", n=1, steps=3, seeds=[5], lora=lora)))[0]
+
+    base, mine, other = at(None), at(trained["result"].weights_path), at(random_lora)
+    assert not np.array_equal(base, mine)
+    assert not np.array_equal(mine, other)
+    assert np.array_equal(at(trained["result"].weights_path), mine)
+    assert np.array_equal(at(None), base)
+
+
+def test_prompt_over_the_token_limit_is_reported_truncated(drawer):
+    from engine.drawing import DrawRequest
+
+    short = drawer.draw(DrawRequest("a photo of dog in paris", steps=1, seeds=[1]))
+    assert not short.prompt_truncated and short.prompt_tokens == 6
+    long = drawer.draw(DrawRequest("a photo of dog in paris " * 16, steps=1, seeds=[1]))
+    assert long.prompt_truncated and long.prompt_tokens == 96 and long.token_limit == 75
+
+
+@pytest.mark.parametrize(("n", "steps"), [(0, 2), (5, 2), (1, 0)])
+def test_out_of_range_requests_are_refused_with_a_reason(drawer, n, steps):
+    from engine.drawing import DrawError, DrawRequest
+
+    with pytest.raises(DrawError):
+        drawer.draw(DrawRequest("a photo of dog", n=n, steps=steps))
+
+
+def test_a_missing_lora_file_is_a_clear_draw_error(drawer, tmp_path):
+    from engine.drawing import DrawError, DrawRequest
+
+    with pytest.raises(DrawError, match="missing"):
+        drawer.draw(DrawRequest("a photo of dog", steps=1, lora=tmp_path / "gone.safetensors"))

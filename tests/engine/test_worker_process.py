@@ -1,0 +1,114 @@
+"""The real `python -m engine` worker process: killed mid-training it resumes; on SIGTERM it hands the job back."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = 60
+
+
+def _env(data_dir: Path, tiny_model_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DATA_DIR=str(data_dir), BASE_MODEL=str(tiny_model_dir), DEVICE="cpu", NUM_CLASS_IMAGES="2",
+        HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+        PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
+    )
+    env.pop("TRAIN_STEPS", None)
+    return env
+
+
+def _start(tmp_path: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
+    log = open(tmp_path / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - lives as long as the process
+    return subprocess.Popen(
+        [sys.executable, "-m", "engine", "--lease-s", "2", "--poll-s", "0.2", "--checkpoint-every", "5", *extra],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
+async def _train_job(data_dir: Path, make_photo) -> int:
+    from storage import Storage
+
+    async with await Storage.open(data_dir) as store:
+        ids = []
+        for seed in (1, 2, 3):
+            out = io.BytesIO()
+            make_photo(seed, (96, 96)).save(out, format="PNG")
+            ids.append((await store.photos.add(5, file_unique_id=f"u{seed}", data=out.getvalue(), width=96, height=96)).id)
+        model = await store.models.create(5, name="rex", class_word="dog", params={}, photo_ids=ids)
+        job = await store.jobs.enqueue("train", {"model_id": model.id, "steps": STEPS}, owner_id=5, chat_id=5, model_id=model.id)
+        return job.id
+
+
+async def _job(data_dir: Path, job_id: int):
+    from storage import Storage
+
+    async with await Storage.open(data_dir) as store:
+        return await store.jobs.get(job_id), await store.jobs.events_after(0, limit=10_000)
+
+
+def _wait_for_training_step(data_dir: Path, job_id: int, at_least: int, proc: subprocess.Popen, timeout: float = 120):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the worker exited early"
+        job, _ = asyncio.run(_job(data_dir, job_id))
+        progress = job.progress or {}
+        if progress.get("stage") == "training" and progress.get("step", 0) >= at_least:
+            return progress
+        time.sleep(0.1)
+    raise AssertionError(f"training never reached step {at_least}")
+
+
+def test_worker_killed_mid_training_resumes_from_its_checkpoint_and_finishes(tmp_path, tiny_model_dir, make_photo):
+    data_dir = tmp_path / "data"
+    job_id = asyncio.run(_train_job(data_dir, make_photo))
+    env = _env(data_dir, tiny_model_dir)
+
+    first = _start(tmp_path, env)
+    try:
+        _wait_for_training_step(data_dir, job_id, 15, first)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    job, _ = asyncio.run(_job(data_dir, job_id))
+    assert job.status == "running"  # nobody released it: the worker died
+
+    time.sleep(2.5)  # its lease runs out
+    second = _start(tmp_path, env, "--once")
+    try:
+        assert second.wait(240) == 0
+    finally:
+        if second.poll() is None:
+            second.kill()
+    job, events = asyncio.run(_job(data_dir, job_id))
+    assert job.status == "done", job.error
+    assert job.attempts == 2
+    assert job.result["steps"] == STEPS
+    assert 15 <= job.result["resumed_from"] < STEPS
+    assert any(e.kind == "started" and e.data.get("resumed") for e in events if e.job_id == job_id)
+
+
+def test_sigterm_checkpoints_and_hands_the_job_back(tmp_path, tiny_model_dir, make_photo):
+    data_dir = tmp_path / "data"
+    job_id = asyncio.run(_train_job(data_dir, make_photo))
+    worker = _start(tmp_path, _env(data_dir, tiny_model_dir))
+    try:
+        _wait_for_training_step(data_dir, job_id, 5, worker)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    job, events = asyncio.run(_job(data_dir, job_id))
+    assert job.status == "queued" and job.lease_owner is None
+    assert job.attempts == 0  # a clean hand-back does not count as a failed attempt
+    assert any(e.kind == "requeued" for e in events if e.job_id == job_id)
+    assert (data_dir / "jobs" / str(job_id) / "checkpoints" / "latest.json").is_file()
