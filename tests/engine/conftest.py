@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,12 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-
-for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-    os.environ[_name] = "1"
-# The tiny model gains nothing from a second thread, and OpenMP threads spinning against other processes on a
-# shared 2-core box slow everything down many times over; child processes inherit this too.
-os.environ["OMP_NUM_THREADS"] = "1"
 
 REPO = Path(__file__).resolve().parents[2]
 
