@@ -52,6 +52,7 @@ def ensure_class_images(
     batch_size: int = 4,
     on_progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
+    pause_point: Callable[[], None] | None = None,
 ) -> list[Path]:
     """Make sure `folder` holds at least `count` class images for `prompt`; generate only the missing ones.
 
@@ -90,4 +91,6 @@ def ensure_class_images(
             per_image = (time.monotonic() - started) / made
             eta = per_image * (len(missing) - made)
             on_progress({"stage": "class_images", "step": done, "total": count, "loss": None, "eta_s": eta})
+        if pause_point is not None:
+            pause_point()
     return [folder / _name(i) for i in range(count)]

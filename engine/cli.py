@@ -64,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-"):
         argv = ["worker", *argv]
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from storage.logs import setup_logging
+
+    setup_logging("engine")
     if args.command == "tiny-model":
         return _tiny_model(args)
     if args.command == "bench":

@@ -85,11 +85,15 @@ class Drawer:
             self.pipe.unload_lora_weights()
         self._adapters.clear()
 
+    def clear_cache(self) -> None:
+        """Forget the cache's names after someone else deleted the adapters behind them."""
+        self._adapters.clear()
+
     def use_lora(self, path: Path | None) -> float:
         """Make `path` (or no LoRA) the active one; returns milliseconds spent."""
         started = time.perf_counter()
         if path is None:
-            if self._adapters:
+            if getattr(self.pipe.unet, "peft_config", None):
                 self.pipe.disable_lora()
             return (time.perf_counter() - started) * 1000
         path = Path(path)

@@ -326,11 +326,13 @@ def train(
     *,
     pipe=None,
     runtime=None,
+    pause_point: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Train a DreamBooth-LoRA for spec.token/spec.class_word and write its files into spec.output_dir.
 
     With `pipe` given (the worker's loaded base model) the trained adapter stays active in it afterwards,
-    so the caller can compare or draw; `remove_lora(pipe)` restores the base model.
+    so the caller can compare or draw; `remove_lora(pipe)` restores the base model. `pause_point` is called
+    at every step boundary: the worker runs waiting draws there, so a /draw never waits for a whole training.
     """
     import torch
     from diffusers import DDPMScheduler
@@ -365,6 +367,7 @@ def train(
             steps=spec.class_image_steps,
             on_progress=report,
             should_stop=should_stop,
+            pause_point=pause_point,
         )
         class_pictures = [Image.open(p).convert("RGB") for p in paths]
         class_encoded = encode_images(pipe, class_pictures, resolution)
@@ -444,6 +447,8 @@ def train(
             )
             if spec.checkpoint_every and done % spec.checkpoint_every == 0 and done < total:
                 checkpoint(done)
+            if pause_point is not None and done < total:
+                pause_point()
     finally:
         pipe.unet.eval()
         if _wants_checkpointing(spec, runtime):

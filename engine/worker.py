@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
@@ -16,14 +15,19 @@ from typing import Any
 
 from engine.class_images import Stopped, ensure_class_images
 from engine.drawing import Drawer, DrawError, DrawRequest
+from engine.gpu_lane import GpuLane
 from engine.messages import failure
 from engine.photos import load_photo_set
 from engine.tokens import NoFreeToken, class_prompt, pick_token, usable_pool
+from storage.logs import job_context
 
 log = logging.getLogger(__name__)
 
 KINDS = ["draw", "class_images", "train"]
+LONG_KINDS = {"train", "class_images"}
 PROGRESS_EVERY_S = 1.0  # progress rows are events the bot turns into message edits: ~1/s is plenty
+# While a training runs, how often to look for draws to slip in between its steps (a claim costs ~0.2 ms).
+INTERLEAVE_POLL_S = 0.1
 
 
 class JobFailed(Exception):
@@ -72,6 +76,7 @@ class Engine:
         self.drawer = Drawer(pipe, runtime)
         self.key = base_model_key(base_model)
         self.resolution = training_resolution(pipe)
+        self._training = False  # only read and written on the GPU thread
 
     @classmethod
     def load(cls, base_model: Path, device: str) -> Engine:
@@ -84,22 +89,62 @@ class Engine:
         return usable_pool(self.pipe.tokenizer)
 
     def draw(self, request: DrawRequest, lighter: bool = False):
-        return self.drawer.draw(request, lighter=lighter)
+        if not self._training:
+            return self.drawer.draw(request, lighter=lighter)
+        with self._training_paused():
+            return self.drawer.draw(request, lighter=lighter)
 
-    def train(self, spec, on_progress, should_stop):
-        from engine.training import remove_lora, train
+    @contextlib.contextmanager
+    def _training_paused(self):
+        """A draw between two training steps: the trained adapter steps aside, then comes back untouched.
+
+        The draw's LoRA is loaded beside the training adapter and deleted afterwards (not cached: the training
+        ends with every adapter unloaded anyway); the training's weights, optimizer and random streams are not
+        touched, so a training with draws in between ends bit for bit where it would have without them."""
+        from engine.lora_files import ADAPTER
+
+        unet = self.pipe.unet
+        was_training = unet.training
+        unet.eval()
+        try:
+            yield
+        finally:
+            adapters = list(getattr(unet, "peft_config", {}) or {})
+            visitors = [name for name in adapters if name != ADAPTER]
+            if visitors:
+                self.pipe.delete_adapters(visitors)
+            self.drawer.clear_cache()
+            if adapters:
+                self.pipe.enable_lora()  # a base-model draw disabled every adapter
+            if ADAPTER in adapters:
+                unet.set_adapter(ADAPTER)
+                text_encoder_adapters = getattr(self.pipe.text_encoder, "peft_config", {}) or {}
+                if ADAPTER in text_encoder_adapters:
+                    self.pipe.text_encoder.set_adapter(ADAPTER)
+            if was_training:
+                unet.train()
+
+    def train(self, spec, on_progress, should_stop, pause_point=None):
+        from engine.training import train
 
         self.drawer.forget_loras()  # training needs the bare base model
+        self._training = True
         try:
-            return train(spec, on_progress, should_stop, pipe=self.pipe, runtime=self.runtime)
+            return train(spec, on_progress, should_stop, pipe=self.pipe, runtime=self.runtime, pause_point=pause_point)
         finally:
-            remove_lora(self.pipe)
+            self._training = False
+            self.drawer.forget_loras()
 
-    def class_images(self, folder: Path, prompt: str, count: int, on_progress, should_stop) -> list[Path]:
+    def class_images(self, folder: Path, prompt: str, count: int, on_progress, should_stop, pause_point=None):
         self.drawer.forget_loras()
-        return ensure_class_images(
-            self.pipe, folder, prompt, count, self.resolution, on_progress=on_progress, should_stop=should_stop
-        )
+        self._training = True  # draws in between must leave no adapter behind in the class images
+        try:
+            return ensure_class_images(
+                self.pipe, folder, prompt, count, self.resolution, on_progress=on_progress,
+                should_stop=should_stop, pause_point=pause_point,
+            )
+        finally:
+            self._training = False
 
 
 class JobRun:
@@ -152,12 +197,12 @@ class Worker:
         self.engine = engine
         self.options = options
         self.stopping = asyncio.Event()
-        # One thread owns the GPU: jobs run there one at a time while the loop keeps beating.
-        self.gpu = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpu")
+        # One thread owns the GPU while the loop keeps beating; draws slip in between training steps.
+        self.gpu = GpuLane()
+        self._interleaved: set[asyncio.Task] = set()
 
     async def on_gpu(self, fn, *args, **kwargs):
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.gpu, lambda: fn(*args, **kwargs))
+        return await self.gpu.run(fn, *args, **kwargs)
 
     def stop(self) -> None:
         log.info("stopping: the current job checkpoints and is handed back")
@@ -179,10 +224,36 @@ class Worker:
                     continue
                 await self.serve(job)
         finally:
-            self.gpu.shutdown(wait=True)
+            if self._interleaved:
+                await asyncio.gather(*self._interleaved, return_exceptions=True)
+            self.gpu.shutdown()
+
+    async def _interleave_draws(self) -> None:
+        """While a long job holds the GPU, claim draws and hand them to its next pause point."""
+        while not self.stopping.is_set():
+            try:
+                job = await self.store.jobs.claim(self.options.worker_id, ["draw"], lease_s=self.options.lease_s)
+            except Exception:
+                log.exception("claiming a draw during training failed")
+                job = None
+            if job is None:
+                await asyncio.sleep(INTERLEAVE_POLL_S)
+                continue
+            task = asyncio.create_task(self.serve(job))
+            self._interleaved.add(task)
+            task.add_done_callback(self._interleaved.discard)
 
     async def serve(self, job) -> None:
         """Run one job to an end state; nothing a job does can stop the worker."""
+        with job_context(job.id):
+            interleaver = asyncio.create_task(self._interleave_draws()) if job.kind in LONG_KINDS else None
+            try:
+                await self._serve(job)
+            finally:
+                if interleaver is not None:
+                    interleaver.cancel()
+
+    async def _serve(self, job) -> None:
         run = JobRun(self, job)
         pump = asyncio.create_task(run.keep_alive())
         wid = self.options.worker_id
@@ -305,7 +376,7 @@ class Worker:
         prompt = class_prompt(str(p["class_word"]))
         count = int(p.get("count") or self.settings.num_class_images)
         folder = self.store.files.class_image_dir(self.engine.key, prompt, self.engine.resolution)
-        paths = await self.on_gpu(self.engine.class_images, folder, prompt, count, run.on_progress, run.should_stop)
+        paths = await self.gpu.run_long(self.engine.class_images, folder, prompt, count, run.on_progress, run.should_stop)
         return {"count": len(paths), "folder": str(folder)}
 
     async def _token_for(self, model) -> str:
@@ -356,7 +427,7 @@ class Worker:
         )
         if lighter:
             spec = replace(spec, gradient_checkpointing=True)
-        result = await self.on_gpu(self.engine.train, spec, run.on_progress, run.should_stop)
+        result = await self.gpu.run_long(self.engine.train, spec, run.on_progress, run.should_stop)
         await self.store.models.mark_ready(
             model.id,
             weights_path=result.weights_path,
