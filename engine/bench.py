@@ -124,6 +124,15 @@ def run_bench(base_model: Path | None = None, steps: int | None = None) -> dict[
         switches = [drawer.use_lora(p) for p in (result_a.weights_path, lora_b) * 5]
         draw1_lora = time_draw(1, result_a.weights_path)
 
+        drawer.forget_loras()
+        import asyncio
+
+        from engine.bench_scheduling import draw_latency_figures
+
+        scheduling = asyncio.run(
+            draw_latency_figures(pipe, runtime, Path(model_name), work, _photos(3, resolution), draw_steps)
+        )
+
         figures: dict[str, Any] = {
             **describe(runtime),
             "model": model_name,
@@ -138,6 +147,7 @@ def run_bench(base_model: Path | None = None, steps: int | None = None) -> dict[
             "lora_first_load_ms": round(first_load, 2),
             "lora_switch_ms": round(statistics.median(switches), 3),
             "class_images_per_s": round(class_per_s, 3),
+            **scheduling,
             "peak_memory_mb": _peak_memory_mb(runtime),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
