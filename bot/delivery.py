@@ -251,6 +251,13 @@ class Deliverer:
             await self._send_images(steps, chat_id, samples, caption, None, None, f"sample-{job.id}")
             trigger = html.escape(f"{token} {class_word}")
             await steps.run("ready", lambda: self._text(chat_id, t("train_ready", trigger=trigger), None))
+            card = self._file(result.get("report_card_path") or "")
+            if card is not None:
+                drift = float(result.get("class_drift") or 0.0)
+                key = "report_card_warning" if result.get("drift_warning") else "report_card"
+                caption = t(key, drift=f"{drift:.2f}", name=html.escape(class_word))
+                file = BufferedInputFile(card.read_bytes(), filename=f"report-{job.id}.png")
+                await steps.run("report_card", lambda: self._photo(chat_id, file, caption, None, None))
         elif job.status == "cancelled":
             await self._final_progress(job, t("progress_cancelled"))
             if job.model_id is not None:

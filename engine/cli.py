@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny-model", help="write a tiny random Stable Diffusion pipeline (its images are noise)")
     tiny.add_argument("dir", type=Path)
 
+    sub.add_parser("eval-toy", help="measure DreamBooth in the toy world (JSON): fidelity and class drift",
+                   add_help=False)
     bench = sub.add_parser("bench", help="print speed and memory figures as one JSON object")
     bench.add_argument("--base-model", type=Path, default=None, help="default: tiny on CPU, SD1.5-shaped on CUDA")
     bench.add_argument("--steps", type=int, default=None, help="training steps to time")
@@ -63,6 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-"):
         argv = ["worker", *argv]
+    if argv[0] == "eval-toy":
+        from engine.toy.evaluation import eval_toy_main
+        from storage.logs import setup_logging
+
+        setup_logging("engine")
+        return eval_toy_main(argv[1:])
     args = _parser().parse_args(argv)
     from storage.logs import setup_logging
 

@@ -29,6 +29,9 @@ class DrawRequest:
     width: int | None = None  # None: the model's own resolution
     height: int | None = None
     lora: Path | None = None  # None: the base model
+    # "Variations of #k": every image starts from seed k's noise blended with its own variation seed's noise.
+    variation_seeds: list[int] | None = None
+    variation_strength: float = 0.0
 
 
 @dataclass
@@ -119,6 +122,33 @@ class Drawer:
         self.pipe.set_adapters(name)
         return (time.perf_counter() - started) * 1000
 
+    def _variation_latents(self, request: DrawRequest, seeds: list[int], width: int, height: int):
+        """Starting noise for variations: seed noise and variation noise blended on the sphere (slerp), so a
+        small strength keeps the picture's composition and changes its details; None for ordinary draws."""
+        if not request.variation_seeds or request.variation_strength <= 0:
+            return None
+        import torch
+
+        if len(request.variation_seeds) < len(seeds):
+            raise DrawError("each variation needs its own variation seed")
+        strength = min(1.0, float(request.variation_strength))
+        factor = self.pipe.vae_scale_factor
+        shape = (self.pipe.unet.config.in_channels, height // factor, width // factor)
+
+        def noise(seed: int):
+            return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed) % 2**32))
+
+        blended = []
+        for seed, variation in zip(seeds, request.variation_seeds, strict=False):
+            a, b = noise(seed), noise(variation)
+            omega = torch.arccos((a.flatten() @ b.flatten() / (a.norm() * b.norm())).clamp(-1, 1))
+            if float(omega) < 1e-4:
+                blended.append(a)
+                continue
+            sin = torch.sin(omega)
+            blended.append(torch.sin((1 - strength) * omega) / sin * a + torch.sin(strength * omega) / sin * b)
+        return torch.stack(blended).to(self.pipe.unet.device, self.pipe.unet.dtype)
+
     def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawResult:
         """Draw the request; `lighter` (after an out-of-memory error) draws one image at a time, VAE in slices."""
         import torch
@@ -134,7 +164,9 @@ class Drawer:
         height = _side(request.height, self.resolution, step)
         tokens, limit = self.count_tokens(request.prompt)
         switch_ms = self.use_lora(request.lora)
-        groups = [[s] for s in seeds] if lighter else [seeds]
+        latents = self._variation_latents(request, seeds, width, height)
+        indices = list(range(len(seeds)))
+        groups = [[i] for i in indices] if lighter else [indices]
         images: list[Image.Image] = []
         if lighter:
             self.pipe.vae.enable_slicing()
@@ -148,7 +180,8 @@ class Drawer:
                         guidance_scale=request.guidance,
                         width=width,
                         height=height,
-                        generator=[torch.Generator("cpu").manual_seed(s) for s in group],
+                        generator=[torch.Generator("cpu").manual_seed(seeds[i]) for i in group],
+                        latents=None if latents is None else latents[group],
                     ).images
         finally:
             if lighter:

@@ -18,6 +18,7 @@ from engine.drawing import Drawer, DrawError, DrawRequest
 from engine.gpu_lane import GpuLane
 from engine.messages import failure
 from engine.photos import load_photo_set
+from engine.report_card import drift_warning, report_card
 from engine.tokens import NoFreeToken, class_prompt, pick_token, usable_pool
 from storage.logs import job_context
 
@@ -130,7 +131,14 @@ class Engine:
         self.drawer.forget_loras()  # training needs the bare base model
         self._training = True
         try:
-            return train(spec, on_progress, should_stop, pipe=self.pipe, runtime=self.runtime, pause_point=pause_point)
+            result = train(spec, on_progress, should_stop, pipe=self.pipe, runtime=self.runtime,
+                           pause_point=pause_point)
+            # The trained adapter is still active: draw the bare class prompt without and with it.
+            card = report_card(self.pipe, spec.class_word, steps=spec.sample_steps)
+            card_path = Path(spec.output_dir) / "report_card.png"
+            card.image.save(card_path)
+            result.params["class_drift"] = round(card.drift, 4)
+            return result, card_path, card.drift
         finally:
             self._training = False
             self.drawer.forget_loras()
@@ -355,6 +363,8 @@ class Worker:
             width=p.get("width"),
             height=p.get("height"),
             lora=lora,
+            variation_seeds=p.get("variation_seeds"),
+            variation_strength=float(p.get("variation_strength") or 0.0),
         )
         try:
             result = await self.on_gpu(self.engine.draw, request, lighter)
@@ -369,6 +379,7 @@ class Worker:
             "seeds": result.seeds,
             "prompt_truncated": result.prompt_truncated,
             "prompt_tokens": result.prompt_tokens,
+            "variation_seeds": request.variation_seeds if request.variation_strength > 0 else None,
         }
 
     async def class_images(self, run: JobRun) -> dict[str, Any]:
@@ -427,7 +438,7 @@ class Worker:
         )
         if lighter:
             spec = replace(spec, gradient_checkpointing=True)
-        result = await self.gpu.run_long(self.engine.train, spec, run.on_progress, run.should_stop)
+        result, card_path, drift = await self.gpu.run_long(self.engine.train, spec, run.on_progress, run.should_stop)
         await self.store.models.mark_ready(
             model.id,
             weights_path=result.weights_path,
@@ -446,6 +457,9 @@ class Worker:
             "seconds": result.seconds,
             "resumed_from": result.resumed_from,
             "rejected_photos": [r.reason for r in photo_set.rejected],
+            "report_card_path": str(card_path),
+            "class_drift": round(drift, 4),
+            "drift_warning": drift_warning(drift),
         }
 
 

@@ -15,8 +15,9 @@ from typing import Any
 
 from PIL import Image
 
+from engine import metrics
 from engine.tokens import IDENTIFIER_POOL, class_prompt, instance_prompt, is_single_token
-from engine.toy import metrics, world
+from engine.toy import world
 
 # The shipped toy base model (python -m engine.toy build reproduces it).
 TOY_MODEL_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "toy_model"

@@ -63,6 +63,12 @@ async def test_photos_train_progress_samples_and_draw(
     assert any("step" in c.params["text"] for c in edits) and "Training finished" in edits[-1].params["text"]
     (samples,) = fake.calls_of("sendMediaGroup", ann.id)
     assert all(Image.open(io.BytesIO(data)).size[0] > 0 for data in samples.images())
+    # then the report card: plain "dog" pictures before and after, with the drift figure
+    card = await fake.wait_for(lambda: next(iter(fake.calls_of("sendPhoto", ann.id)), None), 30,
+                               what="the report card")
+    assert "drift" in card.params["caption"].lower()
+    (card_image,) = [Image.open(io.BytesIO(data)) for data in card.images()]
+    assert card_image.width > card_image.height
 
     ann.say("/draw sks dog in Paris --n 2 --seed 5")
     await wait_reply(fake, ann.id, "More like this", timeout=120)

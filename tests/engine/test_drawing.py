@@ -93,3 +93,21 @@ def test_a_missing_lora_file_is_a_clear_draw_error(drawer, tmp_path):
 
     with pytest.raises(DrawError, match="missing"):
         drawer.draw(DrawRequest("a photo of dog", steps=1, lora=tmp_path / "gone.safetensors"))
+
+
+def test_variations_stay_close_to_their_picture_and_differ_from_each_other(drawer):
+    from engine.drawing import DrawRequest
+
+    def mean_gap(a, b) -> float:
+        return float(np.abs(a.astype(float) - b.astype(float)).mean())
+
+    original = _pixels(drawer.draw(DrawRequest("a photo of dog", n=1, steps=4, seeds=[5])))[0]
+    unrelated = _pixels(drawer.draw(DrawRequest("a photo of dog", n=1, steps=4, seeds=[6])))[0]
+    variations = drawer.draw(DrawRequest("a photo of dog", n=2, steps=4, seeds=[5, 5], variation_seeds=[100, 101],
+                                         variation_strength=0.2))
+    first, second = _pixels(variations)
+    assert variations.seeds == [5, 5]
+    assert not np.array_equal(first, second)
+    # A light blend keeps the picture: each variation is nearer the original than another seed's picture is.
+    assert mean_gap(first, original) < mean_gap(unrelated, original)
+    assert mean_gap(second, original) < mean_gap(unrelated, original)

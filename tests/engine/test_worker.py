@@ -126,6 +126,12 @@ async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_tok
     assert model.status == "ready" and model.token == "sks"
     assert model.weights_path.endswith("lora.safetensors") and len(model.sample_paths) == 4
     assert done[0].result["steps"] == 6
+    # the report card: the bare class prompt before and after, with the drift figure the bot shows
+    from PIL import Image
+
+    with Image.open(done[0].result["report_card_path"]) as card:
+        assert card.width > card.height > 0
+    assert done[0].result["class_drift"] >= 0 and isinstance(done[0].result["drift_warning"], bool)
     events = await store.jobs.events_after(0, limit=1000)
     stages = {e.data.get("stage") for e in events if e.kind == "progress" and e.job_id == jobs[0].id}
     assert {"class_images", "training"} <= stages

@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 
+from engine import metrics
+from engine.report_card import DRIFT_WARNING_THRESHOLD, drift_warning, report_card
 from engine.tokens import IDENTIFIER_POOL, class_prompt, usable_pool
-from engine.toy import metrics, world
+from engine.toy import world
 from engine.toy.evaluation import eval_toy_main, sample
-from engine.toy.report_card import DRIFT_WARNING_THRESHOLD, drift_warning, report_card
 
 
 def test_every_identifier_and_prompt_word_is_one_token_of_the_toy_model(toy_pipe):

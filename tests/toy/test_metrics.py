@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.toy import metrics, world
+from engine import metrics
+from engine.toy import world
 
 
 def _things(class_word: str, colour, count: int, seed: int):

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.toy.metrics import class_drift
+from engine.metrics import class_drift
 
 # Seeds the report card always draws, so two trainings of one user can be compared card by card.
 REPORT_SEEDS: tuple[int, ...] = (11, 22, 33, 44)
 
 # Above this drift the bare class prompt no longer draws the class the base model drew: the user's subject has
 # leaked into it ("every dog now looks like yours"). What 0.14 means in the metric's own terms
-# (engine.toy.metrics.picture_distance): the average of the share of colour mass that moved and the mean change
+# (engine.metrics.picture_distance): the average of the share of colour mass that moved and the mean change
 # of the 8x8 layout, so about a quarter of the picture took another colour, on every seed on average. Where it
 # comes from: in the toy world (python -m engine.toy eval: 4 photos, 400 steps, lr 2e-3, rank 8, 64 class
 # images) DreamBooth with prior preservation measured 0.129 and the same run without the prior term 0.157;
