@@ -7,8 +7,11 @@ import contextlib
 import io
 import os
 import random
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from bot.app import create_bot, create_dispatcher, run_bot
 from bot.config import BotTuning, RateLimit
 from storage import Job, Model, Settings, Storage, load_settings
 from tests.fake_telegram import FakeTelegram
+
+ROOT = Path(__file__).resolve().parents[2]
 
 for _name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
     os.environ.setdefault(_name, "1")
@@ -249,3 +254,47 @@ class StandInWorker:
 @pytest.fixture
 def worker(store: Storage) -> StandInWorker:
     return StandInWorker(store)
+
+
+class BotProcess:
+    """`python -m bot` as a real process that the test can kill -9 and start again."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.env = {
+            **os.environ,
+            "BOT_TOKEN": settings.require_bot_token(),
+            "TELEGRAM_API_URL": str(settings.telegram_api_url),
+            "DATA_DIR": str(settings.data_dir),
+            "MIN_PHOTOS": "3",
+            "MAX_PHOTOS": "6",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = Path(settings.data_dir).parent / "bot.log"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def bot_process(settings: Settings) -> Iterator[BotProcess]:
+    process = BotProcess(settings)
+    yield process
+    process.kill()
+    assert "Traceback" not in process.output(), process.output()
+    assert settings.require_bot_token() not in process.output()
+
+
+async def started(fake: FakeTelegram, process: BotProcess, menus_before: int) -> None:
+    process.start()
+    await fake.wait_call("setMyCommands", count=menus_before + 4, timeout=30)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from PIL import Image
 
 from storage import Settings
-from tests.bot.conftest import User, photo_bytes, wait_reply
+from tests.bot.conftest import BotProcess, User, photo_bytes, started, wait_reply
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,4 +81,32 @@ async def test_photos_train_progress_samples_and_draw(
         image.load()
         assert image.width >= 32 and image.height >= 32
     assert "seeds #1: 5, #2: 6" in album.params["media"][0]["caption"]
+    assert fake.errors() == []
+
+
+async def test_a_bot_killed_after_train_is_queued_delivers_the_real_result_exactly_once(
+    engine_worker, fake: FakeTelegram, store, ann: User, bot_process: BotProcess
+) -> None:
+    await started(fake, bot_process, 0)
+    ann.album([photo_bytes(i) for i in (11, 12, 13)])
+    await wait_reply(fake, ann.id, "Saved 3")
+    ann.say("/train dog")
+    await fake.wait_for(lambda: any("Starting soon" in t or "in the queue" in t for t in ann.replies()), 20,
+                        what="the queued-training reply")
+    bot_process.kill()  # the real engine trains while the bot is down
+
+    deadline = time.monotonic() + 240
+    while await store.jobs.active_for_owner(ann.id, "train"):
+        assert time.monotonic() < deadline, "the engine did not finish the training"
+        await asyncio.sleep(0.2)
+    assert fake.calls_of("sendMediaGroup", ann.id) == []  # nobody was there to deliver it
+
+    await started(fake, bot_process, 4)
+    await wait_reply(fake, ann.id, "Your model is ready", timeout=60)
+    await fake.wait_idle(quiet=1.0, timeout=30)
+    bot_process.kill()
+    await started(fake, bot_process, 8)  # and once more: nothing is sent twice
+    await fake.wait_idle(quiet=1.5, timeout=30)
+    assert len(fake.calls_of("sendMediaGroup", ann.id)) == 1
+    assert sum("Your model is ready" in t for t in ann.replies()) == 1
     assert fake.errors() == []

@@ -3,81 +3,40 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from storage import Settings, Storage
-from tests.bot.conftest import RunningBot, StandInWorker, User, make_ready_model, photo_bytes, wait_reply
+from tests.bot.conftest import (
+    BotProcess,
+    RunningBot,
+    StandInWorker,
+    User,
+    make_ready_model,
+    photo_bytes,
+    started,
+    wait_reply,
+)
 from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class BotProcess:
-    """`python -m bot` as a real process that the test can kill -9 and start again."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.env = {
-            **os.environ,
-            "BOT_TOKEN": settings.require_bot_token(),
-            "TELEGRAM_API_URL": str(settings.telegram_api_url),
-            "DATA_DIR": str(settings.data_dir),
-            "MIN_PHOTOS": "3",
-            "MAX_PHOTOS": "6",
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = Path(settings.data_dir).parent / "bot.log"
-
-    def start(self) -> None:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=self.env, stdout=log,
-                                            stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-@pytest.fixture
-def bot_process(settings: Settings) -> Iterator[BotProcess]:
-    process = BotProcess(settings)
-    yield process
-    process.kill()
-    assert "Traceback" not in process.output(), process.output()
-    assert settings.require_bot_token() not in process.output()
-
-
-async def _started(fake: FakeTelegram, process: BotProcess, menus_before: int) -> None:
-    process.start()
-    await fake.wait_call("setMyCommands", count=menus_before + 4, timeout=30)
 
 
 async def test_a_result_finished_while_the_bot_was_down_is_delivered_exactly_once(
     fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker, bot_process: BotProcess
 ) -> None:
     await make_ready_model(store, ann.id)
-    await _started(fake, bot_process, 0)
+    await started(fake, bot_process, 0)
     ann.say("/draw sks dog in Paris --n 2")
     job = await worker.claim("draw")
     await wait_reply(fake, ann.id, "Drawing")
     bot_process.kill()
     await worker.finish_draw(job)
-    await _started(fake, bot_process, 4)
+    await started(fake, bot_process, 4)
     await wait_reply(fake, ann.id, "More like this", timeout=20)
     await fake.wait_idle(quiet=0.5)
     bot_process.kill()
-    await _started(fake, bot_process, 8)
+    await started(fake, bot_process, 8)
     await fake.wait_idle(quiet=1.0, timeout=20)
     assert len(fake.calls_of("sendMediaGroup", ann.id)) == 1
     assert sum("More like this" in t for t in ann.replies()) == 1
@@ -86,7 +45,7 @@ async def test_a_result_finished_while_the_bot_was_down_is_delivered_exactly_onc
 async def test_a_restarted_bot_resumes_editing_the_same_progress_message(
     fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker, bot_process: BotProcess
 ) -> None:
-    await _started(fake, bot_process, 0)
+    await started(fake, bot_process, 0)
     ann.album([photo_bytes(i) for i in range(3)])
     await wait_reply(fake, ann.id, "Saved 3")
     ann.say("/train dog")
@@ -98,7 +57,7 @@ async def test_a_restarted_bot_resumes_editing_the_same_progress_message(
     bot_process.kill()
     await store.jobs.report_progress(job.id, worker.worker_id,
                                      {"stage": "training", "step": 3, "total": 10, "loss": 0.2, "eta_s": 30.0})
-    await _started(fake, bot_process, 4)
+    await started(fake, bot_process, 4)
     await fake.wait_call("editMessageText", ann.id, where=lambda c: "3/10" in c.params["text"], timeout=20)
     await worker.finish_training(job, steps=2)
     await wait_reply(fake, ann.id, "Your model is ready", timeout=20)
@@ -149,7 +108,7 @@ async def test_too_many_requests_are_waited_out_and_nothing_is_lost(
 
 
 async def test_sigterm_stops_the_bot_cleanly(fake: FakeTelegram, ann: User, bot_process: BotProcess) -> None:
-    await _started(fake, bot_process, 0)
+    await started(fake, bot_process, 0)
     ann.say("/start")
     await wait_reply(fake, ann.id, "Kabina", timeout=20)
     process = bot_process.process
