@@ -1,0 +1,80 @@
+"""`kabina` for real: the bot and the engine as its children, the engine restarted after a crash, SIGTERM stops all."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.fake_telegram import FakeTelegram
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def _wait(predicate, timeout: float, what: str):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not (value := predicate()):
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+    return value
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_kabina_runs_bot_and_engine_restarts_a_crashed_engine_and_stops_cleanly(
+    fake: FakeTelegram, tmp_path: Path
+) -> None:
+    tiny = tmp_path / "tiny"
+    subprocess.run([sys.executable, "-m", "engine", "tiny-model", str(tiny)], cwd=ROOT, check=True,
+                   capture_output=True, timeout=300)
+    log_path = tmp_path / "kabina.log"
+    env = {**os.environ, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.base_url, "BASE_MODEL": str(tiny),
+           "DATA_DIR": str(tmp_path / "data"), "DEVICE": "cpu"}
+    with open(log_path, "wb") as log:
+        kabina = subprocess.Popen([sys.executable, "-m", "bot.supervisor"], cwd=tmp_path, env=env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+
+    def started(name: str) -> list[int]:
+        return [int(pid) for pid in re.findall(rf"started {name} \(pid (\d+)\)", log_path.read_text())]
+
+    try:
+        await _wait(lambda: started("bot") and started("engine"), 60, "both children to start")
+        user = fake.user(501, "Ann", "en")
+        fake.send_text(user, "/help")
+        await _wait(lambda: any("Kabina" in t for t in fake.texts(501)), 60, "the bot to answer /help")
+
+        (first_engine,) = started("engine")
+        os.kill(first_engine, signal.SIGKILL)
+        second = await _wait(lambda: started("engine")[1:], 60, "the engine to be restarted")
+        assert second[0] != first_engine and len(started("bot")) == 1
+
+        kabina.send_signal(signal.SIGTERM)
+        assert kabina.wait(timeout=90) == 0
+        assert not _alive(second[0]) and not _alive(started("bot")[0])
+        output = log_path.read_text()
+        assert "Traceback" not in output and fake.token not in output
+        assert "engine exited with code -9; restarting" in output
+    finally:
+        if kabina.poll() is None:
+            kabina.kill()
