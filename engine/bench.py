@@ -150,6 +150,7 @@ def run_bench(base_model: Path | None = None, steps: int | None = None) -> dict[
             **scheduling,
             "peak_memory_mb": _peak_memory_mb(runtime),
             "torch": torch.__version__,
+            "diffusers": __import__("diffusers").__version__,
             "threads": torch.get_num_threads(),
         }
         return figures

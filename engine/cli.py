@@ -50,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="print speed and memory figures as one JSON object")
     bench.add_argument("--base-model", type=Path, default=None, help="default: tiny on CPU, SD1.5-shaped on CUDA")
     bench.add_argument("--steps", type=int, default=None, help="training steps to time")
+    bench.add_argument("--out", type=Path, default=None, help="also write the JSON to this file (docs/bench/…)")
     return parser
 
 
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from engine.bench import run_bench
 
-        print(json.dumps(run_bench(args.base_model, args.steps)))
+        figures = run_bench(args.base_model, args.steps)
+        figures["command"] = "python -m engine " + " ".join(argv)
+        print(json.dumps(figures))
+        if args.out is not None:
+            args.out.write_text(json.dumps(figures, indent=2) + "\n")
         return 0
     from storage import ConfigError, load_settings
 
