@@ -117,7 +117,8 @@ def main() -> int:
     try:
         settings.require_base_model()
     except ConfigError as exc:
-        print(f"kabina: {exc}\n\n{NO_MODEL_HELP}", file=sys.stderr)
+        message = "BASE_MODEL is not set." if settings.base_model is None else str(exc)
+        print(f"kabina: {message}\n\n{NO_MODEL_HELP}", file=sys.stderr)
         return 2
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     return asyncio.run(supervise(default_children()))
