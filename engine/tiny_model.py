@@ -92,20 +92,19 @@ def write_tokenizer(folder: Path, words: Iterable[str]) -> None:
     (folder / "merges.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def build_tiny_pipeline(folder: str | Path, seed: int = 0):
-    """Write a tiny StableDiffusionPipeline into `folder` and return it (CPU, float32)."""
-    import torch
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-
-    vocab_dir = folder / "_vocab"
-    write_tokenizer(vocab_dir, list(IDENTIFIER_POOL) + list(COMMON_PROMPT_WORDS))
-    # transformers 5 ignores vocab_file= in the constructor; from_pretrained reads vocab.json + merges.txt.
-    tokenizer = CLIPTokenizer.from_pretrained(str(vocab_dir), model_max_length=77)
+def tiny_modules(
+    tokenizer,
+    *,
+    resolution: int,
+    vae_channels: tuple[int, int, int],
+    vae_norm_groups: int,
+    vae_mid_attention: bool = True,
+):
+    """The tiny SD architecture (text encoder, UNet, VAE, scheduler), randomly initialised in that order from
+    torch's global generator: the tiny model and the toy world's base model share it, only the VAE's width differs.
+    """
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
@@ -122,7 +121,7 @@ def build_tiny_pipeline(folder: str | Path, seed: int = 0):
         )
     )
     unet = UNet2DConditionModel(
-        sample_size=TINY_RESOLUTION // 4,
+        sample_size=resolution // 4,
         in_channels=4,
         out_channels=4,
         block_out_channels=(32, 64),
@@ -136,21 +135,15 @@ def build_tiny_pipeline(folder: str | Path, seed: int = 0):
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
-        # Three blocks: latents are a quarter of the picture's side, which keeps CPU attention cheap.
-        block_out_channels=(16, 32, 32),
+        block_out_channels=vae_channels,
         down_block_types=("DownEncoderBlock2D",) * 3,
         up_block_types=("UpDecoderBlock2D",) * 3,
         latent_channels=4,
         layers_per_block=1,
-        norm_num_groups=16,
-        sample_size=TINY_RESOLUTION,
+        norm_num_groups=vae_norm_groups,
+        sample_size=resolution,
+        mid_block_add_attention=vae_mid_attention,
     )
-    with torch.no_grad():
-        # A random encoder's log-variance is large enough to drown the mean; pin it near zero variance so
-        # latents (and the images decoded from them) carry the picture rather than sampling noise.
-        half = vae.config.latent_channels
-        vae.quant_conv.weight[half:].zero_()
-        vae.quant_conv.bias[half:].fill_(-30.0)
     scheduler = DDIMScheduler(
         num_train_timesteps=1000,
         beta_start=0.00085,
@@ -160,6 +153,37 @@ def build_tiny_pipeline(folder: str | Path, seed: int = 0):
         set_alpha_to_one=False,
         steps_offset=1,
     )
+    return text_encoder, unet, vae, scheduler
+
+
+def build_tiny_pipeline(folder: str | Path, seed: int = 0):
+    """Write a tiny StableDiffusionPipeline into `folder` and return it (CPU, float32)."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+
+    vocab_dir = folder / "_vocab"
+    write_tokenizer(vocab_dir, list(IDENTIFIER_POOL) + list(COMMON_PROMPT_WORDS))
+    # transformers 5 ignores vocab_file= in the constructor; from_pretrained reads vocab.json + merges.txt.
+    tokenizer = CLIPTokenizer.from_pretrained(str(vocab_dir), model_max_length=77)
+
+    text_encoder, unet, vae, scheduler = tiny_modules(
+        tokenizer,
+        resolution=TINY_RESOLUTION,
+        # Three blocks: latents are a quarter of the picture's side, which keeps CPU attention cheap.
+        vae_channels=(16, 32, 32),
+        vae_norm_groups=16,
+    )
+    with torch.no_grad():
+        # A random encoder's log-variance is large enough to drown the mean; pin it near zero variance so
+        # latents (and the images decoded from them) carry the picture rather than sampling noise.
+        half = vae.config.latent_channels
+        vae.quant_conv.weight[half:].zero_()
+        vae.quant_conv.bias[half:].fill_(-30.0)
     pipe = StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,

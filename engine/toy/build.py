@@ -48,60 +48,17 @@ class BuildPlan:
 
 
 def _build_modules(tokenizer):
-    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
+    from engine.tiny_model import tiny_modules
 
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            projection_dim=32,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,  # CLIP pools the hidden state at this id
-            pad_token_id=tokenizer.pad_token_id,
-        )
-    )
-    latent_side = world.RESOLUTION // 4
-    unet = UNet2DConditionModel(
-        sample_size=latent_side,
-        in_channels=4,
-        out_channels=4,
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=16,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
+    return tiny_modules(
+        tokenizer,
+        resolution=world.RESOLUTION,
         # Narrow: flat shapes need few features, and the VAE's cost is paid again in every test that trains.
-        block_out_channels=(8, 16, 16),
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=8,
-        sample_size=world.RESOLUTION,
+        vae_channels=(8, 16, 16),
+        vae_norm_groups=8,
         # Attention over an 8x8 map adds nothing a flat shape needs and costs most of the VAE's time.
-        mid_block_add_attention=False,
+        vae_mid_attention=False,
     )
-    scheduler = DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    return text_encoder, unet, vae, scheduler
 
 
 def _pixels(images):
