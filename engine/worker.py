@@ -267,29 +267,23 @@ class Worker:
         wid = self.options.worker_id
         log.info("job %s (%s) attempt %s", job.id, job.kind, job.attempts)
         try:
-            result = await self.dispatch(run, lighter=False)
-        except Stopped:
-            result = None
-        except JobFailed as exc:
-            await self._settle(run, error=str(exc))
-            return
-        except Exception as exc:
-            if is_out_of_memory(exc):
-                log.warning("job %s ran out of GPU memory; retrying once with lighter settings", job.id)
-                await self.on_gpu(_free_gpu_memory)
+            # A CUDA out-of-memory error earns one more try with lighter settings; anything else ends the job.
+            for lighter in (False, True):
                 try:
-                    result = await self.dispatch(run, lighter=True)
+                    result = await self.dispatch(run, lighter=lighter)
                 except Stopped:
                     result = None
-                except JobFailed as again:
-                    await self._settle(run, error=str(again))
+                except JobFailed as exc:
+                    await self._settle(run, error=str(exc))
                     return
-                except Exception as again:
-                    await self._settle(run, error=self._describe(again))
-                    return
-            else:
-                await self._settle(run, error=self._describe(exc))
-                return
+                except Exception as exc:
+                    if lighter or not is_out_of_memory(exc):
+                        await self._settle(run, error=self._describe(exc))
+                        return
+                    log.warning("job %s ran out of GPU memory; retrying once with lighter settings", job.id)
+                    await self.on_gpu(_free_gpu_memory)
+                    continue
+                break
         finally:
             pump.cancel()
         if result is None:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from tests.fake_telegram import FakeTelegram
 
 # Nothing in the tests may reach a model hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -12,3 +19,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models gain nothing from a second thread, and OpenMP threads spinning against the engine subprocesses
 # the tests start slow everything down many times on a 2-core machine; child processes inherit this.
 os.environ["OMP_NUM_THREADS"] = "1"
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    """A local fake Bot API server (tests/fake_telegram.py): the only part of the world we do not run for real."""
+    from tests.fake_telegram import FakeTelegram
+
+    server = FakeTelegram()
+    await server.start()
+    yield server
+    await server.stop()

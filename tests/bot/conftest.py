@@ -54,14 +54,6 @@ def photo_bytes(seed: int, size: tuple[int, int] = (320, 320), fmt: str = "JPEG"
 
 
 @pytest.fixture
-async def fake() -> AsyncIterator[FakeTelegram]:
-    server = FakeTelegram()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
