@@ -42,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--height", type=int, default=None)
     draw.add_argument("--base-model", type=Path, default=None, help="default: BASE_MODEL")
 
+    random_model = sub.add_parser(
+        "random-model", help="write a full-size pipeline with random weights (for GPU benchmarks; images are noise)"
+    )
+    random_model.add_argument("dir", type=Path)
+    random_model.add_argument("--config", type=Path, default=None, help="config folder (default: engine/configs/sd15)")
     tiny = sub.add_parser("tiny-model", help="write a tiny random Stable Diffusion pipeline (its images are noise)")
     tiny.add_argument("dir", type=Path)
 
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("engine")
     if args.command == "tiny-model":
         return _tiny_model(args)
+    if args.command == "random-model":
+        return _random_model(args)
     if args.command == "bench":
         from engine.bench import run_bench
 
@@ -113,6 +120,19 @@ def _tiny_model(args) -> int:
     pipe = build_tiny_pipeline(args.dir)
     print(f"wrote {args.dir} ({count_parameters(pipe):,} parameters)")
     print(NOTICE, end="")
+    return 0
+
+
+def _random_model(args) -> int:
+    """An SD1.5-shaped folder for the reference trainer, which needs weights on disk (speed ignores their values)."""
+    import torch
+
+    from engine.base_model import CONFIGS_DIR
+    from engine.tiny_model import build_random_pipeline, count_parameters
+
+    pipe = build_random_pipeline(args.config or CONFIGS_DIR / "sd15", "cpu", torch.float16)
+    pipe.save_pretrained(str(args.dir))
+    print(f"wrote {args.dir} ({count_parameters(pipe):,} random parameters, fp16; its images are noise)")
     return 0
 
 

@@ -51,3 +51,19 @@ def test_worker_without_base_model_says_what_to_set(tmp_path):
     result = _run(["--once"], tmp_path, env)
     assert result.returncode == 2
     assert "BASE_MODEL" in result.stderr
+
+
+def test_random_model_writes_a_loadable_pipeline_shaped_by_a_config_folder(tmp_path, tiny_model_dir):
+    """The GPU benchmarks' SD1.5-shaped model, checked here on the tiny model's configs (SD1.5 is 2 GB)."""
+    import json
+
+    from diffusers import StableDiffusionPipeline
+
+    out = tmp_path / "random"
+    done = subprocess.run([sys.executable, "-m", "engine", "random-model", "--config", str(tiny_model_dir), str(out)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    pipe = StableDiffusionPipeline.from_pretrained(str(out), local_files_only=True)
+    want = json.loads((tiny_model_dir / "unet" / "config.json").read_text())
+    assert list(pipe.unet.config.block_out_channels) == want["block_out_channels"]
+    assert "random parameters" in done.stdout
