@@ -8,6 +8,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
+from bot.services import Refusal
 from bot.services.models import handles_for
 from storage import Job, Model, Storage
 
@@ -20,13 +21,8 @@ VARIATION_STRENGTH = 0.3
 _WORD = re.compile(r"[\w]+", re.UNICODE)
 
 
-class DrawInputError(Exception):
-    """Something in the /draw text the user should fix; `key` names the text that says what."""
-
-    def __init__(self, key: str, **values: object) -> None:
-        super().__init__(key)
-        self.key = key
-        self.values = values
+class DrawInputError(Refusal):
+    """Something in the /draw text the user should fix."""
 
 
 @dataclass(frozen=True)

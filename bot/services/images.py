@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
+from bot.services import Refusal
 from engine.photos import PhotoRejected, inspect_photo
 
 # Training crops to 512 px; the engine refuses photos under half of that on their short side.
@@ -18,13 +19,8 @@ DOWNLOAD_LIMIT = 20 * 1024 * 1024
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
 
 
-class ImageRefused(Exception):
-    """The bytes are not a usable training photo; `reason` is a text key, `values` fill it."""
-
-    def __init__(self, reason: str, **values: object) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.values = values
+class ImageRefused(Refusal):
+    """The bytes are not a usable training photo."""
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ class PhotoIntake:
         try:
             info = await asyncio.to_thread(inspect_image, data)
         except ImageRefused as refused:
-            return IntakeResult(Outcome.REFUSED, refused.reason, dict(refused.values))
+            return IntakeResult(Outcome.REFUSED, refused.key, dict(refused.values))
         try:
             await self.store.photos.add(
                 owner_id, file_unique_id=image.file_unique_id, data=data, width=info.width, height=info.height

@@ -6,6 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 
+from bot.services import Refusal
 from storage import Job, Model, Settings, Storage
 
 # A class word is what the photos show ("dog", "woman", "teddy bear"); it goes into the class prompt verbatim.
@@ -13,11 +14,8 @@ _CLASS_WORD = re.compile(r"^[a-z]{2,20}( [a-z]{2,20})?$")
 DAY_S = 24 * 3600
 
 
-class TrainRefused(Exception):
-    def __init__(self, key: str, **values: object) -> None:
-        super().__init__(key)
-        self.key = key
-        self.values = values
+class TrainRefused(Refusal):
+    """/train cannot start now (usage, allowance, busy, cap, too few photos)."""
 
 
 @dataclass(frozen=True)
