@@ -21,20 +21,19 @@ RUN apt-get update \
 WORKDIR /app
 
 # Dependencies first, in their own layer: code changes do not reinstall torch.
-# torch's Linux wheel bundles the CUDA libraries; xformers is pinned (gpu extra) to a build for this torch;
-# every other version range lives in pyproject.toml (hence DL3013 off for the project install).
-COPY pyproject.toml README.md ./
-# hadolint ignore=DL3013
+# Every version comes from the lock (constraints.txt); torch's Linux wheel bundles the CUDA libraries and
+# xformers (gpu extra) is locked to a build for this torch.
+COPY pyproject.toml README.md constraints.txt ./
 RUN mkdir -p bot engine storage \
     && touch bot/__init__.py engine/__init__.py storage/__init__.py \
-    && pip install torch==2.13.0 \
-    && pip install '.[gpu]' \
+    && pip install -c constraints.txt torch==2.13.0 \
+    && pip install -c constraints.txt '.[gpu]' \
     && pip uninstall -y kabina
 
 COPY storage ./storage
 COPY engine ./engine
 COPY bot ./bot
-RUN pip install --no-deps . \
+RUN pip install --no-deps -c constraints.txt . \
     && useradd --create-home --uid 10001 kabina \
     && mkdir -p /data /models \
     && chown kabina:kabina /data

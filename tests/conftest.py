@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,6 +20,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models gain nothing from a second thread, and OpenMP threads spinning against the engine subprocesses
 # the tests start slow everything down many times on a 2-core machine; child processes inherit this.
 os.environ["OMP_NUM_THREADS"] = "1"
+# Child processes (python -m bot, -m engine, the supervisor) import this checkout too, whatever their cwd,
+# never a copy installed elsewhere.
+_ROOT = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 @pytest.fixture

@@ -22,7 +22,9 @@ def test_image_runs_as_non_root_with_volumes_and_a_healthcheck() -> None:
     assert text.splitlines()[1].startswith("FROM nvidia/cuda:") and "runtime" in text.splitlines()[1]
     assert "USER 10001" in text and 'VOLUME ["/data", "/models"]' in text and "HEALTHCHECK" in text
     # dependencies are installed before the code is copied, so code changes keep the heavy layer
-    assert text.index("pip install '.[gpu]'") < text.index("COPY engine")
+    assert text.index("pip install -c constraints.txt '.[gpu]'") < text.index("COPY engine")
+    # and through the lock, like every other install
+    assert "pip install -c constraints.txt torch==2.13.0" in text
 
 
 def test_compose_gives_the_engine_a_gpu_and_both_the_data_volume() -> None:

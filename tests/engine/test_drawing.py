@@ -48,14 +48,23 @@ def test_draws_the_requested_count_and_size_and_returns_the_seeds(drawer):
 
 
 def test_same_seed_gives_the_same_image(drawer):
+    """A returned seed redraws its picture: exactly, for the same request; alone, up to batch rounding.
+
+    Batched kernels may round differently from a batch of one (by a unit here and there on a CPU, more on a
+    GPU), so "#2 of a batch equals seed #2 drawn alone" holds only within a small tolerance; what holds bit for
+    bit on any platform is the same request drawn again."""
     from engine.drawing import DrawRequest
 
     first = drawer.draw(DrawRequest("a photo of cat", n=2, steps=2, seeds=[42]))
-    again = drawer.draw(DrawRequest("a photo of cat", n=1, steps=2, seeds=[first.seeds[1]]))
     assert first.seeds == [42, 43]
-    assert np.array_equal(_pixels(first)[1], _pixels(again)[0])
+    repeat = drawer.draw(DrawRequest("a photo of cat", n=2, steps=2, seeds=first.seeds))
+    assert np.array_equal(_pixels(first), _pixels(repeat))
+    alone = drawer.draw(DrawRequest("a photo of cat", n=1, steps=2, seeds=[first.seeds[1]]))
+    difference = np.abs(_pixels(first)[1].astype(int) - _pixels(alone)[0].astype(int))
+    assert difference.mean() < 0.5 and difference.max() <= 8, (difference.mean(), difference.max())
     other = drawer.draw(DrawRequest("a photo of cat", n=1, steps=2, seeds=[7]))
-    assert not np.array_equal(_pixels(first)[0], _pixels(other)[0])
+    other_difference = np.abs(_pixels(first)[0].astype(int) - _pixels(other)[0].astype(int))
+    assert other_difference.mean() > 10 * max(difference.mean(), 0.1)
 
 
 def test_another_lora_gives_another_image_and_switching_back_restores_it(drawer, trained, random_lora):
