@@ -21,7 +21,7 @@ from aiogram.utils.media_group import MediaGroupBuilder
 from bot.config import BotTuning
 from bot.keyboards import draw_keyboard
 from bot.texts import Texts
-from storage import Job, JobEvent, PathEscape, Storage
+from storage import DrawPayload, DrawResult, Job, JobEvent, PathEscape, Storage, TrainResult
 
 log = logging.getLogger(__name__)
 
@@ -45,17 +45,15 @@ def format_eta(seconds: float | None, t: Texts) -> str:
 
 def progress_text(job: Job, t: Texts, position: int | None = None) -> str:
     """The one progress message of a training, as it should read now."""
-    progress = job.progress or {}
-    stage = progress.get("stage")
-    if job.status == "queued" or stage is None:
+    progress = job.progress
+    if job.status == "queued" or progress is None:
         return t("progress_queued", position=position or 0) if position else t("progress_next")
-    step, total = int(progress.get("step") or 0), int(progress.get("total") or 0)
-    fraction = step / total if total else 0.0
-    eta = format_eta(progress.get("eta_s"), t)
+    stage = progress.stage
+    eta = format_eta(progress.eta_s, t)
     return t(
         f"progress_{stage}" if stage in {"class_images", "training", "samples"} else "progress_training",
-        bar=progress_bar(fraction), percent=round(fraction * 100), step=step, total=total,
-        eta=f" · {eta}" if eta else "",
+        bar=progress_bar(progress.fraction), percent=round(progress.fraction * 100), step=progress.step,
+        total=progress.total, eta=f" · {eta}" if eta else "",
     )
 
 
@@ -239,23 +237,20 @@ class Deliverer:
             return
         t = await self._texts(job)
         chat_id = int(job.chat_id)  # type: ignore[arg-type]
-        if job.status == "done":
-            result = job.result or {}
-            model = await self.store.models.get(job.model_id) if job.model_id else None
-            token = result.get("token") or (model.token if model else "sks")
-            class_word = result.get("class_word") or (model.class_word if model else "")
-            minutes = max(1, round(float(result.get("seconds") or 0) / 60))
+        if job.status == "done" and isinstance(job.result, TrainResult):
+            result = job.result
+            token, class_word = result.token, result.class_word
+            minutes = max(1, round(result.seconds / 60))
             await self._final_progress(job, t("progress_done", minutes=minutes))
-            samples = [p for p in (self._file(s) for s in result.get("sample_paths") or []) if p is not None]
+            samples = [p for p in (self._file(s) for s in result.sample_paths) if p is not None]
             caption = t("train_ready_caption", name=html.escape(class_word), token=html.escape(token))
             await self._send_images(steps, chat_id, samples, caption, None, None, f"sample-{job.id}")
             trigger = html.escape(f"{token} {class_word}")
             await steps.run("ready", lambda: self._text(chat_id, t("train_ready", trigger=trigger), None))
-            card = self._file(result.get("report_card_path") or "")
+            card = self._file(result.report_card_path)
             if card is not None:
-                drift = float(result.get("class_drift") or 0.0)
-                key = "report_card_warning" if result.get("drift_warning") else "report_card"
-                caption = t(key, drift=f"{drift:.2f}", name=html.escape(class_word))
+                key = "report_card_warning" if result.drift_warning else "report_card"
+                caption = t(key, drift=f"{result.class_drift:.2f}", name=html.escape(class_word))
                 file = BufferedInputFile(card.read_bytes(), filename=f"report-{job.id}.png")
                 await steps.run("report_card", lambda: self._photo(chat_id, file, caption, None, None))
         elif job.status == "cancelled":
@@ -281,13 +276,13 @@ class Deliverer:
         status = await self.store.deliveries.get(job.id, "status")
         if status is not None and status.message_id is not None:
             await steps.run("status", lambda: self._delete(chat_id, status.message_id))  # type: ignore[arg-type]
-        if job.status == "done":
-            result = job.result or {}
-            images = [p for p in (self._file(s) for s in result.get("images") or []) if p is not None]
-            seeds = [int(s) for s in result.get("seeds") or []]
-            prompt = str(job.payload.get("prompt", ""))
+        if job.status == "done" and isinstance(job.result, DrawResult) and isinstance(job.payload, DrawPayload):
+            result = job.result
+            images = [p for p in (self._file(s) for s in result.images) if p is not None]
+            seeds = result.seeds
+            prompt = job.payload.prompt
             seeds_text = html.escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
-            note = t("draw_prompt_cut", tokens=result.get("prompt_tokens", "")) if result.get("prompt_truncated") else ""
+            note = t("draw_prompt_cut", tokens=result.prompt_tokens) if result.prompt_truncated else ""
             room = CAPTION_LIMIT - len(t("draw_caption", prompt="", seeds=seeds_text, note=note)) - 40
             caption = t("draw_caption", prompt=html.escape(clip(prompt, room)), seeds=seeds_text, note=note)
             if images:

@@ -22,9 +22,9 @@ async def _until_finished(store, job_id: int, timeout_s: float = 600.0):
     raise TimeoutError(f"job {job_id} did not finish")
 
 
-async def _timed_draw(store, payload: dict[str, Any]) -> float:
+async def _timed_draw(store, payload) -> float:
     started = time.perf_counter()
-    job = await store.jobs.enqueue("draw", payload, owner_id=1, chat_id=1)
+    job = await store.jobs.enqueue(payload, owner_id=1, chat_id=1)
     done = await _until_finished(store, job.id)
     if done.status != "done":
         raise RuntimeError(f"bench draw failed: {done.error}")
@@ -37,13 +37,13 @@ async def draw_latency_figures(
     """End-to-end latency (enqueue → result stored) of a one-image draw, first with the GPU idle, then while a
     training runs on the same worker: the second shows how long a /draw waits for the training to step aside."""
     from engine.worker import Engine, Worker, WorkerOptions
-    from storage import Settings, Storage
+    from storage import DrawPayload, Settings, Storage, TrainPayload
 
     # A training far longer than the measurement; it is cancelled once the draws are timed.
     settings = Settings(data_dir=work / "sched-data", base_model=base_model, device=str(runtime.device),
                         num_class_images=2, train_steps=20_000)
     engine = Engine(base_model, runtime, pipe)
-    payload = {"prompt": "a photo of dog", "n": 1, "steps": draw_steps, "seeds": [7]}
+    payload = DrawPayload(model_id=None, prompt="a photo of dog", n=1, steps=draw_steps, seeds=[7])
     store = await Storage.open(work / "sched-data")
     try:
         worker = Worker(store, settings, engine, WorkerOptions(worker_id="bench", poll_s=0.005))
@@ -58,8 +58,8 @@ async def draw_latency_figures(
             ids.append((await store.photos.add(1, file_unique_id=f"b{i}", data=out.getvalue(),
                                                width=photo.width, height=photo.height)).id)
         model = await store.models.create(1, name="bench", class_word="dog", params={}, photo_ids=ids)
-        train = await store.jobs.enqueue("train", {"model_id": model.id}, owner_id=1, chat_id=1, model_id=model.id)
-        while ((job := await store.jobs.get(train.id)).progress or {}).get("stage") != "training":
+        train = await store.jobs.enqueue(TrainPayload(model_id=model.id), owner_id=1, chat_id=1, model_id=model.id)
+        while (progress := (job := await store.jobs.get(train.id)).progress) is None or progress.stage != "training":
             if job.status in ("done", "failed", "cancelled"):
                 raise RuntimeError(f"bench training ended early: {job.error}")
             await asyncio.sleep(0.01)
@@ -74,5 +74,5 @@ async def draw_latency_figures(
     return {
         "draw_latency_ms_idle": round(statistics.median(idle), 1),
         "draw_latency_ms_during_training": round(statistics.median(busy), 1),
-        "draw_latency_training_step_at_end": step_during.get("step") if step_during else None,
+        "draw_latency_training_step_at_end": step_during.step if step_during else None,
     }

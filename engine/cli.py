@@ -8,6 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
+from storage.contract import DEFAULT_GUIDANCE
+
 log = logging.getLogger("engine")
 
 
@@ -36,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--n", type=int, default=4)
     draw.add_argument("--seed", type=int, default=None)
     draw.add_argument("--steps", type=int, default=None, help="default: DRAW_STEPS")
-    draw.add_argument("--guidance", type=float, default=7.5)
+    draw.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     draw.add_argument("--negative", default="")
     draw.add_argument("--width", type=int, default=None)
     draw.add_argument("--height", type=int, default=None)
@@ -64,7 +66,7 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease-s", type=float, default=30.0, help="job lease; renewed by heartbeats")
     parser.add_argument("--poll-s", type=float, default=1.0, help="how often to look for work when idle")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="training steps between checkpoints")
-    parser.add_argument("--once", action="store_true", help="exit when the queue is empty (tests, batch runs)")
+    parser.add_argument("--once", action="store_true", help="exit once no job is queued or running anywhere (tests, batch runs)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from PIL import Image
 
-MAX_IMAGES = 4
+from storage.contract import DEFAULT_GUIDANCE, MAX_DRAW_STEPS
+from storage.contract import MAX_IMAGES_PER_DRAW as MAX_IMAGES
+
 MAX_SIDE = 1024
 
 
@@ -24,7 +26,7 @@ class DrawRequest:
     negative_prompt: str = ""
     n: int = 1
     steps: int = 25
-    guidance: float = 7.5
+    guidance: float = DEFAULT_GUIDANCE
     seeds: list[int] | None = None  # None: random seeds, returned in the result
     width: int | None = None  # None: the model's own resolution
     height: int | None = None
@@ -156,8 +158,8 @@ class Drawer:
         seeds = seeds_for(request)
         if not request.prompt.strip():
             raise DrawError("the prompt is empty")
-        if not 1 <= request.steps <= 150:
-            raise DrawError("steps must be between 1 and 150")
+        if not 1 <= request.steps <= MAX_DRAW_STEPS:
+            raise DrawError(f"steps must be between 1 and {MAX_DRAW_STEPS}")
         # Each UNet down block halves the latent grid, so sides must divide by vae factor × 2^(blocks-1).
         step = self.pipe.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
         width = _side(request.width, self.resolution, step)

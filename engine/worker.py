@@ -11,7 +11,6 @@ import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from engine.class_images import Stopped, ensure_class_images
 from engine.drawing import Drawer, DrawError, DrawRequest
@@ -20,12 +19,24 @@ from engine.messages import failure
 from engine.photos import load_photo_set
 from engine.report_card import drift_warning, report_card
 from engine.tokens import NoFreeToken, class_prompt, pick_token, usable_pool
+from storage.contract import (
+    ClassImagesPayload,
+    ClassImagesResult,
+    DrawPayload,
+    DrawResult,
+    EngineInfo,
+    JobKind,
+    JobResult,
+    Progress,
+    TrainPayload,
+    TrainResult,
+)
 from storage.logs import job_context
 
 log = logging.getLogger(__name__)
 
-KINDS = ["draw", "class_images", "train"]
-LONG_KINDS = {"train", "class_images"}
+KINDS = [JobKind.DRAW, JobKind.CLASS_IMAGES, JobKind.TRAIN]
+LONG_KINDS = {JobKind.TRAIN, JobKind.CLASS_IMAGES}
 PROGRESS_EVERY_S = 1.0  # progress rows are events the bot turns into message edits: ~1/s is plenty
 # While a training runs, how often to look for draws to slip in between its steps (a claim costs ~0.2 ms).
 INTERLEAVE_POLL_S = 0.1
@@ -60,9 +71,16 @@ def _free_gpu_memory() -> None:
 class WorkerOptions:
     worker_id: str
     lease_s: float = 30.0
+    # How often a running job renews its lease and learns of a cancel; a third of the lease leaves two
+    # renewals of slack before anyone may judge the job abandoned.
+    heartbeat_s: float | None = None
     poll_s: float = 1.0
     checkpoint_every: int = 100
     once: bool = False
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.heartbeat_s if self.heartbeat_s is not None else self.lease_s / 3
 
 
 class Engine:
@@ -85,6 +103,10 @@ class Engine:
 
         runtime = pick_runtime(device)
         return cls(base_model, runtime, load_base_pipeline(base_model, runtime))
+
+    def info(self, default_draw_steps: int) -> EngineInfo:
+        return EngineInfo(family="sd1", resolution=self.resolution, default_draw_steps=default_draw_steps,
+                          token_limit=self.drawer.count_tokens("")[1])
 
     def identifier_pool(self) -> list[str]:
         return usable_pool(self.pipe.tokenizer)
@@ -163,10 +185,11 @@ class JobRun:
         self.job = job
         self.cancelled = False
         self.lease_lost = False
-        self.latest: dict | None = None  # written by the GPU thread, read by the pump (a plain swap)
+        self.latest: Progress | None = None  # written by the GPU thread, read by the pump (a plain swap)
 
     def on_progress(self, progress: dict) -> None:
-        self.latest = progress
+        """The engine library reports plain dicts; the contract's Progress checks them at the edge."""
+        self.latest = Progress.model_validate(progress)
 
     def should_stop(self) -> bool:
         return self.cancelled or self.lease_lost or self.worker.stopping.is_set()
@@ -175,16 +198,16 @@ class JobRun:
         store, wid = self.worker.store, self.worker.options.worker_id
         from storage import JobCancelled, LeaseLost
 
-        sent: dict | None = None
+        sent: Progress | None = None
         last_sent = last_beat = 0.0
         while True:
             now = time.monotonic()
             try:
-                if now - last_beat >= self.worker.options.lease_s / 3:
+                if now - last_beat >= self.worker.options.heartbeat_interval:
                     await store.jobs.heartbeat(self.job.id, wid, lease_s=self.worker.options.lease_s)
                     last_beat = now
                 latest = self.latest
-                stage_changed = latest is not None and (sent is None or latest.get("stage") != sent.get("stage"))
+                stage_changed = latest is not None and (sent is None or latest.stage != sent.stage)
                 if latest is not None and latest is not sent and (stage_changed or now - last_sent >= PROGRESS_EVERY_S):
                     await store.jobs.report_progress(self.job.id, wid, latest)
                     sent, last_sent = latest, now
@@ -225,7 +248,7 @@ class Worker:
                     log.exception("claiming a job failed")
                     job = None
                 if job is None:
-                    if self.options.once:
+                    if self.options.once and not await self._work_left():
                         return
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self.stopping.wait(), timeout=self.options.poll_s)
@@ -235,6 +258,14 @@ class Worker:
             if self._interleaved:
                 await asyncio.gather(*self._interleaved, return_exceptions=True)
             self.gpu.shutdown()
+
+    async def _work_left(self) -> bool:
+        """Queued jobs, or running ones another worker holds (its lease may yet run out and come to us)."""
+        try:
+            return await self.store.jobs.unfinished_count() > 0
+        except Exception:
+            log.exception("counting the jobs left failed")
+            return True
 
     async def _interleave_draws(self) -> None:
         """While a long job holds the GPU, claim draws and hand them to its next pause point."""
@@ -326,39 +357,37 @@ class Worker:
         except LeaseLost:
             log.warning("job %s: lease lost; another worker has it", job.id)
 
-    async def dispatch(self, run: JobRun, lighter: bool) -> dict[str, Any] | None:
-        kind = run.job.kind
-        if kind == "draw":
-            return await self.draw(run, lighter)
-        if kind == "train":
-            return await self.train(run, lighter)
-        if kind == "class_images":
-            return await self.class_images(run)
-        raise JobFailed(failure("unknown_kind", kind))
+    async def dispatch(self, run: JobRun, lighter: bool) -> JobResult | None:
+        payload = run.job.payload
+        if isinstance(payload, DrawPayload):
+            return await self.draw(run, payload, lighter)
+        if isinstance(payload, TrainPayload):
+            return await self.train(run, payload, lighter)
+        if isinstance(payload, ClassImagesPayload):
+            return await self.class_images(run, payload)
+        raise JobFailed(failure("unknown_kind", run.job.kind))
 
-    async def draw(self, run: JobRun, lighter: bool) -> dict[str, Any]:
-        p = run.job.payload
+    async def draw(self, run: JobRun, p: DrawPayload, lighter: bool) -> DrawResult:
         lora = None
-        model_id = p.get("model_id")
-        if model_id is not None:
-            model = await self.store.models.get(int(model_id))
+        if p.model_id is not None:
+            model = await self.store.models.get(p.model_id)
             if model is None or model.status == "deleted":
                 raise JobFailed(failure("model_gone"))
             if model.status != "ready" or not model.weights_path:
                 raise JobFailed(failure("model_not_ready"))
             lora = Path(model.weights_path)
         request = DrawRequest(
-            prompt=str(p.get("prompt", "")),
-            negative_prompt=str(p.get("negative_prompt") or ""),
-            n=int(p.get("n", 1)),
-            steps=int(p.get("steps") or self.settings.draw_steps),
-            guidance=float(p.get("guidance", 7.5)),
-            seeds=p.get("seeds"),
-            width=p.get("width"),
-            height=p.get("height"),
+            prompt=p.prompt,
+            negative_prompt=p.negative_prompt,
+            n=p.n,
+            steps=p.steps or self.settings.draw_steps,
+            guidance=p.guidance,
+            seeds=p.seeds,
+            width=p.width,
+            height=p.height,
             lora=lora,
-            variation_seeds=p.get("variation_seeds"),
-            variation_strength=float(p.get("variation_strength") or 0.0),
+            variation_seeds=p.variation_seeds,
+            variation_strength=p.variation_strength,
         )
         try:
             result = await self.on_gpu(self.engine.draw, request, lighter)
@@ -368,21 +397,20 @@ class Worker:
         paths = []
         for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
             paths.append(str(self.store.files.write_atomic(folder / f"{index}_{seed}.png", _png(image))))
-        return {
-            "images": paths,
-            "seeds": result.seeds,
-            "prompt_truncated": result.prompt_truncated,
-            "prompt_tokens": result.prompt_tokens,
-            "variation_seeds": request.variation_seeds if request.variation_strength > 0 else None,
-        }
+        return DrawResult(
+            images=paths,
+            seeds=result.seeds,
+            prompt_truncated=result.prompt_truncated,
+            prompt_tokens=result.prompt_tokens,
+            variation_seeds=request.variation_seeds if request.variation_strength > 0 else None,
+        )
 
-    async def class_images(self, run: JobRun) -> dict[str, Any]:
-        p = run.job.payload
-        prompt = class_prompt(str(p["class_word"]))
-        count = int(p.get("count") or self.settings.num_class_images)
+    async def class_images(self, run: JobRun, p: ClassImagesPayload) -> ClassImagesResult:
+        prompt = class_prompt(p.class_word)
+        count = p.count or self.settings.num_class_images
         folder = self.store.files.class_image_dir(self.engine.key, prompt, self.engine.resolution)
         paths = await self.gpu.run_long(self.engine.class_images, folder, prompt, count, run.on_progress, run.should_stop)
-        return {"count": len(paths), "folder": str(folder)}
+        return ClassImagesResult(count=len(paths), folder=str(folder))
 
     async def _token_for(self, model) -> str:
         from storage import TokenTaken
@@ -402,12 +430,11 @@ class Worker:
                 continue  # another worker gave it to a model of this owner a moment ago
         raise JobFailed(failure("no_token"))
 
-    async def train(self, run: JobRun, lighter: bool) -> dict[str, Any]:
+    async def train(self, run: JobRun, p: TrainPayload, lighter: bool) -> TrainResult:
         from engine.training import TrainSpec
 
         job = run.job
-        model_id = int(job.payload.get("model_id") or job.model_id)
-        model = await self.store.models.get(model_id)
+        model = await self.store.models.get(p.model_id)
         if model is None or model.status == "deleted":
             raise JobFailed(failure("model_gone"))
         token = await self._token_for(model)
@@ -417,7 +444,7 @@ class Worker:
         photo_set = await asyncio.to_thread(load_photo_set, sources, resolution)
         if not photo_set.images:
             raise JobFailed(failure("no_photos"))
-        num_class = int(job.payload.get("num_class_images", self.settings.num_class_images))
+        num_class = self.settings.num_class_images if p.num_class_images is None else p.num_class_images
         spec = TrainSpec(
             photos=photo_set.images,
             class_word=model.class_word,
@@ -426,7 +453,7 @@ class Worker:
             class_image_dir=self.store.files.class_image_dir(self.engine.key, class_prompt(model.class_word), resolution),
             num_class_images=num_class,
             checkpoint_dir=self.store.files.job_dir(job.id) / "checkpoints",
-            steps=job.payload.get("steps") or self.settings.train_steps,
+            steps=p.steps or self.settings.train_steps,
             checkpoint_every=self.options.checkpoint_every,
             device=self.settings.device,
         )
@@ -440,21 +467,21 @@ class Worker:
             sample_paths=result.sample_paths,
             params={**model.params, **result.params},
         )
-        return {
-            "model_id": model.id,
-            "token": token,
-            "class_word": model.class_word,
-            "weights_path": str(result.weights_path),
-            "kohya_path": str(result.kohya_path),
-            "sample_paths": [str(p) for p in result.sample_paths],
-            "steps": result.steps,
-            "seconds": result.seconds,
-            "resumed_from": result.resumed_from,
-            "rejected_photos": [r.reason for r in photo_set.rejected],
-            "report_card_path": str(card_path),
-            "class_drift": round(drift, 4),
-            "drift_warning": drift_warning(drift),
-        }
+        return TrainResult(
+            model_id=model.id,
+            token=token,
+            class_word=model.class_word,
+            weights_path=str(result.weights_path),
+            kohya_path=str(result.kohya_path),
+            sample_paths=[str(p) for p in result.sample_paths],
+            steps=result.steps,
+            seconds=result.seconds,
+            resumed_from=result.resumed_from,
+            rejected_photos=[r.reason for r in photo_set.rejected],
+            report_card_path=str(card_path),
+            class_drift=round(drift, 4),
+            drift_warning=drift_warning(drift),
+        )
 
 
 def _png(image) -> bytes:
@@ -476,6 +503,7 @@ async def serve_forever(settings, options: WorkerOptions) -> None:
     engine = await asyncio.to_thread(Engine.load, base, settings.device)
     log.info("base model %s loaded on %s", base, engine.runtime.device)
     store = await Storage.open(settings.data_dir)
+    await store.engines.publish(options.worker_id, engine.info(settings.draw_steps))
     worker = Worker(store, settings, engine, options)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -2,8 +2,23 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from storage import contract
+from storage.contract import (
+    ClassImagesPayload,
+    ClassImagesResult,
+    ContractError,
+    DrawPayload,
+    DrawResult,
+    EngineInfo,
+    JobKind,
+    Progress,
+    TrainPayload,
+    TrainResult,
+)
 from storage.db import Database
 from storage.errors import (
     ConfigError,
@@ -23,6 +38,7 @@ from storage.repos import (
     ChatRepo,
     CursorRepo,
     DeliveryRepo,
+    EngineRepo,
     ModelRepo,
     PhotoRepo,
     ShareRepo,
@@ -32,16 +48,18 @@ from storage.repos import (
 from storage.settings import Settings, load_settings
 
 __all__ = [
-    "PRIORITY", "Chat", "ConfigError", "Delivery", "DuplicatePhoto", "FileStore", "Job", "JobCancelled", "JobEvent",
-    "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound", "PathEscape", "Photo", "SchemaTooNew",
-    "Settings", "Storage", "StorageError", "TokenTaken", "User", "load_settings",
+    "PRIORITY", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError", "ContractError", "Delivery",
+    "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "Job", "JobCancelled", "JobEvent",
+    "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound", "PathEscape", "Photo",
+    "Progress", "SchemaTooNew", "Settings", "Storage", "StorageError", "TokenTaken", "TrainPayload", "TrainResult",
+    "User", "contract", "load_settings",
 ]
 
 
 class Storage:
     """Everything persistent, opened once per process."""
 
-    def __init__(self, db: Database, files: FileStore) -> None:
+    def __init__(self, db: Database, files: FileStore, clock: Callable[[], float] = time.time) -> None:
         self.db = db
         self.files = files
         self.users = UserRepo(db)
@@ -49,17 +67,18 @@ class Storage:
         self.photos = PhotoRepo(db, files)
         self.models = ModelRepo(db, files)
         self.shares = ShareRepo(db)
-        self.jobs = JobQueue(db)
+        self.jobs = JobQueue(db, clock)
         self.deliveries = DeliveryRepo(db)
         self.cursors = CursorRepo(db)
         self.updates = UpdateLog(db)
+        self.engines = EngineRepo(db)
 
     @classmethod
-    async def open(cls, data_dir: str | Path) -> Storage:
+    async def open(cls, data_dir: str | Path, *, clock: Callable[[], float] = time.time) -> Storage:
         files = FileStore(Path(data_dir))
         files.sweep_partials()
         db = await Database.open(files.database_path)
-        return cls(db, files)
+        return cls(db, files, clock)
 
     async def close(self) -> None:
         await self.db.close()

@@ -60,6 +60,10 @@ MIGRATIONS: list[list[str]] = [
             created_at REAL NOT NULL, revoked_at REAL)""",
         "ALTER TABLE shares ADD COLUMN via_link TEXT",
     ],
+    # 3: what each running engine's base model allows (the bot takes its limits from it)
+    [
+        "CREATE TABLE engines (worker_id TEXT PRIMARY KEY, info TEXT NOT NULL, seen_at REAL NOT NULL)",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

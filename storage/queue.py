@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import aiosqlite
 
+from storage.contract import RESULTS, ContractError, JobKind, JobPayload, JobResult, Progress
 from storage.db import Database
 from storage.errors import JobCancelled, LeaseLost, NotFound
 from storage.records import Job, JobEvent, JobStatus
@@ -26,15 +27,20 @@ def _exhausted_message(job: aiosqlite.Row) -> str:
     )
 
 
-class JobQueue:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+Clock = Callable[[], float]
 
-    @staticmethod
-    async def _event(conn: aiosqlite.Connection, job_id: int, kind: str, data: dict[str, Any] | None = None) -> None:
+
+class JobQueue:
+    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+        self._db = db
+        # Wall-clock seconds, shared by every process on the database (leases are judged by other processes);
+        # tests inject their own to move time on without sleeping.
+        self._now = clock
+
+    async def _event(self, conn: aiosqlite.Connection, job_id: int, kind: str, data: dict[str, Any] | None = None) -> None:
         await conn.execute(
             "INSERT INTO job_events (job_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
-            (job_id, kind, json.dumps(data or {}), time.time()),
+            (job_id, kind, json.dumps(data or {}), self._now()),
         )
 
     @staticmethod
@@ -43,8 +49,7 @@ class JobQueue:
 
     async def enqueue(
         self,
-        kind: str,
-        payload: dict[str, Any],
+        payload: JobPayload,
         *,
         owner_id: int | None = None,
         chat_id: int | None = None,
@@ -52,6 +57,7 @@ class JobQueue:
         priority: int | None = None,
         max_attempts: int = 3,
     ) -> Job:
+        kind = payload.kind.value
         if priority is None:
             priority = PRIORITY.get(kind, DEFAULT_PRIORITY)
         async with self._db.transaction() as conn:
@@ -59,7 +65,8 @@ class JobQueue:
                 """INSERT INTO jobs (kind, status, priority, payload, owner_id, chat_id, model_id, max_attempts,
                                      created_at)
                    VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)""",
-                (kind, priority, json.dumps(payload), owner_id, chat_id, model_id, max_attempts, time.time()),
+                (kind, priority, json.dumps(payload.to_json()), owner_id, chat_id, model_id, max_attempts,
+                 self._now()),
             )
             job_id = int(cursor.lastrowid)
             await self._event(conn, job_id, "queued", {"kind": kind})
@@ -68,7 +75,7 @@ class JobQueue:
 
     async def claim(self, worker_id: str, kinds: Sequence[str] | None = None, lease_s: float = 30.0) -> Job | None:
         """Take the most urgent job, or one whose worker died (its lease expired); None if there is none."""
-        now = time.time()
+        now = self._now()
         kind_filter, kind_args = "", ()
         if kinds:
             kind_filter = f" AND kind IN ({','.join('?' * len(kinds))})"
@@ -132,35 +139,39 @@ class JobQueue:
         """Renew the lease; raises JobCancelled when someone asked to cancel, LeaseLost when it is gone."""
         async with self._db.transaction() as conn:
             row = await self._owned(conn, job_id, worker_id)
-            await conn.execute("UPDATE jobs SET lease_expires_at = ? WHERE id = ?", (time.time() + lease_s, job_id))
+            await conn.execute("UPDATE jobs SET lease_expires_at = ? WHERE id = ?", (self._now() + lease_s, job_id))
         if row["cancel_requested"]:
             raise JobCancelled(f"job {job_id} was cancelled")
 
-    async def report_progress(self, job_id: int, worker_id: str, progress: dict[str, Any]) -> None:
+    async def report_progress(self, job_id: int, worker_id: str, progress: Progress) -> None:
+        data = progress.to_json()
         async with self._db.transaction() as conn:
             await self._owned(conn, job_id, worker_id)
-            await conn.execute("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(progress), job_id))
-            await self._event(conn, job_id, "progress", progress)
+            await conn.execute("UPDATE jobs SET progress = ? WHERE id = ?", (json.dumps(data), job_id))
+            await self._event(conn, job_id, "progress", data)
 
     async def _finish(
-        self, job_id: int, worker_id: str, status: JobStatus, *, result: dict[str, Any] | None = None,
+        self, job_id: int, worker_id: str, status: JobStatus, *, result: JobResult | None = None,
         error: str | None = None,
     ) -> None:
         async with self._db.transaction() as conn:
-            await self._owned(conn, job_id, worker_id)
+            row = await self._owned(conn, job_id, worker_id)
+            if result is not None and not isinstance(result, RESULTS[JobKind(row["kind"])]):
+                raise ContractError(f"a {type(result).__name__} cannot finish a {row['kind']} job")
+            stored = json.dumps(result.to_json()) if result is not None else None
             await conn.execute(
                 """UPDATE jobs SET status = ?, result = ?, error = ?, lease_owner = NULL, lease_expires_at = NULL,
                    finished_at = ? WHERE id = ?""",
-                (status.value, json.dumps(result) if result is not None else None, error, time.time(), job_id),
+                (status.value, stored, error, self._now(), job_id),
             )
             data: dict[str, Any] = {}
             if result is not None:
-                data["result"] = result
+                data["result"] = result.to_json()
             if error is not None:
                 data["error"] = error
             await self._event(conn, job_id, status.value, data)
 
-    async def complete(self, job_id: int, worker_id: str, result: dict[str, Any]) -> None:
+    async def complete(self, job_id: int, worker_id: str, result: JobResult) -> None:
         await self._finish(job_id, worker_id, JobStatus.DONE, result=result)
 
     async def fail(self, job_id: int, worker_id: str, error: str) -> None:
@@ -189,7 +200,7 @@ class JobQueue:
                 raise NotFound(f"no job {job_id}")
             if row["status"] == JobStatus.QUEUED:
                 await conn.execute(
-                    "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?", (time.time(), job_id)
+                    "UPDATE jobs SET status = 'cancelled', finished_at = ? WHERE id = ?", (self._now(), job_id)
                 )
                 await self._event(conn, job_id, "cancelled", {})
             elif row["status"] == JobStatus.RUNNING:
@@ -208,6 +219,11 @@ class JobQueue:
                AND (o.priority > j.priority OR (o.priority = j.priority AND o.id < j.id))""",
             (job_id,),
         )
+        return int(row[0])
+
+    async def unfinished_count(self) -> int:
+        """Jobs that are queued or running (on any worker)."""
+        row = await self._db.fetchone("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")
         return int(row[0])
 
     async def running_count(self) -> int:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from storage.contract import JobPayload, JobResult, Progress, parse_payload, parse_result
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -119,7 +121,7 @@ class Job:
     kind: str
     status: JobStatus
     priority: int
-    payload: dict[str, Any]
+    payload: JobPayload
     owner_id: int | None
     chat_id: int | None
     model_id: int | None
@@ -127,8 +129,8 @@ class Job:
     max_attempts: int
     lease_owner: str | None
     lease_expires_at: float | None
-    progress: dict[str, Any] | None
-    result: dict[str, Any] | None
+    progress: Progress | None
+    result: JobResult | None
     error: str | None
     cancel_requested: bool
     created_at: float
@@ -139,9 +141,11 @@ class Job:
     def from_row(cls, r: Any) -> Job:
         return cls(
             id=r["id"], kind=r["kind"], status=JobStatus(r["status"]), priority=r["priority"],
-            payload=_json(r["payload"], {}), owner_id=r["owner_id"], chat_id=r["chat_id"], model_id=r["model_id"],
-            attempts=r["attempts"], max_attempts=r["max_attempts"], lease_owner=r["lease_owner"],
-            lease_expires_at=r["lease_expires_at"], progress=_json(r["progress"]), result=_json(r["result"]),
+            payload=parse_payload(r["kind"], _json(r["payload"], {})), owner_id=r["owner_id"], chat_id=r["chat_id"],
+            model_id=r["model_id"], attempts=r["attempts"], max_attempts=r["max_attempts"],
+            lease_owner=r["lease_owner"], lease_expires_at=r["lease_expires_at"],
+            progress=Progress.model_validate(_json(r["progress"])) if r["progress"] else None,
+            result=parse_result(r["kind"], _json(r["result"])) if r["result"] else None,
             error=r["error"], cancel_requested=bool(r["cancel_requested"]), created_at=r["created_at"],
             started_at=r["started_at"], finished_at=r["finished_at"],
         )

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from storage.contract import EngineInfo
 from storage.db import Database
 from storage.errors import DuplicatePhoto, NotFound, TokenTaken
 from storage.files import FileStore
@@ -363,3 +364,22 @@ class UpdateLog:
     async def last_id(self) -> int | None:
         row = await self._db.fetchone("SELECT max(update_id) FROM processed_updates")
         return int(row[0]) if row and row[0] is not None else None
+
+
+class EngineRepo:
+    """The base model each engine serves, as the engine published it at start."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def publish(self, worker_id: str, info: EngineInfo) -> None:
+        await self._db.execute(
+            """INSERT INTO engines (worker_id, info, seen_at) VALUES (?, ?, ?)
+               ON CONFLICT (worker_id) DO UPDATE SET info = excluded.info, seen_at = excluded.seen_at""",
+            (worker_id, json.dumps(info.to_json()), time.time()),
+        )
+
+    async def current(self) -> EngineInfo:
+        """The most recently started engine's limits; defaults (SD1.x) before any engine has started."""
+        row = await self._db.fetchone("SELECT info FROM engines ORDER BY seen_at DESC LIMIT 1")
+        return EngineInfo.model_validate_json(row["info"]) if row else EngineInfo()

@@ -1,4 +1,5 @@
-"""Suite-wide test setup: fully offline, no stray configuration from the developer's shell or .env."""
+"""Suite-wide test setup: fully offline, no stray configuration from the developer's shell or .env, and the
+fixtures every part uses (the fake Bot API, storage on a temp DATA_DIR, the tiny model built once per run)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from storage import Storage
     from tests.fake_telegram import FakeTelegram
 
 # Nothing in the tests may reach a model hub.
@@ -24,6 +26,9 @@ os.environ["OMP_NUM_THREADS"] = "1"
 # never a copy installed elsewhere.
 _ROOT = str(Path(__file__).resolve().parents[1])
 os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
+# The developer's own configuration must not leak into the tests (each test sets what it needs).
+for _name in ("BOT_TOKEN", "TELEGRAM_API_URL", "BASE_MODEL", "DATA_DIR", "TRAIN_STEPS", "ALLOWED_USERS"):
+    os.environ.pop(_name, None)
 
 
 @pytest.fixture
@@ -35,3 +40,26 @@ async def fake() -> AsyncIterator[FakeTelegram]:
     await server.start()
     yield server
     await server.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+async def store(data_dir: Path) -> AsyncIterator[Storage]:
+    """Real storage (SQLite file + files) on the test's own DATA_DIR."""
+    from storage import Storage
+
+    opened = await Storage.open(data_dir)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """`python -m engine tiny-model`, built once per test run and shared by every part's tests."""
+    from tests.helpers import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "sd-tiny")

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -61,6 +62,26 @@ class Call:
 
 
 @dataclass
+class Hold:
+    """A call the fake keeps unanswered until the test releases it: a Telegram request in flight."""
+
+    method: str
+    where: Callable[[Call], bool] | None = None
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    call: Call | None = None
+    dropped: bool = False
+
+    def matches(self, call: Call) -> bool:
+        return self.call is None and call.method == self.method and (self.where is None or self.where(call))
+
+    def release(self, drop: bool = False) -> None:
+        """Answer the call now; `drop=True`: the request never reached Telegram (its sender died first)."""
+        self.dropped = drop
+        self.released.set()
+
+
+@dataclass
 class StoredFile:
     file_id: str
     file_unique_id: str
@@ -93,6 +114,7 @@ class FakeTelegram:
         self._new_update = asyncio.Condition()
         self._changed = asyncio.Event()
         self._fail_next: dict[str, list[int]] = {}
+        self._holds: list[Hold] = []
         self.acknowledged_offset = 0
         self._closing = False
         # Telegram's flood limits, enforced like the cloud does when a test asks: more than `count` edits of one
@@ -280,6 +302,26 @@ class FakeTelegram:
         """The next `times` calls of `method` get 429 Too Many Requests with this retry_after."""
         self._fail_next.setdefault(method, []).extend([retry_after] * times)
 
+    def hold(self, method: str, where: Callable[[Call], bool] | None = None) -> Hold:
+        """The next call of `method` (matching `where`) gets no answer until `hold.release()`; a bot killed
+        meanwhile dies with that request in flight. `download` holds a file download."""
+        held = Hold(method, where)
+        self._holds.append(held)
+        return held
+
+    async def _wait_if_held(self, call: Call) -> None:
+        held = next((h for h in self._holds if h.matches(call)), None)
+        if held is None:
+            return
+        held.call = call
+        call.error = "held"  # not answered (yet): it does not count as delivered
+        held.arrived.set()
+        self._changed.set()
+        await held.released.wait()
+        if held.dropped:
+            raise _Dropped
+        call.error = None
+
     # --- inspection --------------------------------------------------------------------------------
     def calls_of(self, method: str, chat_id: int | None = None) -> list[Call]:
         return [
@@ -378,6 +420,11 @@ class FakeTelegram:
             return await self._get_updates(params)
         self.calls.append(call)
         try:
+            try:
+                await self._wait_if_held(call)
+            except _Dropped:
+                call.error = "dropped"
+                return self._error(502, "Bad Gateway")
             queue = self._fail_next.get(method_name)
             if queue:
                 retry_after = queue.pop(0)
@@ -438,8 +485,14 @@ class FakeTelegram:
         path = request.match_info["path"]
         for stored in self.files.values():
             if stored.path == path and stored.data is not None:
-                self.calls.append(Call(method="download", params={"path": path}))
+                call = Call(method="download", params={"path": path})
+                self.calls.append(call)
                 self._changed.set()
+                try:
+                    await self._wait_if_held(call)
+                except _Dropped:
+                    call.error = "dropped"
+                    return web.Response(status=502)
                 return web.Response(body=stored.data)
         return web.Response(status=404)
 
@@ -457,9 +510,11 @@ class FakeTelegram:
         self.messages[(chat_id, message_id)] = SentMessage(chat_id, message_id, content.get("text"), markup)
         return message
 
-    def _check_text(self, text: Any, limit: int, what: str) -> None:
+    def _check_text(self, text: Any, limit: int, what: str, parse_mode: Any = None) -> None:
         if text is not None and len(str(text)) > limit:
             raise _BadRequest(f"{what} is too long")
+        if text is not None and str(parse_mode).upper() == "HTML":
+            check_telegram_html(str(text))
 
     def _uploaded_photo(self, call: Call, ref: Any) -> list[dict]:
         if isinstance(ref, str) and ref.startswith("attach://"):
@@ -503,11 +558,11 @@ class FakeTelegram:
         text = call.params.get("text")
         if not text:
             raise _BadRequest("message text is empty")
-        self._check_text(text, 4096, "message")
+        self._check_text(text, 4096, "message", call.params.get("parse_mode"))
         return self._sent(call, text=str(text))
 
     def _m_sendPhoto(self, call: Call) -> dict:
-        self._check_text(call.params.get("caption"), 1024, "message caption")
+        self._check_text(call.params.get("caption"), 1024, "message caption", call.params.get("parse_mode"))
         photo = self._uploaded_photo(call, call.params.get("photo"))
         content: dict[str, Any] = {"photo": photo}
         if call.params.get("caption"):
@@ -515,6 +570,7 @@ class FakeTelegram:
         return self._sent(call, **content)
 
     def _m_sendDocument(self, call: Call) -> dict:
+        self._check_text(call.params.get("caption"), 1024, "message caption", call.params.get("parse_mode"))
         ref = call.params.get("document")
         data = call.files.get(ref.removeprefix("attach://")) if isinstance(ref, str) else None
         if data is None:
@@ -530,7 +586,7 @@ class FakeTelegram:
         group_id = str(secrets.randbelow(10**12))
         out = []
         for item in media:
-            self._check_text(item.get("caption"), 1024, "media caption")
+            self._check_text(item.get("caption"), 1024, "media caption", item.get("parse_mode"))
             content: dict[str, Any] = {"media_group_id": group_id}
             if item.get("type") == "photo":
                 content["photo"] = self._uploaded_photo(call, item.get("media"))
@@ -551,7 +607,7 @@ class FakeTelegram:
     def _m_editMessageText(self, call: Call) -> dict:
         message = self._existing(call)
         text = call.params.get("text")
-        self._check_text(text, 4096, "message")
+        self._check_text(text, 4096, "message", call.params.get("parse_mode"))
         markup = call.params.get("reply_markup")
         if text == message.text and markup == message.reply_markup:
             raise _BadRequest(
@@ -576,8 +632,53 @@ class FakeTelegram:
         return True
 
 
+# What Telegram's HTML parse mode accepts (core.telegram.org/bots/api#html-style): these tags, properly nested and
+# closed; `<`, `>` and `&` outside tags escaped; only these named entities, and numeric ones.
+_HTML_TAGS = {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a", "code", "pre",
+              "blockquote", "tg-emoji"}
+_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-zA-Z-]+(?:=(?:\"[^\"]*\"|'[^']*'|[^\s>]+))?)*)\s*>")
+_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|#[0-9]{1,7}|#x[0-9a-fA-F]{1,6});")
+
+
+def check_telegram_html(text: str) -> None:
+    """Refuse what Telegram refuses under parse_mode=HTML, with its 400 "can't parse entities"."""
+    open_tags: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "<":
+            match = _TAG.match(text, i)
+            if match is None:
+                raise _BadRequest(f"can't parse entities: unexpected '<' at byte offset {i}")
+            closing, name = match.group(1) == "/", match.group(2).lower()
+            if name not in _HTML_TAGS:
+                raise _BadRequest(f'can\'t parse entities: unsupported start tag "{name}" at byte offset {i}')
+            if closing:
+                if not open_tags or open_tags[-1] != name:
+                    raise _BadRequest(f'can\'t parse entities: unexpected end tag "{name}" at byte offset {i}')
+                open_tags.pop()
+            else:
+                if name == "a" and "href" not in match.group(3):
+                    raise _BadRequest(f"can't parse entities: a link without href at byte offset {i}")
+                open_tags.append(name)
+            i = match.end()
+        elif char == "&":
+            match = _ENTITY.match(text, i)
+            if match is None:
+                raise _BadRequest(f"can't parse entities: unsupported HTML entity at byte offset {i}")
+            i = match.end()
+        else:
+            i += 1
+    if open_tags:
+        raise _BadRequest(f'can\'t parse entities: can\'t find end tag corresponding to start tag "{open_tags[-1]}"')
+
+
 _FLOOD_COUNTED = {"sendMessage", "editMessageText", "sendPhoto", "sendMediaGroup", "sendDocument"}
 
 
 class _BadRequest(Exception):
     pass
+
+
+class _Dropped(Exception):
+    """A held request whose sender died: Telegram never saw it."""

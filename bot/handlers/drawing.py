@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiogram import Router
 from aiogram.enums import ChatAction
 from aiogram.filters import Command, CommandObject
@@ -20,14 +18,14 @@ from bot.services.drawing import (
     variations_payload,
 )
 from bot.texts import Texts
-from storage import Storage
+from storage import DrawPayload, DrawResult, Storage
 
 
 async def _enqueue(
-    message: Message, user_id: int, payload: dict[str, Any], model_id: int | None, t: Texts, store: Storage,
-    drawing: DrawService, update: Update,
+    message: Message, user_id: int, payload: DrawPayload, t: Texts, store: Storage, drawing: DrawService,
+    update: Update,
 ) -> None:
-    job = await drawing.enqueue(user_id, message.chat.id, payload, model_id, update.update_id)
+    job = await drawing.enqueue(user_id, message.chat.id, payload, update.update_id)
     await message.bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)  # type: ignore[union-attr]
     position = await store.jobs.position(job.id)
     status = await message.reply(t("draw_queued", position=position) if position else t("draw_started"))
@@ -55,7 +53,7 @@ async def draw(
         await message.reply(t(problem.key, **problem.values))
         return
     payload = draw_payload(resolved.model, resolved.prompt, options)
-    await _enqueue(message, user_id, payload, resolved.model.id, t, store, drawing, event_update)
+    await _enqueue(message, user_id, payload, t, store, drawing, event_update)
 
 
 async def _why_no_models(message: Message, store: Storage) -> str:
@@ -71,7 +69,8 @@ async def draw_again(
 ) -> None:
     job = await store.jobs.get(callback_data.job_id)
     message = query.message
-    if job is None or job.result is None or not isinstance(message, Message):
+    if job is None or not isinstance(job.result, DrawResult) or not isinstance(job.payload, DrawPayload) \
+            or not isinstance(message, Message):
         await query.answer(t("button_expired"), show_alert=True)
         return
     # The button may be pressed by anyone in a group; they may only draw with models usable by them there.
@@ -80,7 +79,7 @@ async def draw_again(
         await query.answer(t("button_not_yours"), show_alert=True)
         return
     if callback_data.action == "vary":
-        seeds = job.result.get("seeds") or []
+        seeds = job.result.seeds
         if not 0 <= callback_data.index < len(seeds):
             await query.answer(t("button_expired"), show_alert=True)
             return
@@ -88,7 +87,7 @@ async def draw_again(
     else:
         payload = again_payload(job.payload)
     await query.answer(t("draw_started_short"))
-    await _enqueue(message, query.from_user.id, payload, job.model_id, t, store, drawing, event_update)
+    await _enqueue(message, query.from_user.id, payload, t, store, drawing, event_update)
 
 
 def create_router() -> Router:

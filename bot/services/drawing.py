@@ -10,13 +10,18 @@ from typing import Any
 
 from bot.services import Refusal
 from bot.services.models import handles_for
-from storage import Job, Model, Storage
+from storage import DrawPayload, Job, Model, Storage
+from storage.contract import (
+    DEFAULT_GUIDANCE,
+    MAX_DRAW_STEPS,
+    MAX_GUIDANCE,
+    MAX_IMAGES_PER_DRAW,
+    MAX_NEGATIVE_CHARS,
+    MAX_PROMPT_CHARS,
+    MIN_GUIDANCE,
+)
 
-MAX_IMAGES = 4
-MAX_STEPS = 100
 MAX_PROMPT_WORDS = 60  # CLIP reads 77 tokens; a longer prompt would be cut silently
-MAX_PROMPT_CHARS = 400
-MAX_NEGATIVE_CHARS = 300
 VARIATION_STRENGTH = 0.3
 _WORD = re.compile(r"[\w]+", re.UNICODE)
 
@@ -29,7 +34,7 @@ class DrawInputError(Refusal):
 class DrawOptions:
     n: int = 1
     steps: int = 25
-    cfg: float = 7.0
+    cfg: float = DEFAULT_GUIDANCE
     seed: int | None = None
     negative: str = ""
 
@@ -70,11 +75,11 @@ def parse_draw(text: str, default_steps: int) -> tuple[str, DrawOptions]:
         raw = parts[index + 1]
         index += 2
         if name == "n":
-            options["n"] = _number("--n", raw, int, 1, MAX_IMAGES)
+            options["n"] = _number("--n", raw, int, 1, MAX_IMAGES_PER_DRAW)
         elif name == "steps":
-            options["steps"] = _number("--steps", raw, int, 1, MAX_STEPS)
+            options["steps"] = _number("--steps", raw, int, 1, MAX_DRAW_STEPS)
         elif name == "cfg":
-            options["cfg"] = _number("--cfg", raw.replace(",", "."), float, 1, 20)
+            options["cfg"] = _number("--cfg", raw.replace(",", "."), float, MIN_GUIDANCE, MAX_GUIDANCE)
         elif name == "seed":
             options["seed"] = _number("--seed", raw, int, 0, 2**32 - 1)
         else:
@@ -131,36 +136,26 @@ def _choices(models: list[Model], handles: dict[int, str]) -> str:
     return "\n".join(f"• <code>{handles[m.id]} {m.class_word}</code>" for m in models if m.id in handles)
 
 
-def draw_payload(model: Model, prompt: str, options: DrawOptions) -> dict[str, Any]:
+def draw_payload(model: Model, prompt: str, options: DrawOptions) -> DrawPayload:
     seeds = [options.seed + i for i in range(options.n)] if options.seed is not None else None
-    return {
-        "model_id": model.id,
-        "prompt": prompt,
-        "negative_prompt": options.negative,
-        "n": options.n,
-        "steps": options.steps,
-        "guidance": options.cfg,
-        "seeds": seeds,
-        # None: the base model's own resolution (512 for SD1.x; the engine rounds to what the UNet accepts).
-        "width": None,
-        "height": None,
-    }
+    # width/height stay None: the base model's own resolution (the engine rounds to what the UNet accepts).
+    return DrawPayload(model_id=model.id, prompt=prompt, negative_prompt=options.negative, n=options.n,
+                       steps=options.steps, guidance=options.cfg, seeds=seeds)
 
 
-def again_payload(previous: dict[str, Any]) -> dict[str, Any]:
-    return {**previous, "seeds": None, "variation_strength": None, "variation_seeds": None}
+def again_payload(previous: DrawPayload) -> DrawPayload:
+    return previous.model_copy(update={"seeds": None, "variation_strength": 0.0, "variation_seeds": None})
 
 
-def variations_payload(previous: dict[str, Any], seed: int) -> dict[str, Any]:
+def variations_payload(previous: DrawPayload, seed: int) -> DrawPayload:
     """Images close to one result: its seed's noise, slightly blended with fresh noise per image."""
-    n = max(2, int(previous.get("n", 1)))
-    return {
-        **previous,
+    n = max(2, previous.n)
+    return previous.model_copy(update={
         "n": n,
         "seeds": [seed] * n,
         "variation_strength": VARIATION_STRENGTH,
         "variation_seeds": [secrets.randbelow(2**32) for _ in range(n)],
-    }
+    })
 
 
 class DrawService:
@@ -172,9 +167,9 @@ class DrawService:
         return await self.store.models.usable_by(user_id, chat_id)
 
     async def enqueue(
-        self, user_id: int, chat_id: int, payload: dict[str, Any], model_id: int | None, update_id: int | None = None
+        self, user_id: int, chat_id: int, payload: DrawPayload, update_id: int | None = None
     ) -> Job:
-        job = await self.store.jobs.enqueue("draw", payload, owner_id=user_id, chat_id=chat_id, model_id=model_id)
+        job = await self.store.jobs.enqueue(payload, owner_id=user_id, chat_id=chat_id, model_id=payload.model_id)
         if update_id is not None:
             # The job is the update's effect: a redelivered /draw must not queue a second one.
             await self.store.updates.mark(update_id)

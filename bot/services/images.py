@@ -11,9 +11,6 @@ from PIL import Image, ImageDraw, ImageOps
 from bot.services import Refusal
 from engine.photos import PhotoRejected, inspect_photo
 
-# Training crops to 512 px; the engine refuses photos under half of that on their short side.
-TRAIN_RESOLUTION = 512
-MIN_SIDE = TRAIN_RESOLUTION // 2
 # Telegram's getFile refuses files above this size, so the bot refuses them before asking.
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
@@ -32,14 +29,15 @@ class ImageInfo:
 _REASON_TEXT = {"too_small": "refused_small", "too_many_pixels": "refused_huge"}
 
 
-def inspect_image(data: bytes) -> ImageInfo:
+def inspect_image(data: bytes, resolution: int) -> ImageInfo:
     """Width and height after EXIF rotation, or ImageRefused naming the text that explains why not.
 
-    The engine owns the rules (it trains on these photos); its photo module is torch-free."""
+    The engine owns the rules (it trains on these photos at `resolution`, the base model's own, which the
+    running engine publishes); its photo module is torch-free."""
     try:
-        info = inspect_photo(data, TRAIN_RESOLUTION)
+        info = inspect_photo(data, resolution)
     except PhotoRejected as rejected:
-        raise ImageRefused(_REASON_TEXT.get(rejected.reason, "refused_corrupt"), min_side=MIN_SIDE) from None
+        raise ImageRefused(_REASON_TEXT.get(rejected.reason, "refused_corrupt"), min_side=resolution // 2) from None
     return ImageInfo(info.width, info.height)
 
 

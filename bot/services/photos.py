@@ -62,7 +62,8 @@ class PhotoIntake:
         except FileTooBig:
             return IntakeResult(Outcome.REFUSED, "refused_too_big", {"limit_mb": DOWNLOAD_LIMIT // (1024 * 1024)})
         try:
-            info = await asyncio.to_thread(inspect_image, data)
+            resolution = (await self.store.engines.current()).resolution
+            info = await asyncio.to_thread(inspect_image, data, resolution)
         except ImageRefused as refused:
             return IntakeResult(Outcome.REFUSED, refused.key, dict(refused.values))
         try:

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 
 from bot.services import Refusal
-from storage import Job, Model, Settings, Storage
+from storage import Job, Model, Settings, Storage, TrainPayload
 
 # A class word is what the photos show ("dog", "woman", "teddy bear"); it goes into the class prompt verbatim.
 _CLASS_WORD = re.compile(r"^[a-z]{2,20}( [a-z]{2,20})?$")
@@ -53,7 +53,7 @@ class TrainingService:
             user_id, name=class_word, class_word=class_word, params={}, photo_ids=[p.id for p in photos]
         )
         job = await self.store.jobs.enqueue(
-            "train", {"model_id": model.id}, owner_id=user_id, chat_id=chat_id, model_id=model.id
+            TrainPayload(model_id=model.id), owner_id=user_id, chat_id=chat_id, model_id=model.id
         )
         await self.store.models.set_job(model.id, job.id)
         if update_id is not None:

@@ -7,9 +7,10 @@ import io
 import pytest
 from PIL import Image
 
+from bot.keyboards import DrawAction
 from storage import Storage
-from tests.bot.conftest import StandInWorker, User, make_ready_model, wait_reply
 from tests.fake_telegram import FakeTelegram
+from tests.helpers import StandInWorker, User, make_ready_model, wait_reply
 
 
 async def test_draw_delivers_one_album_with_prompt_and_seeds(
@@ -19,9 +20,9 @@ async def test_draw_delivers_one_album_with_prompt_and_seeds(
     ann.say('/draw sks dog in Paris --n 3 --steps 6 --cfg 6.5 --seed 42 --neg "blurry, dark"')
     job = await worker.claim("draw")
     assert job.model_id == model.id and job.chat_id == ann.id
-    assert job.payload["prompt"] == "sks dog in Paris"
-    assert (job.payload["n"], job.payload["steps"], job.payload["guidance"]) == (3, 6, 6.5)
-    assert job.payload["seeds"] == [42, 43, 44] and job.payload["negative_prompt"] == "blurry, dark"
+    assert job.payload.prompt == "sks dog in Paris"
+    assert (job.payload.n, job.payload.steps, job.payload.guidance) == (3, 6, 6.5)
+    assert job.payload.seeds == [42, 43, 44] and job.payload.negative_prompt == "blurry, dark"
     await fake.wait_call("sendChatAction", ann.id)
     await worker.finish_draw(job)
     (album,) = await fake.wait_call("sendMediaGroup", ann.id)
@@ -29,8 +30,12 @@ async def test_draw_delivers_one_album_with_prompt_and_seeds(
     assert len(images) == 3 and all(image.size == (64, 64) for image in images)
     caption = album.params["media"][0]["caption"]
     assert "sks dog in Paris" in caption and "42" in caption and "44" in caption
-    buttons = await wait_reply(fake, ann.id, "More like this")
-    assert buttons
+    await wait_reply(fake, ann.id, "More like this")
+    more = next(c for c in fake.calls_of("sendMessage", ann.id) if "More like this" in c.params["text"])
+    pressed = [DrawAction.unpack(b["callback_data"]) for row in more.params["reply_markup"]["inline_keyboard"]
+               for b in row]
+    assert [(p.action, p.job_id, p.index) for p in pressed] == [
+        ("again", job.id, 0), ("vary", job.id, 0), ("vary", job.id, 1), ("vary", job.id, 2)]
     status = next(c for c in fake.calls_of("sendMessage", ann.id) if "Drawing" in c.params["text"])
     assert fake.messages[(ann.id, status.result["message_id"])].deleted
 
@@ -41,7 +46,7 @@ async def test_one_picture_comes_as_a_photo_with_buttons(
     await make_ready_model(store, ann.id)
     ann.say("/draw a portrait of sks dog")
     job = await worker.claim("draw")
-    assert job.payload["n"] == 1 and job.payload["steps"] == 4 and job.payload["seeds"] is None
+    assert job.payload.n == 1 and job.payload.steps == 4 and job.payload.seeds is None
     seeds = await worker.finish_draw(job)
     (photo,) = await fake.wait_call("sendPhoto", ann.id)
     assert str(seeds[0]) in photo.params["caption"]
@@ -63,10 +68,10 @@ async def test_again_and_variation_buttons_queue_new_drawings(
     again, vary_second = rows[0][0]["callback_data"], rows[1][1]["callback_data"]
     fake.press_button(ann.data, message, again)
     second = await worker.claim("draw")
-    assert second.payload["prompt"] == "sks dog on the beach" and second.payload["seeds"] is None
+    assert second.payload.prompt == "sks dog on the beach" and second.payload.seeds is None
     fake.press_button(ann.data, message, vary_second)
     third = await worker.claim("draw")
-    assert third.payload["seeds"] == [8, 8] and third.payload["variation_strength"] > 0
+    assert third.payload.seeds == [8, 8] and third.payload.variation_strength > 0
     await fake.wait_call("answerCallbackQuery", count=2)
 
 

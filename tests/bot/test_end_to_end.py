@@ -16,24 +16,16 @@ import pytest
 from PIL import Image
 
 from storage import Settings
-from tests.bot.conftest import BotProcess, User, photo_bytes, started, wait_reply
 from tests.fake_telegram import FakeTelegram
+from tests.helpers import BotProcess, User, photo_bytes, started, wait_reply
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-bot") / "sd-tiny"
-    subprocess.run([sys.executable, "-m", "engine", "tiny-model", str(folder)], check=True, cwd=ROOT,
-                   capture_output=True, timeout=300)
-    return folder
-
-
 @pytest.fixture
-def engine_worker(settings: Settings, tiny_model: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def engine_worker(settings: Settings, tiny_model_dir: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     env = {
-        **os.environ, "DATA_DIR": str(settings.data_dir), "BASE_MODEL": str(tiny_model), "DEVICE": "cpu",
+        **os.environ, "DATA_DIR": str(settings.data_dir), "BASE_MODEL": str(tiny_model_dir), "DEVICE": "cpu",
         "NUM_CLASS_IMAGES": "2", "TRAIN_STEPS": "12", "DRAW_STEPS": "3",
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
     }

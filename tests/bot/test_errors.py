@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 
 from storage import Storage
-from tests.bot.conftest import User, photo_bytes, wait_reply
 from tests.fake_telegram import FakeTelegram
+from tests.helpers import User, photo_bytes, wait_reply
 
 
 async def test_a_storage_failure_gets_a_polite_reply_and_the_bot_carries_on(

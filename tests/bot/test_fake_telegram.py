@@ -12,8 +12,8 @@ from aiogram.exceptions import TelegramBadRequest, TelegramRetryAfter
 from aiogram.types import BufferedInputFile, InputMediaPhoto
 from PIL import Image
 
-from tests.bot.conftest import photo_bytes
 from tests.fake_telegram import FakeTelegram
+from tests.helpers import photo_bytes
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import io
 from PIL import Image
 
 from storage import Storage
-from tests.bot.conftest import User, photo_bytes, wait_reply
 from tests.fake_telegram import FakeTelegram
+from tests.helpers import User, photo_bytes, wait_reply
 
 
 async def test_a_photo_is_saved_and_counted(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
@@ -107,3 +107,17 @@ async def test_a_flood_of_photos_gets_a_polite_reply(
     await wait_reply(fake, ann.id, "Slow down")
     await fake.wait_idle(quiet=0.5)
     assert sum("Slow down" in t for t in ann.replies()) == 1
+
+
+async def test_the_size_bar_follows_the_base_model_the_engine_serves(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    from storage import EngineInfo
+
+    ann.photo(photo_bytes(1, (400, 400)))
+    await wait_reply(fake, ann.id, "Saved 1")
+    # An SDXL engine trains at 1024 px: a 400 px photo would be upscaled into mush, so it is refused now.
+    await store.engines.publish("gpu-1", EngineInfo(family="sdxl", resolution=1024))
+    ann.photo(photo_bytes(2, (400, 400)))
+    assert "512×512" in await wait_reply(fake, ann.id, "too small")
+    assert await store.photos.count(ann.id) == 1

@@ -7,17 +7,18 @@ import signal
 from pathlib import Path
 
 from storage import Settings, Storage
-from tests.bot.conftest import (
+from tests.fake_telegram import FakeTelegram
+from tests.helpers import (
     BotProcess,
     RunningBot,
     StandInWorker,
     User,
     make_ready_model,
     photo_bytes,
+    settled,
     started,
     wait_reply,
 )
-from tests.fake_telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,8 +56,7 @@ async def test_a_restarted_bot_resumes_editing_the_same_progress_message(
     job = await worker.claim("train")
     await fake.wait_idle(quiet=0.5)
     bot_process.kill()
-    await store.jobs.report_progress(job.id, worker.worker_id,
-                                     {"stage": "training", "step": 3, "total": 10, "loss": 0.2, "eta_s": 30.0})
+    await worker.progress(job, "training", 3, 10)
     await started(fake, bot_process, 4)
     await fake.wait_call("editMessageText", ann.id, where=lambda c: "3/10" in c.params["text"], timeout=20)
     await worker.finish_training(job, steps=2)
@@ -101,8 +101,7 @@ async def test_too_many_requests_are_waited_out_and_nothing_is_lost(
     ann.say("/draw sks dog --n 2")
     job = await worker.claim("draw")
     await worker.finish_draw(job)
-    await fake.wait_call("sendMediaGroup", ann.id, timeout=15)
-    await asyncio.sleep(0.3)
+    await settled(store, job.id, timeout=20)
     assert len(fake.calls_of("sendMediaGroup", ann.id)) == 1
     assert [c.error for c in fake.errors()] == ["429 retry_after=1"] * 3
 
@@ -115,3 +114,36 @@ async def test_sigterm_stops_the_bot_cleanly(fake: FakeTelegram, ann: User, bot_
     assert process is not None
     process.send_signal(signal.SIGTERM)
     assert await asyncio.to_thread(process.wait, 15) == 0
+
+
+async def test_a_bot_killed_inside_a_handler_handles_that_update_after_its_restart(
+    fake: FakeTelegram, store: Storage, ann: User, bot_process: BotProcess
+) -> None:
+    await started(fake, bot_process, 0)
+    download = fake.hold("download")
+    ann.photo(photo_bytes(1))
+    await asyncio.wait_for(download.arrived.wait(), 20)  # the handler is inside its effect: downloading the photo
+    bot_process.kill()
+    download.release(drop=True)
+    await started(fake, bot_process, 4)
+    await fake.wait_idle(quiet=0.5, timeout=20)  # the restarted bot has taken and acknowledged every update
+    assert await store.photos.count(ann.id) == 1
+    assert sum("Saved 1" in t for t in ann.replies()) == 1
+
+
+async def test_a_bot_killed_in_the_middle_of_a_delivery_sends_the_rest_and_repeats_nothing(
+    fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker, bot_process: BotProcess
+) -> None:
+    await make_ready_model(store, ann.id)
+    await started(fake, bot_process, 0)
+    ann.say("/draw sks dog in Paris --n 2")
+    job = await worker.claim("draw")
+    buttons = fake.hold("sendMessage", where=lambda c: "More like this" in str(c.params.get("text")))
+    await worker.finish_draw(job)
+    await asyncio.wait_for(buttons.arrived.wait(), 20)  # the album is out, the buttons message in flight
+    bot_process.kill()
+    buttons.release(drop=True)
+    await started(fake, bot_process, 4)
+    await settled(store, job.id, timeout=20)
+    assert len(fake.calls_of("sendMediaGroup", ann.id)) == 1
+    assert sum("More like this" in t for t in ann.replies()) == 1

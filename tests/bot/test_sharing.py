@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from storage import Storage
-from tests.bot.conftest import StandInWorker, User, make_ready_model, wait_reply
 from tests.fake_telegram import BOT_USERNAME, FakeTelegram
+from tests.helpers import StandInWorker, User, make_ready_model, wait_reply
 
 GROUP = FakeTelegram.group_chat(-100777, "Friends")
 
@@ -115,7 +115,7 @@ async def test_two_shared_models_with_one_identifier_are_never_ambiguous(
     await wait_reply(fake, GROUP["id"], "Several models answer")
     ann.say(f"/draw@{BOT_USERNAME} sks_{cat.id} cat in Paris", chat=GROUP)
     job = await worker.claim("draw")
-    assert job.model_id == cat.id and job.payload["prompt"] == "sks cat in Paris"
+    assert job.model_id == cat.id and job.payload.prompt == "sks cat in Paris"
 
 
 async def test_share_link_lets_another_person_draw_until_revoked(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.bot.conftest import User, wait_reply
 from tests.fake_telegram import FakeTelegram
+from tests.helpers import User, wait_reply
 
 
 async def test_start_explains_the_steps_in_english(kabina, fake: FakeTelegram, ann: User) -> None:

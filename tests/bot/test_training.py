@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from storage import Storage, load_settings
-from tests.bot.conftest import StandInWorker, User, photo_bytes, wait_reply
+from storage import JobCancelled, Storage, load_settings
 from tests.fake_telegram import FakeTelegram
+from tests.helpers import StandInWorker, User, eventually, photo_bytes, settled, wait_reply
 
 
 async def _photos(fake: FakeTelegram, user: User, n: int = 3) -> None:
@@ -53,7 +53,50 @@ async def test_training_reports_queue_position_progress_and_delivers_samples(
     assert any("step" in c.params["text"] and "/20" in c.params["text"] for c in edits)
     assert "Training finished" in edits[-1].params["text"]
     assert len(edits) < 20  # throttled: far fewer edits than progress reports
+    await settled(store, job.id)
+    cards = fake.calls_of("sendPhoto", ann.id)
+    assert len(cards) == 1, "the report card was not sent"
+    card = cards[0]
+    assert "Report card" in card.params["caption"] and "0.05" in card.params["caption"]
+    assert card.images() == [(store.files.model_dir(job.model_id) / "report_card.png").read_bytes()]
     assert fake.errors() == []  # no 429, no "message is not modified"
+
+
+async def test_a_report_card_over_the_drift_bar_warns_the_owner(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    await _photos(fake, ann)
+    ann.say("/train dog")
+    job = await worker.claim("train")
+    await worker.finish_training(job, steps=2, drift=0.31, drift_warning=True)
+    await settled(store, job.id)
+    (card,) = fake.calls_of("sendPhoto", ann.id)
+    assert "every dog may now look like yours" in card.params["caption"] and "0.31" in card.params["caption"]
+
+
+async def test_a_cancel_that_comes_after_the_model_is_ready_keeps_the_model(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    await _photos(fake, ann)
+    ann.say("/train dog")
+    job = await worker.claim("train")
+    # The engine has saved the LoRA and marked the model ready when the user's /cancel arrives.
+    weights = store.files.write_atomic(store.files.model_dir(job.model_id) / "lora.safetensors", b"w")
+    await store.models.set_token(job.model_id, "sks")
+    await store.models.mark_ready(job.model_id, weights_path=weights)
+    ann.say("/cancel")
+    await eventually(lambda: _cancel_asked(store, job.id), what="the cancel to reach the job")
+    with pytest.raises(JobCancelled):
+        await store.jobs.heartbeat(job.id, worker.worker_id)
+    await store.jobs.cancelled(job.id, worker.worker_id)
+    await settled(store, job.id)
+    model = await store.models.get(job.model_id)
+    assert model.status == "ready" and store.files.inside(model.weights_path).is_file()
+    assert [m.id for m in await store.models.list_for_owner(ann.id)] == [job.model_id]
+
+
+async def _cancel_asked(store: Storage, job_id: int) -> bool:
+    return (await store.jobs.get(job_id)).cancel_requested
 
 
 async def test_a_failed_training_gets_a_friendly_reason(

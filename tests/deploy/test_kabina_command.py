@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
@@ -11,16 +10,9 @@ import sys
 from pathlib import Path
 
 from tests.fake_telegram import FakeTelegram
+from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def _wait(predicate, timeout: float, what: str):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not (value := predicate()):
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
-    return value
 
 
 def _alive(pid: int) -> bool:
@@ -32,11 +24,9 @@ def _alive(pid: int) -> bool:
 
 
 async def test_kabina_runs_bot_and_engine_restarts_a_crashed_engine_and_stops_cleanly(
-    fake: FakeTelegram, tmp_path: Path
+    fake: FakeTelegram, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    tiny = tmp_path / "tiny"
-    subprocess.run([sys.executable, "-m", "engine", "tiny-model", str(tiny)], cwd=ROOT, check=True,
-                   capture_output=True, timeout=300)
+    tiny = tiny_model_dir
     log_path = tmp_path / "kabina.log"
     env = {**os.environ, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.base_url, "BASE_MODEL": str(tiny),
            "DATA_DIR": str(tmp_path / "data"), "DEVICE": "cpu"}
@@ -48,14 +38,14 @@ async def test_kabina_runs_bot_and_engine_restarts_a_crashed_engine_and_stops_cl
         return [int(pid) for pid in re.findall(rf"started {name} \(pid (\d+)\)", log_path.read_text())]
 
     try:
-        await _wait(lambda: started("bot") and started("engine"), 60, "both children to start")
+        await eventually(lambda: started("bot") and started("engine"), 60, what="both children to start")
         user = fake.user(501, "Ann", "en")
         fake.send_text(user, "/help")
-        await _wait(lambda: any("Kabina" in t for t in fake.texts(501)), 60, "the bot to answer /help")
+        await eventually(lambda: any("Kabina" in t for t in fake.texts(501)), 60, what="the bot to answer /help")
 
         (first_engine,) = started("engine")
         os.kill(first_engine, signal.SIGKILL)
-        second = await _wait(lambda: started("engine")[1:], 60, "the engine to be restarted")
+        second = await eventually(lambda: started("engine")[1:], 60, what="the engine to be restarted")
         assert second[0] != first_engine and len(started("bot")) == 1
 
         kabina.send_signal(signal.SIGTERM)

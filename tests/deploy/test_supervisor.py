@@ -5,8 +5,9 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
+
+from tests.helpers import eventually_sync
 
 # A child that records its pid and, on SIGTERM, that it was asked to stop — a stand-in with the same contract
 # as `python -m bot` / `python -m engine` (the supervisor itself is what is under test here).
@@ -39,23 +40,15 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def _wait_for(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
 
 def test_a_killed_engine_is_restarted_and_sigterm_stops_both(tmp_path: Path) -> None:
     sup = subprocess.Popen([sys.executable, "-c", SUPERVISOR, CHILD, str(tmp_path)])
     try:
         engine_log, bot_log = tmp_path / "engine.log", tmp_path / "bot.log"
-        _wait_for(lambda: len(_lines(engine_log)) == 1 and len(_lines(bot_log)) == 1)
+        eventually_sync(lambda: len(_lines(engine_log)) == 1 and len(_lines(bot_log)) == 1)
         first_engine = int(_lines(engine_log)[0].split()[1])
         os.kill(first_engine, signal.SIGKILL)  # a crash: no goodbye
-        _wait_for(lambda: len(_lines(engine_log)) == 2)
+        eventually_sync(lambda: len(_lines(engine_log)) == 2)
         second_engine = int(_lines(engine_log)[1].split()[1])
         assert second_engine != first_engine
         assert len(_lines(bot_log)) == 1  # the bot was left alone

@@ -1,38 +1,13 @@
-"""Fixtures for the engine tests: one tiny model per session, built offline by `python -m engine tiny-model`."""
+"""Fixtures for the engine tests: the shared tiny model (tests/conftest.py) loaded once, and quick specs."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def textured_photo(seed: int, size: tuple[int, int] = (64, 64)) -> Image.Image:
-    """A photo stand-in with real structure (smooth blobs plus grain), distinct per seed."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
-    channels = []
-    for _ in range(3):
-        fx, fy, phase = rng.uniform(1, 6, 2).tolist() + [rng.uniform(0, 6.28)]
-        channels.append(np.sin(xx * fx * 6.28 + phase) * np.cos(yy * fy * 6.28))
-    picture = (np.stack(channels, -1) * 0.45 + 0.5 + rng.normal(0, 0.04, (h, w, 3))).clip(0, 1)
-    return Image.fromarray((picture * 255).astype("uint8"))
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny") / "sd-tiny"
-    subprocess.run(
-        [sys.executable, "-m", "engine", "tiny-model", str(folder)], check=True, cwd=REPO, capture_output=True
-    )
-    return folder
+from tests.helpers import photo_image
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +40,7 @@ def pipe(session_pipe):
 
 @pytest.fixture(scope="session")
 def make_photo():
-    return textured_photo
+    return _small_photo
 
 
 @pytest.fixture(scope="session")
@@ -73,9 +48,13 @@ def make_spec():
     return quick_spec
 
 
+def _small_photo(seed: int, size: tuple[int, int] = (64, 64)) -> Image.Image:
+    return photo_image(seed, size)
+
+
 @pytest.fixture(scope="session")
 def photos() -> list[Image.Image]:
-    return [textured_photo(seed) for seed in (1, 2, 3)]
+    return [photo_image(seed, (64, 64)) for seed in (1, 2, 3)]
 
 
 def quick_spec(tmp: Path, photos, **overrides):

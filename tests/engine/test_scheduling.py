@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import threading
 import time
 from pathlib import Path
@@ -12,6 +11,8 @@ import pytest
 from safetensors.torch import load_file
 
 from engine.gpu_lane import GpuLane
+from storage import DrawPayload, TrainPayload
+from tests.helpers import add_photos
 
 
 async def test_a_short_item_runs_at_the_next_pause_point_not_after_the_long_item() -> None:
@@ -92,22 +93,8 @@ async def test_an_error_in_a_short_item_reaches_its_caller_and_not_the_training(
         lane.shutdown()
 
 
-@pytest.fixture
-async def store(tmp_path):
-    from storage import Storage
-
-    s = await Storage.open(tmp_path / "data")
-    yield s
-    await s.close()
-
-
 async def _model_for(store, owner: int, make_photo) -> int:
-    ids = []
-    for seed in (1, 2, 3):
-        out = io.BytesIO()
-        make_photo(seed, (96, 96)).save(out, format="PNG")
-        ids.append((await store.photos.add(owner, file_unique_id=f"f{seed}", data=out.getvalue(), width=96,
-                                           height=96)).id)
+    ids = await add_photos(store, owner, (1, 2, 3), size=(96, 96))
     return (await store.models.create(owner, name="rex", class_word="dog", params={}, photo_ids=ids)).id
 
 
@@ -122,32 +109,32 @@ async def test_a_draw_during_training_is_served_between_steps_and_the_training_e
     engine = Engine(tiny_model_dir, runtime, pipe)
     # Two owners, same photos: both models get `sks`, so their trainings are the same computation.
     alone, interrupted = await _model_for(store, 2, make_photo), await _model_for(store, 1, make_photo)
-    await store.jobs.enqueue("train", {"model_id": alone}, owner_id=2, chat_id=2, model_id=alone)
+    await store.jobs.enqueue(TrainPayload(model_id=alone), owner_id=2, chat_id=2, model_id=alone)
     await Worker(store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05)).run()
 
-    train_job = await store.jobs.enqueue("train", {"model_id": interrupted}, owner_id=1, chat_id=1,
+    train_job = await store.jobs.enqueue(TrainPayload(model_id=interrupted), owner_id=1, chat_id=1,
                                          model_id=interrupted)
     worker = Worker(store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05))
     running = asyncio.create_task(worker.run())
     # Wait until the training loop itself runs, then ask for a picture with another LoRA and a base one.
     while True:
         job = await store.jobs.get(train_job.id)
-        if job.progress and job.progress.get("stage") == "training":
+        if job.progress and job.progress.stage == "training":
             break
         assert not running.done()
         await asyncio.sleep(0.01)
     # One draw with another model's LoRA, then (after it is done) one with the bare base model: each must leave
     # the training exactly as it found it, with training steps running in between.
-    requests = [{"prompt": "a photo of sks dog", "model_id": alone, "n": 1, "steps": 2, "seeds": [3]},
-                {"prompt": "a photo of dog", "n": 1, "steps": 2, "seeds": [3]}]
+    requests = [DrawPayload(prompt="a photo of sks dog", model_id=alone, n=1, steps=2, seeds=[3]),
+                DrawPayload(prompt="a photo of dog", model_id=None, n=1, steps=2, seeds=[3])]
     for payload in requests:
-        draw = await store.jobs.enqueue("draw", payload, owner_id=3, chat_id=3)
+        draw = await store.jobs.enqueue(payload, owner_id=3, chat_id=3)
         while (done := await store.jobs.get(draw.id)).status in ("queued", "running"):
             await asyncio.sleep(0.01)
         assert done.status == "done", done.error
         training = await store.jobs.get(train_job.id)
-        assert training.progress["stage"] == "training"  # served between steps, not after the training
-        assert training.progress["step"] < training.progress["total"]
+        assert training.progress.stage == "training"  # served between steps, not after the training
+        assert training.progress.step < training.progress.total
     await asyncio.wait_for(running, timeout=600)
 
     train_done = await store.jobs.get(train_job.id)

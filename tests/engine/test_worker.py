@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import io
-
 import pytest
 import torch
 
 from engine.messages import FAILURES
-
-
-@pytest.fixture
-async def store(tmp_path):
-    from storage import Storage
-
-    s = await Storage.open(tmp_path / "data")
-    yield s
-    await s.close()
+from storage import TrainPayload
+from tests.helpers import add_photos
 
 
 @pytest.fixture
@@ -46,21 +37,15 @@ def make_worker(store, settings, engine):
 
 
 def _draw_payload(prompt: str = "a photo of dog", **extra):
-    payload = {"model_id": None, "prompt": prompt, "negative_prompt": "", "n": 1, "steps": 2, "guidance": 7.5,
-               "seeds": [3], "width": 64, "height": 64}
-    payload.update(extra)
-    return payload
+    from storage import DrawPayload
+
+    values = {"model_id": None, "prompt": prompt, "n": 1, "steps": 2, "seeds": [3], "width": 64, "height": 64}
+    values.update(extra)
+    return DrawPayload(**values)
 
 
 async def _add_photos(store, owner: int, make_photo, seeds) -> list[int]:
-    ids = []
-    for seed in seeds:
-        image = make_photo(seed, (96, 96))
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        photo = await store.photos.add(owner, file_unique_id=f"f{seed}", data=out.getvalue(), width=96, height=96)
-        ids.append(photo.id)
-    return ids
+    return await add_photos(store, owner, seeds, size=(96, 96))
 
 
 async def test_a_job_that_raises_does_not_stop_the_worker(store, make_worker, engine, monkeypatch):
@@ -74,16 +59,16 @@ async def test_a_job_that_raises_does_not_stop_the_worker(store, make_worker, en
         return real_draw(self, request, lighter)
 
     monkeypatch.setattr(Engine, "draw", flaky)
-    bad = await store.jobs.enqueue("draw", _draw_payload("explode a photo of dog"), owner_id=1, chat_id=1)
-    good = await store.jobs.enqueue("draw", _draw_payload(), owner_id=1, chat_id=1)
+    bad = await store.jobs.enqueue(_draw_payload("explode a photo of dog"), owner_id=1, chat_id=1)
+    good = await store.jobs.enqueue(_draw_payload(), owner_id=1, chat_id=1)
     await make_worker().run()
 
     bad, good = await store.jobs.get(bad.id), await store.jobs.get(good.id)
     assert bad.status == "failed" and bad.error == FAILURES["internal"]
     assert "engine bug" not in bad.error  # no internals shown to users
     assert good.status == "done"
-    assert good.result["seeds"] == [3] and len(good.result["images"]) == 1
-    assert store.files.inside(good.result["images"][0]).is_file()
+    assert good.result.seeds == [3] and len(good.result.images) == 1
+    assert store.files.inside(good.result.images[0]).is_file()
 
 
 async def test_out_of_memory_is_retried_once_lighter_then_fails_with_a_user_fit_message(store, make_worker, monkeypatch):
@@ -99,15 +84,15 @@ async def test_out_of_memory_is_retried_once_lighter_then_fails_with_a_user_fit_
         return real_draw(self, request, lighter)
 
     monkeypatch.setattr(Engine, "draw", tight_gpu)
-    huge = await store.jobs.enqueue("draw", _draw_payload("huge a photo of dog"), owner_id=1, chat_id=1)
-    big = await store.jobs.enqueue("draw", _draw_payload("big a photo of dog"), owner_id=1, chat_id=1)
+    huge = await store.jobs.enqueue(_draw_payload("huge a photo of dog"), owner_id=1, chat_id=1)
+    big = await store.jobs.enqueue(_draw_payload("big a photo of dog"), owner_id=1, chat_id=1)
     await make_worker().run()
 
     assert calls == [("huge a photo of dog", False), ("huge a photo of dog", True),
                      ("big a photo of dog", False), ("big a photo of dog", True)]
     huge, big = await store.jobs.get(huge.id), await store.jobs.get(big.id)
     assert huge.status == "failed" and huge.error == FAILURES["out_of_memory"]
-    assert big.status == "done" and len(big.result["images"]) == 1
+    assert big.status == "done" and len(big.result.images) == 1
 
 
 async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_token(store, make_worker, make_photo):
@@ -115,23 +100,28 @@ async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_tok
     photo_ids = await _add_photos(store, owner, make_photo, (1, 2, 3))
     first = await store.models.create(owner, name="rex", class_word="dog", params={}, photo_ids=photo_ids)
     second = await store.models.create(owner, name="rex2", class_word="dog", params={}, photo_ids=photo_ids)
-    jobs = [await store.jobs.enqueue("train", {"model_id": m.id}, owner_id=owner, chat_id=owner, model_id=m.id)
+    jobs = [await store.jobs.enqueue(TrainPayload(model_id=m.id), owner_id=owner, chat_id=owner, model_id=m.id)
             for m in (first, second)]
     await make_worker(checkpoint_every=3).run()
 
     done = [await store.jobs.get(j.id) for j in jobs]
     assert [j.status for j in done] == ["done", "done"], [j.error for j in done]
-    assert [j.result["token"] for j in done] == ["sks", "zwx"]
+    assert [j.result.token for j in done] == ["sks", "zwx"]
     model = await store.models.get(first.id)
     assert model.status == "ready" and model.token == "sks"
     assert model.weights_path.endswith("lora.safetensors") and len(model.sample_paths) == 4
-    assert done[0].result["steps"] == 6
+    assert done[0].result.steps == 6
     # the report card: the bare class prompt before and after, with the drift figure the bot shows
     from PIL import Image
 
-    with Image.open(done[0].result["report_card_path"]) as card:
+    with Image.open(done[0].result.report_card_path) as card:
         assert card.width > card.height > 0
-    assert done[0].result["class_drift"] >= 0 and isinstance(done[0].result["drift_warning"], bool)
+    # the drift the bot shows is the card's own figure, and the warning follows it by the one rule
+    from engine.report_card import drift_warning
+
+    assert 0 < done[0].result.class_drift < 1
+    assert done[0].result.drift_warning is drift_warning(done[0].result.class_drift)
+    assert model.params["class_drift"] == done[0].result.class_drift
     events = await store.jobs.events_after(0, limit=1000)
     stages = {e.data.get("stage") for e in events if e.kind == "progress" and e.job_id == jobs[0].id}
     assert {"class_images", "training"} <= stages
@@ -141,7 +131,7 @@ async def test_draw_with_a_deleted_model_fails_with_a_clear_message(store, make_
     photo_ids = await _add_photos(store, 7, make_photo, (4, 5, 6))
     model = await store.models.create(7, name="gone", class_word="cat", params={}, photo_ids=photo_ids)
     await store.models.delete(model.id)
-    job = await store.jobs.enqueue("draw", _draw_payload(model_id=model.id), owner_id=7, chat_id=7)
+    job = await store.jobs.enqueue(_draw_payload(model_id=model.id), owner_id=7, chat_id=7)
     await make_worker().run()
     job = await store.jobs.get(job.id)
     assert job.status == "failed" and job.error == FAILURES["model_gone"]
@@ -152,14 +142,14 @@ async def test_cancelling_a_running_training_stops_it_and_marks_the_model(store,
 
     photo_ids = await _add_photos(store, 9, make_photo, (7, 8, 9))
     model = await store.models.create(9, name="long", class_word="dog", params={}, photo_ids=photo_ids)
-    job = await store.jobs.enqueue("train", {"model_id": model.id, "steps": 5000}, owner_id=9, chat_id=9, model_id=model.id)
-    worker = make_worker(lease_s=0.6)
+    job = await store.jobs.enqueue(TrainPayload(model_id=model.id, steps=5000), owner_id=9, chat_id=9, model_id=model.id)
+    worker = make_worker(heartbeat_s=0.05)  # learns of the cancel within a heartbeat, whatever the lease
     running = asyncio.create_task(worker.run())
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 120
     while True:
         current = await store.jobs.get(job.id)
-        if current.progress and current.progress.get("stage") == "training":
+        if current.progress and current.progress.stage == "training":
             break
         assert loop.time() < deadline, "training never started"
         await asyncio.sleep(0.05)
@@ -167,6 +157,6 @@ async def test_cancelling_a_running_training_stops_it_and_marks_the_model(store,
     await asyncio.wait_for(running, 60)
     job = await store.jobs.get(job.id)
     assert job.status == "cancelled"
-    assert job.progress["step"] < 5000
+    assert job.progress.step < 5000
     model = await store.models.get(model.id)
     assert model.status == "failed" and model.error == FAILURES["cancelled"]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import io
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from tests.helpers import add_photos, eventually_sync
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 60
@@ -35,16 +37,13 @@ def _start(tmp_path: Path, env: dict[str, str], *extra: str) -> subprocess.Popen
 
 
 async def _train_job(data_dir: Path, make_photo) -> int:
-    from storage import Storage
+    from storage import Storage, TrainPayload
 
     async with await Storage.open(data_dir) as store:
-        ids = []
-        for seed in (1, 2, 3):
-            out = io.BytesIO()
-            make_photo(seed, (96, 96)).save(out, format="PNG")
-            ids.append((await store.photos.add(5, file_unique_id=f"u{seed}", data=out.getvalue(), width=96, height=96)).id)
+        ids = await add_photos(store, 5, (1, 2, 3), size=(96, 96))
         model = await store.models.create(5, name="rex", class_word="dog", params={}, photo_ids=ids)
-        job = await store.jobs.enqueue("train", {"model_id": model.id, "steps": STEPS}, owner_id=5, chat_id=5, model_id=model.id)
+        job = await store.jobs.enqueue(TrainPayload(model_id=model.id, steps=STEPS), owner_id=5, chat_id=5,
+                                       model_id=model.id)
         return job.id
 
 
@@ -55,16 +54,30 @@ async def _job(data_dir: Path, job_id: int):
         return await store.jobs.get(job_id), await store.jobs.events_after(0, limit=10_000)
 
 
-def _wait_for_training_step(data_dir: Path, job_id: int, at_least: int, proc: subprocess.Popen, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def _wait_for_training_step(data_dir: Path, job_id: int, at_least: int, proc: subprocess.Popen, timeout: float = 300):
+    def reached():
         assert proc.poll() is None, "the worker exited early"
         job, _ = asyncio.run(_job(data_dir, job_id))
-        progress = job.progress or {}
-        if progress.get("stage") == "training" and progress.get("step", 0) >= at_least:
-            return progress
-        time.sleep(0.1)
-    raise AssertionError(f"training never reached step {at_least}")
+        progress = job.progress
+        return progress if progress and progress.stage == "training" and progress.step >= at_least else None
+
+    return eventually_sync(reached, timeout, what=f"training step {at_least}")
+
+
+def _wait_for_checkpoint(data_dir: Path, job_id: int, at_least: int, proc: subprocess.Popen, timeout: float = 300):
+    """The step of the newest checkpoint once it reaches `at_least` (progress for a step is published before its
+    checkpoint is written, so waiting on progress alone would race the checkpoint)."""
+    pointer = data_dir / "jobs" / str(job_id) / "checkpoints" / "latest.json"
+
+    def written() -> int | None:
+        assert proc.poll() is None, "the worker exited early"
+        try:
+            step = json.loads(pointer.read_text())["step"]
+        except (OSError, ValueError, KeyError):
+            return None
+        return step if step >= at_least else None
+
+    return eventually_sync(written, timeout, what=f"a checkpoint at step {at_least}")
 
 
 def test_worker_killed_mid_training_resumes_from_its_checkpoint_and_finishes(tmp_path, tiny_model_dir, make_photo):
@@ -74,14 +87,14 @@ def test_worker_killed_mid_training_resumes_from_its_checkpoint_and_finishes(tmp
 
     first = _start(tmp_path, env)
     try:
-        _wait_for_training_step(data_dir, job_id, 15, first)
+        checkpointed = _wait_for_checkpoint(data_dir, job_id, 15, first)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait(30)
     job, _ = asyncio.run(_job(data_dir, job_id))
     assert job.status == "running"  # nobody released it: the worker died
 
-    time.sleep(2.5)  # its lease runs out
+    # A new worker waits for the dead one's lease to run out, takes the job over and resumes it.
     second = _start(tmp_path, env, "--once")
     try:
         assert second.wait(240) == 0
@@ -91,8 +104,8 @@ def test_worker_killed_mid_training_resumes_from_its_checkpoint_and_finishes(tmp
     job, events = asyncio.run(_job(data_dir, job_id))
     assert job.status == "done", job.error
     assert job.attempts == 2
-    assert job.result["steps"] == STEPS
-    assert 15 <= job.result["resumed_from"] < STEPS
+    assert job.result.steps == STEPS
+    assert checkpointed <= job.result.resumed_from < STEPS
     assert any(e.kind == "started" and e.data.get("resumed") for e in events if e.job_id == job_id)
 
 

@@ -1,22 +1,14 @@
+"""Fixtures for the storage tests: queue workers as real OS processes."""
+
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from storage import Storage
-
 WORKER = Path(__file__).with_name("queue_worker.py")
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Storage]:
-    s = await Storage.open(tmp_path / "data")
-    yield s
-    await s.close()
 
 
 @pytest.fixture

@@ -1,3 +1,5 @@
+"""The durable job queue: priorities, atomic claims across processes, leases, cancels and the event feed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -5,51 +7,105 @@ import json
 import signal
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from storage import JobCancelled, JobStatus, LeaseLost, Storage
+from storage import (
+    ContractError,
+    DrawPayload,
+    DrawResult,
+    JobCancelled,
+    JobStatus,
+    LeaseLost,
+    Progress,
+    Storage,
+    TrainPayload,
+)
+from tests.helpers import ManualClock
+
+LEASE = 30.0
+
+
+def train(model_id: int = 1) -> TrainPayload:
+    return TrainPayload(model_id=model_id)
+
+
+def draw(prompt: str = "sks dog") -> DrawPayload:
+    return DrawPayload(model_id=None, prompt=prompt)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def store(data_dir: Path, clock: ManualClock) -> AsyncIterator[Storage]:
+    """Storage whose queue reads the test's clock: a lease expires when the test moves time on."""
+    opened = await Storage.open(data_dir, clock=clock)
+    yield opened
+    await opened.close()
 
 
 async def test_draw_jobs_are_claimed_before_trainings_queued_earlier(store: Storage) -> None:
-    train = await store.jobs.enqueue("train", {"model_id": 1})
-    draw = await store.jobs.enqueue("draw", {"prompt": "sks dog"})
-    assert (await store.jobs.claim("w")).id == draw.id
-    assert (await store.jobs.claim("w")).id == train.id
+    first = await store.jobs.enqueue(train())
+    drawing = await store.jobs.enqueue(draw())
+    assert (await store.jobs.claim("w")).id == drawing.id
+    assert (await store.jobs.claim("w")).id == first.id
     assert await store.jobs.claim("w") is None
 
 
 async def test_queue_position_counts_the_jobs_ahead(store: Storage) -> None:
-    first = await store.jobs.enqueue("train", {})
-    second = await store.jobs.enqueue("train", {})
-    third = await store.jobs.enqueue("train", {})
-    assert [await store.jobs.position(j.id) for j in (first, second, third)] == [0, 1, 2]
+    jobs = [await store.jobs.enqueue(train()) for _ in range(3)]
+    assert [await store.jobs.position(j.id) for j in jobs] == [0, 1, 2]
     await store.jobs.claim("w")
-    assert await store.jobs.position(third.id) == 1
+    assert await store.jobs.position(jobs[2].id) == 1
 
 
 async def test_a_worker_can_filter_the_kinds_it_takes(store: Storage) -> None:
-    await store.jobs.enqueue("draw", {})
-    train = await store.jobs.enqueue("train", {})
-    assert (await store.jobs.claim("w", kinds=["train"])).id == train.id
+    await store.jobs.enqueue(draw())
+    training = await store.jobs.enqueue(train())
+    assert (await store.jobs.claim("w", kinds=["train"])).id == training.id
+
+
+async def test_payloads_and_results_come_back_typed_and_a_wrong_result_is_refused(store: Storage) -> None:
+    job = await store.jobs.enqueue(DrawPayload(model_id=3, prompt="sks dog in Paris", n=2, seeds=[4, 5]))
+    claimed = await store.jobs.claim("w")
+    assert claimed.payload == job.payload and isinstance(claimed.payload, DrawPayload)
+    assert claimed.payload.n == 2 and claimed.payload.seeds == [4, 5]
+    with pytest.raises(ContractError):
+        await store.jobs.complete(job.id, "w", _train_result())
+    await store.jobs.complete(job.id, "w", DrawResult(images=["a.png"], seeds=[4, 5]))
+    assert (await store.jobs.get(job.id)).result == DrawResult(images=["a.png"], seeds=[4, 5])
+
+
+def _train_result():
+    from storage import TrainResult
+
+    return TrainResult(model_id=1, token="sks", class_word="dog", weights_path="w", kohya_path="k", sample_paths=[],
+                       steps=1, seconds=1.0, report_card_path="r", class_drift=0.0, drift_warning=False)
 
 
 async def test_jobs_claimed_by_several_processes_are_each_completed_exactly_once(
-    tmp_path: Path, start_worker
+    data_dir: Path, start_worker
 ) -> None:
-    store = await Storage.open(tmp_path)
+    store = await Storage.open(data_dir)
     try:
-        workers = [start_worker(tmp_path, f"w{i}", "drain") for i in range(3)]
+        workers = [start_worker(data_dir, f"w{i}", "drain") for i in range(3)]
         jobs = []
         for i in range(300):  # enqueued while the workers race for them
-            jobs.append(await store.jobs.enqueue("draw" if i % 3 else "train", {"i": i}))
+            jobs.append(await store.jobs.enqueue(draw(f"p{i}") if i % 3 else train(i)))
             if i % 10 == 0:
                 await asyncio.sleep(0.01)
-        outputs = [json.loads(w.communicate(timeout=120)[0]) for w in workers]
-        claimed = [job_id for out in outputs for job_id in out]
-        assert sorted(claimed) == sorted(j.id for j in jobs)  # nobody got the same job twice, none was lost
-        assert sum(1 for out in outputs if out) >= 2  # the work really was shared
+        outputs = [json.loads(w.communicate(timeout=60)[0]) for w in workers]
+        claimed = [job_id for out in outputs for job_id in out["claimed"]]
+        doubles = [job_id for job_id, n in Counter(claimed).items() if n > 1]
+        assert doubles == [], f"{len(doubles)} jobs were handed to two workers"
+        assert [job_id for out in outputs for job_id in out["lost"]] == []
+        assert sorted(claimed) == sorted(j.id for j in jobs)  # none was lost
+        assert sum(1 for out in outputs if out["claimed"]) >= 2  # the work really was shared
         for job in jobs:
             assert (await store.jobs.get(job.id)).status == JobStatus.DONE
         done_events = Counter(e.job_id for e in await store.jobs.events_after(0, limit=10_000) if e.kind == "done")
@@ -59,20 +115,21 @@ async def test_jobs_claimed_by_several_processes_are_each_completed_exactly_once
 
 
 async def test_a_job_whose_worker_was_killed_is_claimed_again_and_fails_clearly_past_its_attempts(
-    tmp_path: Path, start_worker
+    data_dir: Path, start_worker
 ) -> None:
-    store = await Storage.open(tmp_path)
+    clock = ManualClock(time.time())  # the worker processes use the real clock; this one jumps past their leases
+    store = await Storage.open(data_dir, clock=clock)
     try:
-        job = await store.jobs.enqueue("train", {"model_id": 1}, max_attempts=2)
+        job = await store.jobs.enqueue(train(), max_attempts=2)
         for attempt in (1, 2):
-            worker = start_worker(tmp_path, f"doomed{attempt}", "hold", lease_s=0.5)
+            worker = start_worker(data_dir, f"doomed{attempt}", "hold", lease_s=LEASE)
             line = json.loads(worker.stdout.readline())
             assert line == {"claimed": job.id, "attempts": attempt}
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             # the lease is still held: nobody may take the job yet
-            assert await store.jobs.claim("other", lease_s=0.5) is None or attempt == 2
-            await asyncio.sleep(0.7)
+            assert await store.jobs.claim("other") is None
+            clock.advance(LEASE + 1)
             if attempt == 1:
                 assert (await store.jobs.get(job.id)).status == JobStatus.RUNNING
         # past max_attempts: the next claim does not hand it out but fails it with a user-facing reason
@@ -86,32 +143,38 @@ async def test_a_job_whose_worker_was_killed_is_claimed_again_and_fails_clearly_
         await store.close()
 
 
-async def test_an_expired_lease_is_resumed_by_another_worker_with_the_attempt_counted(store: Storage) -> None:
-    job = await store.jobs.enqueue("train", {})
-    await store.jobs.claim("dead", lease_s=0.05)
-    await asyncio.sleep(0.1)
+async def test_an_expired_lease_is_resumed_by_another_worker_with_the_attempt_counted(
+    store: Storage, clock: ManualClock
+) -> None:
+    job = await store.jobs.enqueue(train())
+    await store.jobs.claim("dead", lease_s=LEASE)
+    clock.advance(LEASE - 1)
+    assert await store.jobs.claim("alive") is None  # not expired yet
+    clock.advance(2)
     again = await store.jobs.claim("alive")
+    assert again is not None, "an expired lease was not taken over"
     assert again.id == job.id and again.attempts == 2 and again.lease_owner == "alive"
     started = [e for e in await store.jobs.events_after(0) if e.kind == "started"]
     assert started[-1].data["resumed"] is True
     # the dead worker waking up finds it no longer holds the job
     with pytest.raises(LeaseLost):
-        await store.jobs.complete(job.id, "dead", {})
+        await store.jobs.complete(job.id, "dead", _train_result())
     with pytest.raises(LeaseLost):
         await store.jobs.heartbeat(job.id, "dead")
 
 
-async def test_heartbeat_keeps_a_long_job_from_being_taken(store: Storage) -> None:
-    job = await store.jobs.enqueue("train", {})
-    await store.jobs.claim("w", lease_s=0.2)
-    for _ in range(4):
-        await asyncio.sleep(0.1)
-        await store.jobs.heartbeat(job.id, "w", lease_s=0.2)
-    assert await store.jobs.claim("thief") is None
+async def test_heartbeat_keeps_a_long_job_from_being_taken(store: Storage, clock: ManualClock) -> None:
+    job = await store.jobs.enqueue(train())
+    await store.jobs.claim("w", lease_s=LEASE)
+    for _ in range(5):  # five whole leases pass, each renewed before it ran out
+        clock.advance(LEASE * 0.8)
+        await store.jobs.heartbeat(job.id, "w", lease_s=LEASE)
+        assert await store.jobs.claim("thief") is None
+    assert (await store.jobs.get(job.id)).lease_owner == "w"
 
 
 async def test_cancelling_a_queued_job_cancels_it_at_once(store: Storage) -> None:
-    job = await store.jobs.enqueue("train", {})
+    job = await store.jobs.enqueue(train())
     cancelled = await store.jobs.cancel(job.id)
     assert cancelled.status == JobStatus.CANCELLED
     assert await store.jobs.claim("w") is None
@@ -119,7 +182,7 @@ async def test_cancelling_a_queued_job_cancels_it_at_once(store: Storage) -> Non
 
 
 async def test_a_running_job_learns_of_its_cancel_at_the_next_heartbeat(store: Storage) -> None:
-    job = await store.jobs.enqueue("train", {})
+    job = await store.jobs.enqueue(train())
     await store.jobs.claim("w")
     asked = await store.jobs.cancel(job.id)
     assert asked.status == JobStatus.RUNNING and asked.cancel_requested
@@ -129,17 +192,17 @@ async def test_a_running_job_learns_of_its_cancel_at_the_next_heartbeat(store: S
     assert (await store.jobs.get(job.id)).status == JobStatus.CANCELLED
 
 
-async def test_a_cancelled_job_whose_worker_died_ends_cancelled_not_retried(store: Storage) -> None:
-    job = await store.jobs.enqueue("train", {})
-    await store.jobs.claim("dead", lease_s=0.05)
+async def test_a_cancelled_job_whose_worker_died_ends_cancelled_not_retried(store: Storage, clock: ManualClock) -> None:
+    job = await store.jobs.enqueue(train())
+    await store.jobs.claim("dead", lease_s=LEASE)
     await store.jobs.cancel(job.id)
-    await asyncio.sleep(0.1)
+    clock.advance(LEASE + 1)
     assert await store.jobs.claim("w") is None
     assert (await store.jobs.get(job.id)).status == JobStatus.CANCELLED
 
 
 async def test_released_jobs_go_back_to_the_queue_without_using_an_attempt(store: Storage) -> None:
-    job = await store.jobs.enqueue("train", {}, max_attempts=1)
+    job = await store.jobs.enqueue(train(), max_attempts=1)
     await store.jobs.claim("stopping")
     await store.jobs.release(job.id, "stopping")
     again = await store.jobs.claim("next")
@@ -147,27 +210,27 @@ async def test_released_jobs_go_back_to_the_queue_without_using_an_attempt(store
 
 
 async def test_progress_result_and_failure_reach_the_job_and_the_feed(store: Storage) -> None:
-    ok = await store.jobs.enqueue("draw", {})
-    bad = await store.jobs.enqueue("draw", {})
+    ok = await store.jobs.enqueue(draw())
+    bad = await store.jobs.enqueue(draw())
     await store.jobs.claim("w")
-    await store.jobs.report_progress(ok.id, "w", {"step": 3, "total": 10})
-    assert (await store.jobs.get(ok.id)).progress == {"step": 3, "total": 10}
-    await store.jobs.complete(ok.id, "w", {"images": ["a.png"]})
+    await store.jobs.report_progress(ok.id, "w", Progress(stage="samples", step=3, total=10))
+    assert (await store.jobs.get(ok.id)).progress == Progress(stage="samples", step=3, total=10)
+    await store.jobs.complete(ok.id, "w", DrawResult(images=["a.png"], seeds=[1]))
     await store.jobs.claim("w")
     await store.jobs.fail(bad.id, "w", "The prompt was empty.")
-    assert (await store.jobs.get(ok.id)).result == {"images": ["a.png"]}
+    assert (await store.jobs.get(ok.id)).result.images == ["a.png"]
     assert (await store.jobs.get(bad.id)).error == "The prompt was empty."
     feed = [(e.job_id, e.kind) for e in await store.jobs.events_after(0)]
     assert (ok.id, "progress") in feed and (ok.id, "done") in feed and (bad.id, "failed") in feed
 
 
-async def test_a_follower_restarted_from_its_cursor_sees_every_event_exactly_once(tmp_path: Path) -> None:
-    producer = await Storage.open(tmp_path)
+async def test_a_follower_restarted_from_its_cursor_sees_every_event_exactly_once(data_dir: Path) -> None:
+    producer = await Storage.open(data_dir)
     seen: list[int] = []
 
     async def follow_for_a_while(stop_after: int) -> None:
         # A fresh connection each time, as a restarted bot process would have.
-        follower = await Storage.open(tmp_path)
+        follower = await Storage.open(data_dir)
         try:
             cursor = await follower.cursors.get("bot")
             async for event in follower.jobs.follow(cursor, poll_s=0.01):
@@ -180,7 +243,7 @@ async def test_a_follower_restarted_from_its_cursor_sees_every_event_exactly_onc
 
     async def produce() -> None:
         for i in range(60):
-            job = await producer.jobs.enqueue("draw", {"i": i})
+            job = await producer.jobs.enqueue(draw(f"p{i}"))
             if i % 2:
                 await producer.jobs.cancel(job.id)
             await asyncio.sleep(0.001)
@@ -197,11 +260,11 @@ async def test_a_follower_restarted_from_its_cursor_sees_every_event_exactly_onc
         await producer.close()
 
 
-async def test_daily_counts_and_active_jobs_are_per_owner(store: Storage) -> None:
-    since = time.time() - 1
-    a = await store.jobs.enqueue("train", {}, owner_id=1)
-    await store.jobs.enqueue("train", {}, owner_id=2)
-    cancelled = await store.jobs.enqueue("train", {}, owner_id=1)
+async def test_daily_counts_and_active_jobs_are_per_owner(store: Storage, clock: ManualClock) -> None:
+    since = clock() - 1
+    a = await store.jobs.enqueue(train(), owner_id=1)
+    await store.jobs.enqueue(train(), owner_id=2)
+    cancelled = await store.jobs.enqueue(train(), owner_id=1)
     await store.jobs.cancel(cancelled.id)
     assert await store.jobs.count_since(1, "train", since) == 1
     assert [j.id for j in await store.jobs.active_for_owner(1, "train")] == [a.id]

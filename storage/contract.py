@@ -1,0 +1,166 @@
+"""The typed job contract between the bot and the engine: each kind's payload, progress and result, and the limits."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# --- limits, defined once for the bot (what it accepts) and the engine (what it draws) -----------------------------
+
+MAX_IMAGES_PER_DRAW = 4
+# Past ~100 denoising steps no sampler we offer changes the picture visibly; more is only a longer wait.
+MAX_DRAW_STEPS = 100
+# Stable Diffusion's own default classifier-free guidance (the diffusers pipelines use 7.5).
+DEFAULT_GUIDANCE = 7.5
+MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 20.0
+MAX_PROMPT_CHARS = 400
+MAX_NEGATIVE_CHARS = 300
+# SD1.x is trained at 512 px; the engine publishes the loaded model's own resolution (EngineInfo) at start.
+DEFAULT_RESOLUTION = 512
+MAX_TRAIN_STEPS = 20_000
+
+
+class JobKind(StrEnum):
+    TRAIN = "train"
+    DRAW = "draw"
+    CLASS_IMAGES = "class_images"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class JobPayload(_Record):
+    """What the bot asks the engine to do; `kind` names the job kind it belongs to."""
+
+    kind: ClassVar[JobKind]
+
+
+class TrainPayload(JobPayload):
+    kind: ClassVar[JobKind] = JobKind.TRAIN
+    model_id: int
+    steps: int | None = Field(None, ge=1, le=MAX_TRAIN_STEPS)  # None: TRAIN_STEPS or chosen from the photos
+    num_class_images: int | None = Field(None, ge=0, le=5_000)  # None: NUM_CLASS_IMAGES
+
+
+class DrawPayload(JobPayload):
+    kind: ClassVar[JobKind] = JobKind.DRAW
+    model_id: int | None  # None: the base model alone
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    negative_prompt: str = Field("", max_length=MAX_NEGATIVE_CHARS)
+    n: int = Field(1, ge=1, le=MAX_IMAGES_PER_DRAW)
+    steps: int | None = Field(None, ge=1, le=MAX_DRAW_STEPS)  # None: DRAW_STEPS
+    guidance: float = Field(DEFAULT_GUIDANCE, ge=MIN_GUIDANCE, le=MAX_GUIDANCE)
+    seeds: list[int] | None = None  # None: random seeds, returned in the result
+    width: int | None = Field(None, ge=64, le=2048)  # None: the base model's own resolution
+    height: int | None = Field(None, ge=64, le=2048)
+    # "Variations of #k": each image starts from seed k's noise blended with its own variation seed's noise.
+    variation_seeds: list[int] | None = None
+    variation_strength: float = Field(0.0, ge=0.0, le=1.0)
+
+
+class ClassImagesPayload(JobPayload):
+    kind: ClassVar[JobKind] = JobKind.CLASS_IMAGES
+    class_word: str = Field(min_length=1, max_length=60)
+    count: int | None = Field(None, ge=1, le=5_000)  # None: NUM_CLASS_IMAGES
+
+
+Stage = Literal["class_images", "training", "samples", "report_card"]
+
+
+class Progress(_Record):
+    """Where a long job is: the bot turns these into one progress message edited in place."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    stage: Stage
+    step: int = Field(ge=0)
+    total: int = Field(ge=0)
+    loss: float | None = None
+    eta_s: float | None = None
+    instance_loss: float | None = None
+    class_loss: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 0.0
+
+
+class JobResult(_Record):
+    kind: ClassVar[JobKind]
+
+
+class TrainResult(JobResult):
+    kind: ClassVar[JobKind] = JobKind.TRAIN
+    model_id: int
+    token: str
+    class_word: str
+    weights_path: str
+    kohya_path: str
+    sample_paths: list[str]
+    steps: int
+    seconds: float
+    resumed_from: int = 0
+    rejected_photos: list[str] = Field(default_factory=list)
+    # The class prompt drawn without and with the new LoRA at fixed seeds, and how far it moved.
+    report_card_path: str
+    class_drift: float
+    drift_warning: bool
+
+
+class DrawResult(JobResult):
+    kind: ClassVar[JobKind] = JobKind.DRAW
+    images: list[str]
+    seeds: list[int]
+    prompt_truncated: bool = False
+    prompt_tokens: int = 0
+    variation_seeds: list[int] | None = None
+
+
+class ClassImagesResult(JobResult):
+    kind: ClassVar[JobKind] = JobKind.CLASS_IMAGES
+    count: int
+    folder: str
+
+
+PAYLOADS: dict[JobKind, type[JobPayload]] = {p.kind: p for p in (TrainPayload, DrawPayload, ClassImagesPayload)}
+RESULTS: dict[JobKind, type[JobResult]] = {r.kind: r for r in (TrainResult, DrawResult, ClassImagesResult)}
+
+
+class ContractError(ValueError):
+    """A payload or result does not fit its job kind (a bug in whoever wrote it, never user input)."""
+
+
+def parse_payload(kind: str, data: dict[str, Any]) -> JobPayload:
+    try:
+        return PAYLOADS[JobKind(kind)].model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        raise ContractError(f"bad {kind} payload: {exc}") from None
+
+
+def parse_result(kind: str, data: dict[str, Any]) -> JobResult:
+    try:
+        return RESULTS[JobKind(kind)].model_validate(data)
+    except (ValueError, ValidationError) as exc:
+        raise ContractError(f"bad {kind} result: {exc}") from None
+
+
+class EngineInfo(_Record):
+    """What the running engine's base model allows; the engine publishes it at start, the bot reads it."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    family: str = "sd1"
+    resolution: int = DEFAULT_RESOLUTION
+    max_draw_steps: int = MAX_DRAW_STEPS
+    default_draw_steps: int = 25
+    default_guidance: float = DEFAULT_GUIDANCE
+    token_limit: int = 75  # prompt tokens the text encoder reads
+
+    @property
+    def min_photo_side(self) -> int:
+        """Photos under half the training resolution on their short side would be upscaled into mush."""
+        return self.resolution // 2

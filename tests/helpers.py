@@ -1,0 +1,341 @@
+"""Test scaffolding shared by the whole suite: pictures, models made through storage, waiting, the stand-in engine,
+the real bot in-process or as a process. Fixtures live in the conftest files; everything they build is here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import io
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+
+from storage import (
+    DrawPayload,
+    DrawResult,
+    Job,
+    JobCancelled,
+    Model,
+    Progress,
+    Settings,
+    Storage,
+    TrainPayload,
+    TrainResult,
+)
+
+if TYPE_CHECKING:
+    from bot.config import BotTuning
+    from tests.fake_telegram import FakeTelegram
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- pictures ------------------------------------------------------------------------------------------------------
+
+
+def photo_image(seed: int, size: tuple[int, int] = (320, 320)) -> Image.Image:
+    """A photo stand-in with real structure (smooth blobs plus grain), distinct per seed, never a near-duplicate
+    of another seed's (the engine's dHash check would refuse flat pictures as copies of each other)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    yy, xx = np.mgrid[0:h, 0:w] / max(w, h)
+    channels = []
+    for _ in range(3):
+        fx, fy, phase = rng.uniform(1, 6, 2).tolist() + [rng.uniform(0, 6.28)]
+        channels.append(np.sin(xx * fx * 6.28 + phase) * np.cos(yy * fy * 6.28))
+    picture = (np.stack(channels, -1) * 0.45 + 0.5 + rng.normal(0, 0.04, (h, w, 3))).clip(0, 1)
+    return Image.fromarray((picture * 255).astype("uint8"))
+
+
+def photo_bytes(seed: int, size: tuple[int, int] = (320, 320), fmt: str = "JPEG") -> bytes:
+    out = io.BytesIO()
+    photo_image(seed, size).save(out, format=fmt)
+    return out.getvalue()
+
+
+# --- waiting on events, never on wall time -----------------------------------------------------------------------
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition",
+                     interval: float = 0.02) -> Any:
+    """Polls `predicate` (sync or async) until it returns something truthy, and returns that.
+
+    The timeout only bounds a broken run; a passing test waits exactly as long as the event takes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def eventually_sync(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition",
+                    interval: float = 0.05) -> Any:
+    """`eventually` for tests that drive OS processes without an event loop."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class ManualClock:
+    """A wall clock the test moves on by hand: leases expire when the test says so, not after a sleep."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+# --- data made through storage -------------------------------------------------------------------------------------
+
+
+async def add_photos(store: Storage, owner_id: int, seeds: list[int] | tuple[int, ...],
+                     size: tuple[int, int] = (320, 320)) -> list[int]:
+    """Photos in the owner's set, stored as the bot stores them; returns their ids."""
+    ids = []
+    for seed in seeds:
+        photo = await store.photos.add(owner_id, file_unique_id=f"u{owner_id}-{seed}", data=photo_bytes(seed, size),
+                                       width=size[0], height=size[1])
+        ids.append(photo.id)
+    return ids
+
+
+async def make_ready_model(
+    store: Storage, owner_id: int, token: str = "sks", class_word: str = "dog", seed: int = 0
+) -> Model:
+    """A trained-looking model: photos, a weights file and a sample written through storage, status ready."""
+    await store.users.upsert(owner_id, first_name=f"user{owner_id}")
+    photo_ids = await add_photos(store, owner_id, [10_000 + owner_id * 100 + seed * 10 + i for i in range(3)])
+    model = await store.models.create(owner_id, name=class_word, class_word=class_word, params={},
+                                      photo_ids=photo_ids, token=token)
+    folder = store.files.model_dir(model.id)
+    weights = store.files.write_atomic(folder / "lora.safetensors", b"weights-of-model-%d" % model.id)
+    sample = store.files.write_atomic(folder / "sample-0.png", photo_bytes(77, (64, 64), fmt="PNG"))
+    await store.models.mark_ready(model.id, weights_path=weights, kohya_path=weights, sample_paths=[sample])
+    await store.photos.clear(owner_id)
+    ready = await store.models.get(model.id)
+    assert ready is not None
+    return ready
+
+
+# --- the engine's side of the queue, for bot tests that decide when a job moves ------------------------------------
+
+
+class StandInWorker:
+    """Plays the engine's side of the queue contract through real storage, with the contract's own typed payloads
+    and results: claims a job, reports every stage a real training reports, honours a cancel at its heartbeats,
+    and completes with real image files (samples and a report card) written through storage."""
+
+    def __init__(self, store: Storage, worker_id: str = "test-worker") -> None:
+        self.store = store
+        self.worker_id = worker_id
+
+    async def claim(self, kind: str, timeout: float = 10.0) -> Job:
+        return await eventually(lambda: self.store.jobs.claim(self.worker_id, kinds=[kind]), timeout,
+                                what=f"a {kind} job to be queued")
+
+    async def finish_draw(self, job: Job, seeds: list[int] | None = None) -> list[int]:
+        assert isinstance(job.payload, DrawPayload)
+        n = job.payload.n
+        seeds = seeds or job.payload.seeds or [random.randrange(2**32) for _ in range(n)]
+        folder = self.store.files.job_dir(job.id)
+        images = [str(self.store.files.write_atomic(folder / f"{i}.png", photo_bytes(seeds[i] % 1000, (64, 64), "PNG")))
+                  for i in range(n)]
+        await self.store.jobs.complete(job.id, self.worker_id, DrawResult(images=images, seeds=seeds, prompt_tokens=8))
+        return seeds
+
+    async def progress(self, job: Job, stage: str, step: int, total: int) -> None:
+        """One progress report after a heartbeat, as the engine sends them; raises JobCancelled if cancelled."""
+        await self.store.jobs.heartbeat(job.id, self.worker_id)
+        await self.store.jobs.report_progress(job.id, self.worker_id, Progress(
+            stage=stage, step=step, total=total, loss=0.1 if stage == "training" else None,  # type: ignore[arg-type]
+            eta_s=float(total - step)))
+
+    async def finish_training(self, job: Job, steps: int = 5, token: str = "sks", step_s: float = 0.02,
+                              drift: float = 0.05, drift_warning: bool = False) -> bool:
+        """The whole training: class images, steps, samples, report card. False if it was cancelled on the way
+        (then the job is settled as cancelled and the model marked failed, as the engine does)."""
+        assert isinstance(job.payload, TrainPayload)
+        model_id = job.payload.model_id
+        await self.store.models.set_token(model_id, token)
+        await self.store.models.set_status(model_id, "training")
+        try:
+            await self.progress(job, "class_images", 2, 2)
+            for step in range(1, steps + 1):
+                await self.progress(job, "training", step, steps)
+                await asyncio.sleep(step_s)
+            await self.progress(job, "samples", 2, 2)
+        except JobCancelled:
+            await self.store.models.set_status(model_id, "failed", error="Training was cancelled.")
+            await self.store.jobs.cancelled(job.id, self.worker_id)
+            return False
+        folder = self.store.files.model_dir(model_id)
+        weights = self.store.files.write_atomic(folder / "lora.safetensors", b"weights")
+        samples = [self.store.files.write_atomic(folder / f"sample-{i}.png", photo_bytes(500 + i, (64, 64), "PNG"))
+                   for i in range(2)]
+        card = self.store.files.write_atomic(folder / "report_card.png", photo_bytes(900, (192, 96), "PNG"))
+        await self.store.models.mark_ready(model_id, weights_path=weights, kohya_path=weights, sample_paths=samples)
+        model = await self.store.models.get(model_id)
+        assert model is not None
+        await self.store.jobs.complete(job.id, self.worker_id, TrainResult(
+            model_id=model_id, token=token, class_word=model.class_word, weights_path=str(weights),
+            kohya_path=str(weights), sample_paths=[str(s) for s in samples], steps=steps, seconds=3.0,
+            report_card_path=str(card), class_drift=drift, drift_warning=drift_warning,
+        ))
+        return True
+
+
+# --- the real bot ----------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class User:
+    """A Telegram user of the tests."""
+
+    fake: FakeTelegram
+    data: dict
+
+    @property
+    def id(self) -> int:
+        return int(self.data["id"])
+
+    def say(self, text: str, chat: dict | None = None) -> dict:
+        return self.fake.send_text(self.data, text, chat=chat)
+
+    def photo(self, data: bytes, **kw: Any) -> dict:
+        return self.fake.send_photo(self.data, data, **kw)
+
+    def album(self, images: list[bytes]) -> list[dict]:
+        return self.fake.send_album(self.data, images)
+
+    def replies(self) -> list[str]:
+        return self.fake.texts(self.id)
+
+
+async def wait_reply(fake: FakeTelegram, chat_id: int, contains: str, timeout: float = 10.0) -> str:
+    """The first message text sent to the chat containing `contains` (HTML tags included)."""
+
+    def found() -> str | None:
+        return next((text for text in fake.texts(chat_id) if contains in text), None)
+
+    return await fake.wait_for(found, timeout, what=f"a reply with {contains!r} in chat {chat_id}")
+
+
+async def settled(store: Storage, job_id: int, timeout: float = 15.0) -> None:
+    """Waits until the bot has handled the job's final event (delivered its result, or given up on it)."""
+    from bot.delivery import CURSOR
+
+    async def passed() -> bool:
+        events = [e for e in await store.jobs.events_after(0, limit=100_000)
+                  if e.job_id == job_id and e.kind in {"done", "failed", "cancelled"}]
+        return bool(events) and await store.cursors.get(CURSOR) >= events[-1].id
+
+    await eventually(passed, timeout, what=f"the bot to settle job {job_id}")
+
+
+class RunningBot:
+    """The real bot (aiogram Bot + Dispatcher + our polling and delivery) as a task in the test's loop."""
+
+    def __init__(self, settings: Settings, tuning: BotTuning) -> None:
+        self.settings = settings
+        self.tuning = tuning
+        self._task: asyncio.Task[None] | None = None
+        self._store: Storage | None = None
+        self._bot: Any = None
+
+    async def start(self) -> None:
+        from bot.app import create_bot, create_dispatcher, run_bot
+
+        self._store = await Storage.open(self.settings.data_dir)
+        self._bot = create_bot(self.settings.require_bot_token(), self.settings.telegram_api_url, self.tuning)
+        dp = create_dispatcher(self._store, self.settings, self.tuning)
+        self._task = asyncio.create_task(run_bot(self._bot, dp, self._store, self.tuning))
+
+    async def stop(self) -> None:
+        """Stops abruptly, like a killed process: nothing is flushed or acknowledged on the way out."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
+        if self._bot is not None:
+            await self._bot.session.close()
+            self._bot = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    def check_alive(self) -> None:
+        if self._task is not None and self._task.done():
+            self._task.result()
+
+
+class BotProcess:
+    """`python -m bot` as a real process that the test can kill -9 and start again."""
+
+    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
+        self.env = {
+            **os.environ,
+            "BOT_TOKEN": settings.require_bot_token(),
+            "TELEGRAM_API_URL": str(settings.telegram_api_url),
+            "DATA_DIR": str(settings.data_dir),
+            "MIN_PHOTOS": str(settings.min_photos),
+            "MAX_PHOTOS": str(settings.max_photos),
+            **(extra_env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = Path(settings.data_dir).parent / "bot.log"
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", "bot"], cwd=ROOT, env=self.env, stdout=log,
+                                            stderr=subprocess.STDOUT)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+async def started(fake: FakeTelegram, process: BotProcess, menus_before: int) -> None:
+    """Starts the bot process and waits until it has set its command menus (it is polling by then)."""
+    process.start()
+    await fake.wait_call("setMyCommands", count=menus_before + 4, timeout=30)
+
+
+def engine_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "engine", *args]
+
+
+def build_tiny_model(folder: Path) -> Path:
+    subprocess.run(engine_command("tiny-model", str(folder)), check=True, cwd=ROOT, capture_output=True)
+    return folder
+

@@ -1,0 +1,38 @@
+"""The job contract: one typed definition of each payload and result, and the limits, shared by bot and engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from storage import ContractError, DrawPayload, EngineInfo, Storage, TrainPayload, contract
+
+
+def test_a_payload_outside_the_limits_is_refused_at_the_edge() -> None:
+    with pytest.raises(ValueError):
+        DrawPayload(model_id=1, prompt="sks dog", n=contract.MAX_IMAGES_PER_DRAW + 1)
+    with pytest.raises(ValueError):
+        DrawPayload(model_id=1, prompt="sks dog", steps=contract.MAX_DRAW_STEPS + 1)
+    with pytest.raises(ValueError):
+        DrawPayload(model_id=1, prompt="")
+    with pytest.raises(ContractError):
+        contract.parse_payload("draw", {"model_id": 1, "prompt": "x", "surprise": True})
+    assert DrawPayload(model_id=None, prompt="x").guidance == contract.DEFAULT_GUIDANCE
+
+
+def test_the_bot_and_the_engine_read_their_limits_from_the_contract() -> None:
+    from bot.services import drawing as bot_drawing
+    from engine import drawing as engine_drawing
+
+    assert engine_drawing.MAX_IMAGES == contract.MAX_IMAGES_PER_DRAW
+    assert bot_drawing.DrawOptions().cfg == engine_drawing.DrawRequest("x").guidance == contract.DEFAULT_GUIDANCE
+    with pytest.raises(bot_drawing.DrawInputError):
+        bot_drawing.parse_draw(f"sks dog --steps {contract.MAX_DRAW_STEPS + 1}", 25)
+    assert bot_drawing.parse_draw(f"sks dog --steps {contract.MAX_DRAW_STEPS}", 25)[1].steps == contract.MAX_DRAW_STEPS
+
+
+async def test_the_newest_engine_tells_the_bot_what_its_model_allows(store: Storage) -> None:
+    assert await store.engines.current() == EngineInfo()  # nothing started yet: SD1.x defaults
+    await store.engines.publish("a", EngineInfo(family="sd1", resolution=512))
+    await store.engines.publish("b", EngineInfo(family="sdxl", resolution=1024))
+    assert (await store.engines.current()).resolution == 1024
+    assert TrainPayload(model_id=3).kind == "train"
