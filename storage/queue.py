@@ -245,9 +245,10 @@ class JobQueue:
 
     async def count_since(self, owner_id: int, kind: str, since_ts: float) -> int:
         row = await self._db.fetchone(
-            # What started counts, cancelled or not (it used the GPU); an engine failure is not the user's doing.
-            """SELECT count(*) FROM jobs WHERE owner_id = ? AND kind = ? AND started_at >= ?
-               AND status != 'failed'""",
+            # What was asked for counts, cancelled or not once it started (it used the GPU); a job cancelled
+            # before it started cost nothing, and an engine failure is not the user's doing.
+            """SELECT count(*) FROM jobs WHERE owner_id = ? AND kind = ? AND created_at >= ?
+               AND status != 'failed' AND NOT (status = 'cancelled' AND started_at IS NULL)""",
             (owner_id, kind, since_ts),
         )
         return int(row[0])
