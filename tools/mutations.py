@@ -115,7 +115,10 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "model buttons work for anyone", "bot/handlers/models.py",
         ' or model.owner_id != query.from_user.id:', ":",
-        ("tests/bot/test_sharing.py::test_someone_else_cannot_press_my_model_buttons",),
+        ("tests/bot/test_buttons.py::test_model_share_page_and_forget_buttons_act_only_for_the_owner_in_the_private_chat"
+         "[0-another user in their own chat]",
+         "tests/bot/test_buttons.py::test_model_share_page_and_forget_buttons_act_only_for_the_owner_in_the_private_chat"
+         "[6-another user in their own chat]"),
     ),
     Mutation(
         "pending drawings unbounded", "storage/queue.py",
@@ -176,7 +179,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "finished trainings keep their checkpoints", "storage/retention.py",
         '                or (finished and job["kind"] == "train")\n', "",
-        ("tests/storage/test_retention.py::test_a_finished_model_keeps_neither_its_training_checkpoints_nor_its_copies_of_the_photos",),
+        ("tests/storage/test_retention.py::test_a_finished_model_keeps_neither_its_training_checkpoints_nor_its_copies_of_the_photos",
+         "tests/bot/test_privacy.py::test_deleting_a_model_removes_its_weights_checkpoints_samples_and_every_picture_drawn_with_it"),
     ),
     Mutation(
         "drawn pictures kept forever", "storage/retention.py",

@@ -76,14 +76,14 @@ async def test_deleting_a_model_removes_its_weights_checkpoints_samples_and_ever
     await _draw(fake, store, cleo, worker, f"/draw@{BOT_USERNAME} sks dog at the lake", chat=GROUP)
     before = _of_models_and_jobs(settings.data_dir)
     assert {p.suffix for p in before} >= {".safetensors", ".png"}, before
-    # The training's checkpoint (its LoRA and optimizer state) serves only to resume it: it is gone already.
-    assert await eventually(lambda: not [p for p in _of_models_and_jobs(settings.data_dir) if p.suffix == ".pt"],
-                            timeout=5, what="the finished training's checkpoint to go") is True
+    # The training's checkpoint (its LoRA and optimizer state) serves only to resume it: the sweep removes it.
+    await store.retention.sweep(settings.retention_days)
+    assert [p for p in _of_models_and_jobs(settings.data_dir) if p.suffix == ".pt"] == []
     await _delete_by_buttons(fake, ann)
     await fake.wait_for(lambda: any("deleted" in (c.params.get("text") or "")
                                     for c in fake.calls_of("editMessageText", ann.id)), what="deleted")
-    assert await eventually(lambda: _of_models_and_jobs(settings.data_dir) == [], timeout=5,
-                            what="every file of the model to go") is True
+    await store.retention.sweep(settings.retention_days)
+    assert _of_models_and_jobs(settings.data_dir) == []
     assert (await store.models.get(model_id)).status == "deleted"
 
 
@@ -121,8 +121,8 @@ async def test_clear_removes_the_photo_files_including_the_copies_a_finished_mod
     assert files_holding(settings.data_dir, _photo_set(ann))
     ann.say("/clear")
     await wait_reply(fake, ann.id, "Removed 3")
-    assert await eventually(lambda: files_holding(settings.data_dir, _photo_set(ann)) == [], timeout=5,
-                            what="every copy of the photos to go") is True
+    await store.retention.sweep(settings.retention_days)
+    assert files_holding(settings.data_dir, _photo_set(ann)) == []
     assert await store.photos.count(ann.id) == 0
 
 
@@ -146,8 +146,8 @@ async def test_forgetme_deletes_everything_of_the_user_and_nothing_of_anyone_els
                                     for c in fake.calls_of("editMessageText", ann.id)), what="forgotten")
 
     mine = [*_photo_set(ann), photo_bytes(4242), photo_bytes(4243)]
-    assert await eventually(lambda: files_holding(settings.data_dir, mine) == [], timeout=5,
-                            what="Ann's photos to go") is True
+    await store.retention.sweep(settings.retention_days)
+    assert files_holding(settings.data_dir, mine) == []
     left = _of_models_and_jobs(settings.data_dir)
     assert {p.relative_to(settings.data_dir).parts[:2] for p in left} == {
         ("models", str(boris_model)), ("jobs", str(boris_draw))}, left

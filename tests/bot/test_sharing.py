@@ -219,11 +219,12 @@ async def test_a_bot_removed_from_a_group_ends_its_shares_there_for_good_and_tel
     await fake.wait_for(lambda: len(fake.texts(GROUP["id"])) == 2, what="two share replies")
     await store.shares.share(dog.id, WORK["id"], ann.id)
     fake.bot_membership(GROUP, cleo.data, new="kicked")
+    await fake.wait_idle(quiet=0.3)
+    assert await store.shares.models_in_chat(GROUP["id"]) == []
+    assert [m.id for m in await store.shares.models_in_chat(WORK["id"])] == [dog.id]
     told = await wait_reply(fake, ann.id, "I was removed from «Friends»")
     assert "dog" in told
     await wait_reply(fake, boris.id, "Меня удалили из «Friends»")
-    assert await store.shares.models_in_chat(GROUP["id"]) == []
-    assert [m.id for m in await store.shares.models_in_chat(WORK["id"])] == [dog.id]
     fake.bot_membership(GROUP, cleo.data, old="left", new="member")  # added back: nothing comes back
     cleo.say(f"/draw@{BOT_USERNAME} sks dog", chat=GROUP)
     await wait_reply(fake, GROUP["id"], "No model is shared")
@@ -250,7 +251,9 @@ async def test_models_pages_through_every_model(kabina, fake: FakeTelegram, stor
     for seed, token in enumerate(tokens):
         await make_ready_model(store, ann.id, token=token, seed=seed)
     ann.say("/models")
-    await wait_reply(fake, ann.id, "Page 1 of 3")
+    await fake.wait_for(lambda: sum("<code>" in text for text in ann.replies()) == 5, what="the first page's cards")
+    await fake.wait_idle(quiet=0.3)
+    assert any("Page 1 of 3" in text for text in ann.replies()), ann.replies()
     for page in (2, 3):
         await _press(fake, ann, f"Page {page - 1} of 3", "Older")
         await wait_reply(fake, ann.id, f"Page {page} of 3") if page < 3 else None

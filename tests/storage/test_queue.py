@@ -289,15 +289,6 @@ async def test_users_take_turns_so_a_backlog_delays_another_user_by_at_most_one_
     assert order == [2, 3, 1, 1, 1, 1]
 
 
-async def test_turns_never_put_a_training_before_a_drawing(store: Storage) -> None:
-    training = await store.jobs.enqueue(train(), owner_id=2)
-    await store.jobs.claim("w")
-    await store.jobs.complete(training.id, "w", _train_result())
-    later = await store.jobs.enqueue(train(), owner_id=3)
-    drawing = await store.jobs.enqueue(draw(), owner_id=2)
-    assert [(await store.jobs.claim("w")).id, (await store.jobs.claim("w")).id] == [drawing.id, later.id]
-
-
 async def test_pending_work_is_bounded_per_user_at_enqueue(store: Storage) -> None:
     made = [await store.jobs.enqueue_within(draw(), owner_id=1, limit=3) for _ in range(5)]
     assert [job is not None for job in made] == [True, True, True, False, False]

@@ -74,6 +74,7 @@ async def test_the_sweep_removes_what_a_worker_wrote_after_a_delete(store: Stora
 async def test_a_finished_model_keeps_neither_its_training_checkpoints_nor_its_copies_of_the_photos(
     store: Storage,
 ) -> None:
+    await store.users.upsert(7, first_name="Ann")
     photos = [photo_bytes(seed) for seed in (1, 2, 3)]
     for seed, data in enumerate(photos):
         await store.photos.add(7, file_unique_id=f"p{seed}", data=data, width=320, height=320)
