@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.keyboards import DrawAction, ForgetAction, ModelAction, ModelsPage, ShareAction
+from bot.keyboards import DrawAction, ModelAction
 from storage import Storage
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import StandInWorker, User, make_ready_model, settled
@@ -100,6 +100,8 @@ def _model_buttons(model_id: int) -> list[str]:
 async def test_model_share_page_and_forget_buttons_act_only_for_the_owner_in_the_private_chat(
     kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User, who: str, button: int
 ) -> None:
+    from bot.keyboards import ForgetAction, ModelsPage, ShareAction
+
     model = await make_ready_model(store, ann.id)
     await store.chats.upsert(GROUP["id"], type="supergroup", title=GROUP["title"])
     await store.shares.share(model.id, GROUP["id"], ann.id)

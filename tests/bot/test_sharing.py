@@ -254,9 +254,9 @@ async def test_models_pages_through_every_model(kabina, fake: FakeTelegram, stor
     await fake.wait_for(lambda: sum("<code>" in text for text in ann.replies()) == 5, what="the first page's cards")
     await fake.wait_idle(quiet=0.3)
     assert any("Page 1 of 3" in text for text in ann.replies()), ann.replies()
-    for page in (2, 3):
-        await _press(fake, ann, f"Page {page - 1} of 3", "Older")
-        await wait_reply(fake, ann.id, f"Page {page} of 3") if page < 3 else None
+    await _press(fake, ann, "Page 1 of 3", "Older")
+    await wait_reply(fake, ann.id, "Page 2 of 3")
+    await _press(fake, ann, "Page 2 of 3", "Older")
     await fake.wait_for(lambda: all(any(f"<code>{t}</code>" in text for text in ann.replies()) for t in tokens),
                         what="every model's card")
     assert sum("<code>" in text for text in ann.replies()) == len(tokens)
