@@ -13,7 +13,13 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
-from aiogram.types import BotCommand, BotCommandScopeAllGroupChats, BotCommandScopeAllPrivateChats, Message
+from aiogram.types import (
+    BotCommand,
+    BotCommandScopeAllGroupChats,
+    BotCommandScopeAllPrivateChats,
+    CallbackQuery,
+    Message,
+)
 
 from bot.config import BotTuning
 from bot.delivery import Deliverer
@@ -29,7 +35,7 @@ from storage import Settings, Storage
 
 log = logging.getLogger(__name__)
 
-PRIVATE_COMMANDS = ("start", "photos", "clear", "train", "draw", "models", "cancel", "help")
+PRIVATE_COMMANDS = ("start", "photos", "clear", "train", "draw", "models", "cancel", "help", "forgetme")
 GROUP_COMMANDS = ("draw", "share", "unshare", "help")
 
 
@@ -43,6 +49,7 @@ def create_bot(token: str, api_url: str | None = None, tuning: BotTuning | None 
 def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | None = None) -> Dispatcher:
     tuning = tuning or BotTuning()
     albums = AlbumCollector(tuning.album_wait_s, photos.album_reporter(store, settings))
+    drawing = DrawService(store, settings.draw_steps, settings.max_pending_draws)
     dp = Dispatcher(
         store=store,
         settings=settings,
@@ -50,19 +57,23 @@ def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | No
         intake=PhotoIntake(store, settings.max_photos),
         albums=albums,
         training=TrainingService(store, settings),
-        drawing=DrawService(store, settings.draw_steps),
+        drawing=drawing,
     )
     dp.update.outer_middleware(UserContext(store))
     dp.errors.register(on_error)
     dp.include_routers(*all_routers(
         photo_middleware=PerUserRateLimit(tuning.photo_limit, lambda m: bool(m.photo or m.document)),
-        draw_middleware=PerUserRateLimit(tuning.draw_limit, _is_draw),
+        draw_middleware=PerUserRateLimit(tuning.draw_limit, _is_draw, drawing.recently_told),
     ))
     return dp
 
 
-def _is_draw(message: Message) -> bool:
-    return bool(message.text and re.match(r"^/draw(@\w+)?(\s|$)", message.text))
+def _is_draw(event: Message | CallbackQuery) -> bool:
+    """A /draw command, in a text or a caption, or a press of a button under a picture."""
+    if isinstance(event, CallbackQuery):
+        return True  # the middleware sits on the drawing router, whose only buttons make drawings
+    text = event.text or event.caption
+    return bool(text and re.match(r"^/draw(@\w+)?(\s|$)", text))
 
 
 async def set_commands(bot: Bot) -> None:
@@ -86,9 +97,11 @@ async def run_bot(bot: Bot, dp: Dispatcher, store: Storage, tuning: BotTuning) -
     me = await bot.me()
     log.info("Kabina is online as @%s", me.username)
     deliverer = Deliverer(bot, store, tuning)
+    settings: Settings = dp["settings"]
     tasks = [
         asyncio.create_task(poll_updates(bot, dp, store, tuning.poll_timeout_s), name="polling"),
         asyncio.create_task(deliverer.run(), name="deliveries"),
+        asyncio.create_task(sweep_forever(store, settings.retention_days, tuning.sweep_every_s), name="retention"),
     ]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -100,6 +113,20 @@ async def run_bot(bot: Bot, dp: Dispatcher, store: Storage, tuning: BotTuning) -
         await asyncio.gather(*tasks, return_exceptions=True)
         albums: AlbumCollector = dp["albums"]
         await albums.flush()
+
+
+async def sweep_forever(store: Storage, retention_days: int, every_s: float) -> None:
+    """The retention sweep (storage/retention.py), forever; a failed sweep is logged and tried again next time."""
+    while True:
+        try:
+            report = await store.retention.sweep(retention_days)
+            if report:
+                log.info("retention sweep: %s", report)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the retention sweep failed")
+        await asyncio.sleep(every_s)
 
 
 async def main(settings: Settings, tuning: BotTuning | None = None) -> None:
@@ -114,4 +141,4 @@ async def main(settings: Settings, tuning: BotTuning | None = None) -> None:
         await store.close()
 
 
-__all__ = ["create_bot", "create_dispatcher", "main", "run_bot", "set_commands"]
+__all__ = ["create_bot", "create_dispatcher", "main", "run_bot", "set_commands", "sweep_forever"]

@@ -27,3 +27,6 @@ class BotTuning:
     photo_limit: RateLimit = RateLimit(30, 60.0)
     retry_attempts: int = 5
     max_retry_after_s: float = 120.0
+    # How often deleted models' late files, finished trainings' checkpoints, pictures past RETENTION_DAYS and old
+    # records are swept: "deleted" means gone within a minute.
+    sweep_every_s: float = 30.0

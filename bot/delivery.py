@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +18,7 @@ from aiogram.types import BufferedInputFile, ReplyParameters
 from aiogram.utils.media_group import MediaGroupBuilder
 
 from bot.config import BotTuning
+from bot.formatting import escape
 from bot.keyboards import draw_keyboard
 from bot.texts import Texts
 from storage import DrawPayload, DrawResult, Job, JobEvent, PathEscape, Storage, TrainResult
@@ -243,14 +243,14 @@ class Deliverer:
             minutes = max(1, round(result.seconds / 60))
             await self._final_progress(job, t("progress_done", minutes=minutes))
             samples = [p for p in (self._file(s) for s in result.sample_paths) if p is not None]
-            caption = t("train_ready_caption", name=html.escape(class_word), token=html.escape(token))
+            caption = t("train_ready_caption", name=escape(class_word), token=escape(token))
             await self._send_images(steps, chat_id, samples, caption, None, None, f"sample-{job.id}")
-            trigger = html.escape(f"{token} {class_word}")
+            trigger = escape(f"{token} {class_word}")
             await steps.run("ready", lambda: self._text(chat_id, t("train_ready", trigger=trigger), None))
             card = self._file(result.report_card_path)
             if card is not None:
                 key = "report_card_warning" if result.drift_warning else "report_card"
-                caption = t(key, drift=f"{result.class_drift:.2f}", name=html.escape(class_word))
+                caption = t(key, drift=f"{result.class_drift:.2f}", name=escape(class_word))
                 file = BufferedInputFile(card.read_bytes(), filename=f"report-{job.id}.png")
                 await steps.run("report_card", lambda: self._photo(chat_id, file, caption, None, None))
         elif job.status == "cancelled":
@@ -261,7 +261,7 @@ class Deliverer:
                     await self.store.models.delete(job.model_id)
         else:
             await self._final_progress(job, t("progress_failed"))
-            reason = html.escape(job.error or t("unknown_reason"))
+            reason = escape(job.error or t("unknown_reason"))
             await steps.run("failed", lambda: self._text(chat_id, t("train_failed", reason=reason), None))
         await steps.finish()
 
@@ -281,10 +281,10 @@ class Deliverer:
             images = [p for p in (self._file(s) for s in result.images) if p is not None]
             seeds = result.seeds
             prompt = job.payload.prompt
-            seeds_text = html.escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
+            seeds_text = escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
             note = t("draw_prompt_cut", tokens=result.prompt_tokens) if result.prompt_truncated else ""
             room = CAPTION_LIMIT - len(t("draw_caption", prompt="", seeds=seeds_text, note=note)) - 40
-            caption = t("draw_caption", prompt=html.escape(clip(prompt, room)), seeds=seeds_text, note=note)
+            caption = t("draw_caption", prompt=escape(clip(prompt, room)), seeds=seeds_text, note=note)
             if images:
                 await self._send_images(steps, chat_id, images, caption, reply, draw_keyboard(job.id, len(images), t),
                                         f"draw-{job.id}", more_text=t("draw_more"))
@@ -294,7 +294,7 @@ class Deliverer:
         elif job.status == "cancelled":
             await steps.run("cancelled", lambda: self._text(chat_id, t("draw_cancelled"), reply))
         else:
-            text = t("draw_failed", reason=html.escape(job.error or t("unknown_reason")))
+            text = t("draw_failed", reason=escape(job.error or t("unknown_reason")))
             await steps.run("failed", lambda: self._text(chat_id, text, reply))
         await steps.finish()
 

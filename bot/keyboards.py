@@ -1,4 +1,7 @@
-"""Inline keyboards and their callback data."""
+"""Inline keyboards and their callback data.
+
+Callback data is chosen by the client: a handler trusts nothing in it but as a name of what to look at, and checks
+who pressed it and in which chat before touching anything (the checks live beside each handler)."""
 
 from __future__ import annotations
 
@@ -6,8 +9,11 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
+from bot.formatting import clip
 from bot.texts import Texts
-from storage import Model
+from storage import Chat, Model
+
+BUTTON_TITLE_CHARS = 24
 
 
 class DrawAction(CallbackData, prefix="draw"):
@@ -21,6 +27,22 @@ class ModelAction(CallbackData, prefix="model"):
     model_id: int
 
 
+class ShareAction(CallbackData, prefix="share"):
+    """Stop sharing a model in one group, pressed in the owner's private chat."""
+
+    model_id: int
+    chat_id: int
+    place: str = "card"  # "card" (under a /models card) | "list" (under the /unshare list)
+
+
+class ModelsPage(CallbackData, prefix="models"):
+    page: int
+
+
+class ForgetAction(CallbackData, prefix="forget"):
+    action: str  # "confirm" | "keep"
+
+
 def draw_keyboard(job_id: int, images: int, t: Texts) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t("button_again"), callback_data=DrawAction(action="again", job_id=job_id))
@@ -31,14 +53,22 @@ def draw_keyboard(job_id: int, images: int, t: Texts) -> InlineKeyboardMarkup:
     return builder.as_markup()
 
 
-def model_keyboard(model: Model, t: Texts) -> InlineKeyboardMarkup | None:
+def model_keyboard(model: Model, t: Texts, groups: list[Chat] | None = None, links: int = 0) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     if model.status == "ready":
         builder.button(text=t("button_default"), callback_data=ModelAction(action="default", model_id=model.id))
         builder.button(text=t("button_link"), callback_data=ModelAction(action="link", model_id=model.id))
         builder.button(text=t("button_export"), callback_data=ModelAction(action="export", model_id=model.id))
     builder.button(text=t("button_delete"), callback_data=ModelAction(action="delete", model_id=model.id))
-    builder.adjust(2, 2)
+    sizes = [2, 2]
+    for chat in groups or []:
+        builder.button(text=t.plain("button_stop_group", title=clip(chat.title or "?", BUTTON_TITLE_CHARS)),
+                       callback_data=ShareAction(model_id=model.id, chat_id=chat.id))
+        sizes.append(1)
+    if links:
+        builder.button(text=t("button_revoke"), callback_data=ModelAction(action="revoke", model_id=model.id))
+        sizes.append(1)
+    builder.adjust(*sizes)
     return builder.as_markup()
 
 
@@ -52,4 +82,30 @@ def confirm_delete_keyboard(model_id: int, t: Texts) -> InlineKeyboardMarkup:
 def revoke_keyboard(model_id: int, t: Texts) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t("button_revoke"), callback_data=ModelAction(action="revoke", model_id=model_id))
+    return builder.as_markup()
+
+
+def stop_shares_keyboard(shares: list[tuple[Model, Chat]], t: Texts) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for model, chat in shares:
+        builder.button(text=t.plain("button_stop_model_group", name=clip(model.name, BUTTON_TITLE_CHARS),
+                              title=clip(chat.title or "?", BUTTON_TITLE_CHARS)),
+                       callback_data=ShareAction(model_id=model.id, chat_id=chat.id, place="list"))
+    builder.adjust(1)
+    return builder.as_markup()
+
+
+def pages_keyboard(page: int, pages: int, t: Texts) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    if page > 0:
+        builder.button(text=t("button_page_newer"), callback_data=ModelsPage(page=page - 1))
+    if page + 1 < pages:
+        builder.button(text=t("button_page_older"), callback_data=ModelsPage(page=page + 1))
+    return builder.as_markup()
+
+
+def forget_keyboard(t: Texts) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    builder.button(text=t("button_forget_confirm"), callback_data=ForgetAction(action="confirm"))
+    builder.button(text=t("button_keep"), callback_data=ForgetAction(action="keep"))
     return builder.as_markup()

@@ -14,7 +14,7 @@ from aiogram.client.session.middlewares.base import BaseRequestMiddleware, NextR
 from aiogram.exceptions import TelegramRetryAfter
 from aiogram.methods import TelegramMethod
 from aiogram.methods.base import Response, TelegramType
-from aiogram.types import Message, TelegramObject, User
+from aiogram.types import CallbackQuery, Message, TelegramObject, User
 
 from bot.config import RateLimit
 from bot.texts import Texts
@@ -45,16 +45,24 @@ class UserContext(BaseMiddleware):
 
 
 class PerUserRateLimit(BaseMiddleware):
-    """A sliding window per user; the first refusal in a window gets a polite reply, the rest are dropped."""
+    """A sliding window per user; the first refusal in a window gets a polite reply, the rest are dropped.
 
-    def __init__(self, limit: RateLimit, applies: Callable[[Message], bool]) -> None:
+    One instance may sit on messages and on button presses alike: both count against the same window. A refused
+    press is answered (Telegram shows a spinner until it is) with the same words as an alert."""
+
+    def __init__(
+        self, limit: RateLimit, applies: Callable[[Message | CallbackQuery], bool],
+        already_told: Callable[[int], bool] | None = None,
+    ) -> None:
         self.limit = limit
         self.applies = applies
+        # Another limit may have just told the user to wait (the pending-drawings one): one reply per burst.
+        self.already_told = already_told or (lambda user_id: False)
         self._hits: dict[int, deque[float]] = {}
         self._warned_until: dict[int, float] = {}
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
-        if not isinstance(event, Message) or event.from_user is None or not self.applies(event):
+        if not isinstance(event, Message | CallbackQuery) or event.from_user is None or not self.applies(event):
             return await handler(event, data)
         now = time.monotonic()
         hits = self._hits.setdefault(event.from_user.id, deque())
@@ -64,10 +72,13 @@ class PerUserRateLimit(BaseMiddleware):
             hits.append(now)
             return await handler(event, data)
         wait = max(1, round(self.limit.window_s - (now - hits[0])))
-        if self._warned_until.get(event.from_user.id, 0.0) <= now:
+        t: Texts = data.get("t") or Texts()
+        if isinstance(event, CallbackQuery):
+            await event.answer(t.plain("rate_limited", seconds=wait), show_alert=True)
+        elif self._warned_until.get(event.from_user.id, 0.0) <= now:
             self._warned_until[event.from_user.id] = now + wait
-            t: Texts = data.get("t") or Texts()
-            await event.reply(t("rate_limited", seconds=wait))
+            if not self.already_told(event.from_user.id):
+                await event.reply(t("rate_limited", seconds=wait))
         return None
 
 

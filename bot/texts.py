@@ -6,6 +6,8 @@ import json
 from functools import cache
 from pathlib import Path
 
+from bot.formatting import Markup, escape
+
 LOCALES_DIR = Path(__file__).parent / "locales"
 DEFAULT_LANGUAGE = "en"
 LANGUAGES = ("en", "ru")
@@ -26,14 +28,22 @@ def _catalog(language: str) -> dict[str, str]:
 
 
 class Texts:
-    """The texts of one language: `t("photos_saved", n=3)`."""
+    """The texts of one language: `t("photos_saved", n=3)`.
+
+    Every value is escaped for Telegram HTML unless it is `Markup` (a rendered text, or a fragment built with
+    bot/formatting.py), so a name, prompt or reason a user typed can never become markup; the result is Markup."""
 
     def __init__(self, language: str = DEFAULT_LANGUAGE) -> None:
         self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
         self._own = _catalog(self.language)
         self._fallback = _catalog(DEFAULT_LANGUAGE)
 
-    def __call__(self, key: str, **values: object) -> str:
+    def __call__(self, key: str, **values: object) -> Markup:
+        template = self._own.get(key) or self._fallback[key]
+        return Markup(template.format(**{name: escape(value) for name, value in values.items()}))
+
+    def plain(self, key: str, **values: object) -> str:
+        """The text for places Telegram shows without parsing markup (button labels, callback alerts)."""
         template = self._own.get(key) or self._fallback[key]
         return template.format(**values) if values else template
 

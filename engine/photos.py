@@ -9,7 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pillow_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+# iPhones send photos as HEIC when they go as files; Pillow reads them (and HEIF) once this opener is registered.
+# AVIF is read by Pillow itself (11.3 and later).
+pillow_heif.register_heif_opener()
 
 # Telegram sends at most 2560 px a side (~6.5 MP); 40 MP leaves room for files sent as documents while refusing
 # decompression bombs (a tiny file that would unpack into gigabytes) before any pixel is decoded.
@@ -17,7 +22,27 @@ MAX_PIXELS = 40_000_000
 # Two hashes this close (of 64 bits) are the same picture re-encoded, resized or lightly edited.
 NEAR_DUPLICATE_BITS = 6
 
-REASONS = ("undecodable", "too_small", "too_many_pixels", "duplicate", "near_duplicate")
+REASONS = ("undecodable", "unsupported", "too_small", "too_many_pixels", "duplicate", "near_duplicate")
+
+# How files of image formats we cannot decode begin: such a file is "unsupported", not damaged.
+_OTHER_IMAGE_SIGNATURES = (
+    b"\xff\x0a",  # JPEG XL codestream
+    b"\x00\x00\x00\x0cJXL ",  # JPEG XL container
+    b"\x00\x00\x00\x0cjP  ",  # JPEG 2000
+    b"8BPS",  # Photoshop
+    b"FUJIFILMCCD-RAW",
+    b"<svg", b"<?xml",
+)
+# ISO media files name their brand at byte 4 ("ftyp" + brand): HEIF, AVIF and their cousins.
+_FTYP_IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis",
+                      b"crx ")
+
+
+def _looks_like_another_image_format(data: bytes) -> bool:
+    head = data[:32]
+    if head[4:8] == b"ftyp" and head[8:12] in _FTYP_IMAGE_BRANDS:
+        return True
+    return head.lstrip().startswith(_OTHER_IMAGE_SIGNATURES)
 
 
 class PhotoRejected(Exception):
@@ -41,6 +66,8 @@ def _open(data: bytes) -> Image.Image:
     try:
         image = Image.open(io.BytesIO(data))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
+        if _looks_like_another_image_format(data):
+            raise PhotoRejected("unsupported", "an image format we cannot decode") from None
         raise PhotoRejected("undecodable", f"not an image we can read: {exc}") from None
     except Image.DecompressionBombError as exc:  # pragma: no cover - PIL raises it for absurd headers
         raise PhotoRejected("too_many_pixels", str(exc)) from None

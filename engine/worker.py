@@ -460,13 +460,17 @@ class Worker:
         if lighter:
             spec = replace(spec, gradient_checkpointing=True)
         result, card_path, drift = await self.gpu.run_long(self.engine.train, spec, run.on_progress, run.should_stop)
-        await self.store.models.mark_ready(
+        ready = await self.store.models.mark_ready(
             model.id,
             weights_path=result.weights_path,
             kohya_path=result.kohya_path,
             sample_paths=result.sample_paths,
             params={**model.params, **result.params},
         )
+        if not ready:
+            # The model was deleted while it trained (storage keeps it deleted): settle as cancelled, deliver nothing.
+            run.cancelled = True
+            raise Stopped
         return TrainResult(
             model_id=model.id,
             token=token,

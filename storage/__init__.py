@@ -45,13 +45,14 @@ from storage.repos import (
     UpdateLog,
     UserRepo,
 )
+from storage.retention import ForgetReport, Retention, SweepReport
 from storage.settings import Settings, load_settings
 
 __all__ = [
     "PRIORITY", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError", "ContractError", "Delivery",
-    "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "Job", "JobCancelled", "JobEvent",
+    "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "ForgetReport", "Job", "JobCancelled", "JobEvent",
     "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound", "PathEscape", "Photo",
-    "Progress", "SchemaTooNew", "Settings", "Storage", "StorageError", "TokenTaken", "TrainPayload", "TrainResult",
+    "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError", "SweepReport", "TokenTaken", "TrainPayload", "TrainResult",
     "User", "contract", "load_settings",
 ]
 
@@ -72,6 +73,7 @@ class Storage:
         self.cursors = CursorRepo(db)
         self.updates = UpdateLog(db)
         self.engines = EngineRepo(db)
+        self.retention = Retention(db, files, self.jobs, self.models)
 
     @classmethod
     async def open(cls, data_dir: str | Path, *, clock: Callable[[], float] = time.time) -> Storage:

@@ -113,6 +113,41 @@ class FileStore:
             removed += 1
         return removed
 
+    # --- everything of one model, job or user (deletion and retention); these never create a folder ---------------
+    def _existing(self, *parts: str) -> Path:
+        return self.inside(self.root.joinpath(*parts))
+
+    def job_files(self, job_id: int) -> Path:
+        """Where a job's files are (drawn pictures, training checkpoints with optimizer state); may not exist."""
+        return self._existing("jobs", str(int(job_id)))
+
+    def model_files(self, model_id: int) -> Path:
+        """A model's folder (weights, exports, samples, report card, photo copies); may not exist."""
+        return self._existing("models", str(int(model_id)))
+
+    def user_photo_files(self, owner_id: int) -> Path:
+        return self._existing("photos", f"u{int(owner_id)}")
+
+    def remove_job_files(self, job_id: int) -> None:
+        self.remove_tree(self.job_files(job_id))
+
+    def remove_model_files(self, model_id: int) -> None:
+        self.remove_tree(self.model_files(model_id))
+
+    def remove_model_photos(self, model_id: int) -> None:
+        """The model's own copies of the training photos, once no training will read them again."""
+        self.remove_tree(self.model_files(model_id) / "photos")
+
+    def remove_user_photos(self, owner_id: int) -> None:
+        self.remove_tree(self.user_photo_files(owner_id))
+
+    def ids_on_disk(self, kind: str) -> list[int]:
+        """The ids that have a folder under models/ or jobs/ (`kind`), whatever the database says."""
+        folder = self._existing(kind)
+        if not folder.is_dir():
+            return []
+        return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
+
 
 def _fsync_dir(path: Path) -> None:
     try:

@@ -64,6 +64,18 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE TABLE engines (worker_id TEXT PRIMARY KEY, info TEXT NOT NULL, seen_at REAL NOT NULL)",
     ],
+    [
+        # security: indexes for fair claims (an owner's last start), deleting a model's or user's jobs, ending a
+        # chat's shares, and pruning events, updates and deliveries by age
+        "CREATE INDEX jobs_owner_started ON jobs (owner_id, started_at)",
+        "CREATE INDEX jobs_model ON jobs (model_id)",
+        "CREATE INDEX jobs_finished ON jobs (status, finished_at)",
+        "CREATE INDEX job_events_job ON job_events (job_id)",
+        "CREATE INDEX job_events_created ON job_events (created_at)",
+        "CREATE INDEX shares_chat ON shares (chat_id)",
+        "CREATE INDEX processed_updates_at ON processed_updates (processed_at)",
+        "CREATE INDEX deliveries_updated ON deliveries (updated_at)",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

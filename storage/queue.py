@@ -18,6 +18,11 @@ from storage.records import Job, JobEvent, JobStatus
 # Interactive work goes first: a /draw should never wait behind a 10-minute training.
 PRIORITY = {"draw": 100, "class_images": 50, "train": 10}
 DEFAULT_PRIORITY = 0
+# Within a priority, users take turns: the job whose owner was served least recently goes first (an owner never
+# served, or no owner at all, first of all), then the oldest. One user's backlog so delays another's job by at most
+# the one job already claimed, whatever the backlog's length.
+FAIR_TURN = """coalesce((SELECT max(o.started_at) FROM jobs o
+                     WHERE o.owner_id = jobs.owner_id AND o.started_at IS NOT NULL), 0)"""
 
 
 def _exhausted_message(job: aiosqlite.Row) -> str:
@@ -87,7 +92,7 @@ class JobQueue:
                         attempts = attempts + 1, started_at = coalesce(started_at, ?)
                     WHERE id = (SELECT id FROM jobs
                                 WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at < ?)){kind_filter}
-                                ORDER BY priority DESC, id LIMIT 1)
+                                ORDER BY priority DESC, {FAIR_TURN}, id LIMIT 1)
                     RETURNING *""",
                 (worker_id, now + lease_s, now, now, *kind_args),
             )
@@ -240,8 +245,10 @@ class JobQueue:
 
     async def count_since(self, owner_id: int, kind: str, since_ts: float) -> int:
         row = await self._db.fetchone(
+            # What was asked for counts, cancelled or not once it started (it used the GPU); a job cancelled
+            # before it started cost nothing, and an engine failure is not the user's doing.
             """SELECT count(*) FROM jobs WHERE owner_id = ? AND kind = ? AND created_at >= ?
-               AND status != 'cancelled'""",
+               AND status != 'failed' AND NOT (status = 'cancelled' AND started_at IS NULL)""",
             (owner_id, kind, since_ts),
         )
         return int(row[0])
@@ -262,3 +269,62 @@ class JobQueue:
                 yield event
             if not events:
                 await asyncio.sleep(poll_s)
+
+    # --- bounded work per user, fair positions, and everything of one model ---------------------------------------
+    async def enqueue_within(
+        self, payload: JobPayload, *, owner_id: int, limit: int, chat_id: int | None = None,
+        model_id: int | None = None, max_attempts: int = 3,
+    ) -> Job | None:
+        """Enqueue unless the owner already has `limit` unfinished jobs of this kind (then None); the count and
+        the insert are one transaction, so two requests racing cannot both slip under the limit."""
+        kind = payload.kind.value
+        async with self._db.transaction() as conn:
+            row = await (await conn.execute(
+                "SELECT count(*) FROM jobs WHERE owner_id = ? AND kind = ? AND status IN ('queued', 'running')",
+                (owner_id, kind),
+            )).fetchone()
+            if int(row[0]) >= limit:
+                return None
+            cursor = await conn.execute(
+                """INSERT INTO jobs (kind, status, priority, payload, owner_id, chat_id, model_id, max_attempts,
+                                     created_at)
+                   VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)""",
+                (kind, PRIORITY.get(kind, DEFAULT_PRIORITY), json.dumps(payload.to_json()), owner_id, chat_id,
+                 model_id, max_attempts, self._now()),
+            )
+            job_id = int(cursor.lastrowid)
+            await self._event(conn, job_id, "queued", {"kind": kind})
+            created = await self._row(conn, job_id)
+        return Job.from_row(created)
+
+    async def fair_position(self, job_id: int) -> int:
+        """How many queued jobs go before this one when users take turns (claim's order): every queued job of a
+        higher priority, the owner's own earlier ones, and from each other user one per turn up to this one's —
+        including this turn's when that user was served less recently."""
+        job = await self.get(job_id)
+        if job is None or job.status != JobStatus.QUEUED:
+            return 0
+        rows = await self._db.fetchall(
+            f"""SELECT owner_id, priority, id, {FAIR_TURN} AS served FROM jobs
+                WHERE status = 'queued' AND priority >= ?""",
+            (job.priority,),
+        )
+        higher = sum(1 for r in rows if r["priority"] > job.priority)
+        same = [r for r in rows if r["priority"] == job.priority]
+        mine = sorted(r["id"] for r in same if r["owner_id"] == job.owner_id and job.owner_id is not None)
+        turn = (mine.index(job_id) + 1) if job_id in mine else 1
+        served = next((r["served"] for r in same if r["id"] == job_id), 0)
+        others: dict[Any, list[Any]] = {}
+        for r in same:
+            if r["id"] != job_id and (r["owner_id"] != job.owner_id or job.owner_id is None):
+                others.setdefault(r["owner_id"] if r["owner_id"] is not None else ("job", r["id"]), []).append(r)
+        ahead = higher + turn - 1
+        for jobs in others.values():
+            first = min(jobs, key=lambda r: r["id"])
+            sooner = (first["served"], first["id"]) < (served, job_id)
+            ahead += min(len(jobs), turn if sooner else turn - 1)
+        return ahead
+
+    async def for_model(self, model_id: int) -> list[Job]:
+        rows = await self._db.fetchall("SELECT * FROM jobs WHERE model_id = ? ORDER BY id", (model_id,))
+        return [Job.from_row(r) for r in rows]

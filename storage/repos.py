@@ -56,6 +56,10 @@ class ChatRepo:
             row = await (await conn.execute("SELECT * FROM chats WHERE id = ?", (chat_id,))).fetchone()
         return Chat.from_row(row)
 
+    async def get(self, chat_id: int) -> Chat | None:
+        row = await self._db.fetchone("SELECT * FROM chats WHERE id = ?", (chat_id,))
+        return Chat.from_row(row) if row else None
+
 
 class PhotoRepo:
     """A user's current photo set, collected in the private chat until /train or /clear."""
@@ -172,11 +176,14 @@ class ModelRepo:
         )
         return {r["token"] for r in rows}
 
-    async def _update(self, model_id: int, **fields: Any) -> None:
+    async def _update(self, model_id: int, **fields: Any) -> bool:
+        """False when nothing changed: a deleted model stays deleted, whatever a worker still running reports."""
         sets = ", ".join(f"{name} = ?" for name in fields)
-        await self._db.execute(
-            f"UPDATE models SET {sets}, updated_at = ? WHERE id = ?", (*fields.values(), time.time(), model_id)
+        changed = await self._db.execute(
+            f"UPDATE models SET {sets}, updated_at = ? WHERE id = ? AND status != 'deleted'",
+            (*fields.values(), time.time(), model_id),
         )
+        return changed > 0
 
     async def set_job(self, model_id: int, job_id: int) -> None:
         await self._update(model_id, job_id=job_id)
@@ -187,8 +194,8 @@ class ModelRepo:
         except sqlite3.IntegrityError:
             raise TokenTaken(f"token {token!r} is already used by one of this user's models") from None
 
-    async def set_status(self, model_id: int, status: str, error: str | None = None) -> None:
-        await self._update(model_id, status=ModelStatus(status).value, error=error)
+    async def set_status(self, model_id: int, status: str, error: str | None = None) -> bool:
+        return await self._update(model_id, status=ModelStatus(status).value, error=error)
 
     async def mark_ready(
         self,
@@ -198,7 +205,8 @@ class ModelRepo:
         kohya_path: Path | None = None,
         sample_paths: list[Path] | None = None,
         params: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> bool:
+        """False (and nothing written) when the model was deleted meanwhile."""
         fields: dict[str, Any] = {
             "status": ModelStatus.READY.value,
             "weights_path": str(self._files.inside(weights_path)),
@@ -208,9 +216,12 @@ class ModelRepo:
         }
         if params is not None:
             fields["params"] = json.dumps(params)
-        await self._update(model_id, **fields)
+        return await self._update(model_id, **fields)
 
     async def delete(self, model_id: int) -> None:
+        """The model is gone for good: its shares and links end, and every file made for it or with it goes (weights,
+        exports, samples, report card, photo copies, training checkpoints, pictures drawn with it). A worker that is
+        still writing leaves files behind that the retention sweep removes (storage/retention.py)."""
         async with self._db.transaction() as conn:
             await conn.execute("DELETE FROM shares WHERE model_id = ?", (model_id,))
             await conn.execute(
@@ -221,7 +232,14 @@ class ModelRepo:
             await conn.execute(
                 "UPDATE models SET status = 'deleted', updated_at = ? WHERE id = ?", (time.time(), model_id)
             )
-        self._files.remove_tree(self._files.model_dir(model_id))
+        self._files.remove_model_files(model_id)
+        for row in await self._db.fetchall("SELECT id FROM jobs WHERE model_id = ?", (model_id,)):
+            self._files.remove_job_files(row["id"])
+
+    async def class_words_ever(self, owner_id: int) -> set[str]:
+        """Every class word the owner has trained or queued, deleted models included (a delete refunds nothing)."""
+        rows = await self._db.fetchall("SELECT DISTINCT class_word FROM models WHERE owner_id = ?", (owner_id,))
+        return {r["class_word"] for r in rows}
 
     async def usable_by(self, user_id: int, chat_id: int) -> list[Model]:
         """Ready models this user may draw with in this chat: own ones in the private chat, plus shared ones."""
@@ -258,6 +276,49 @@ class ShareRepo:
             (chat_id,),
         )
         return [Model.from_row(r) for r in rows]
+
+    async def groups_of(self, model_id: int) -> list[Chat]:
+        """The group chats the model is shared in (link shares are private chats and are not listed)."""
+        rows = await self._db.fetchall(
+            """SELECT s.chat_id AS id, coalesce(c.type, 'group') AS type, c.title AS title,
+                      coalesce(c.created_at, s.created_at) AS created_at
+               FROM shares s LEFT JOIN chats c ON c.id = s.chat_id
+               WHERE s.model_id = ? AND s.via_link IS NULL AND s.chat_id < 0 ORDER BY s.created_at, s.chat_id""",
+            (model_id,),
+        )
+        return [Chat.from_row(r) for r in rows]
+
+    async def link_stats(self, model_id: int) -> tuple[int, int]:
+        """(share links still valid, people drawing with the model through a link)."""
+        links = await self._db.fetchone(
+            "SELECT count(*) FROM share_links WHERE model_id = ? AND revoked_at IS NULL", (model_id,)
+        )
+        people = await self._db.fetchone(
+            "SELECT count(*) FROM shares WHERE model_id = ? AND via_link IS NOT NULL", (model_id,)
+        )
+        return int(links[0]), int(people[0])
+
+    async def end_chat(self, chat_id: int) -> list[Model]:
+        """Every share in the chat ends (the bot left it); returns the models that were shared there."""
+        rows = await self._db.fetchall(
+            """SELECT m.* FROM models m JOIN shares s ON s.model_id = m.id WHERE s.chat_id = ?
+               ORDER BY m.owner_id, m.id""",
+            (chat_id,),
+        )
+        await self._db.execute("DELETE FROM shares WHERE chat_id = ?", (chat_id,))
+        return [Model.from_row(r) for r in rows]
+
+    async def move_chat(self, old_chat_id: int, new_chat_id: int) -> int:
+        """A group became a supergroup (a new chat id): its shares follow it. Returns how many moved."""
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                """INSERT OR IGNORE INTO shares (model_id, chat_id, by_user_id, created_at, via_link)
+                   SELECT model_id, ?, by_user_id, created_at, via_link FROM shares WHERE chat_id = ?""",
+                (new_chat_id, old_chat_id),
+            )
+            moved = cursor.rowcount
+            await conn.execute("DELETE FROM shares WHERE chat_id = ?", (old_chat_id,))
+        return moved
 
     async def chats_of(self, model_id: int) -> list[int]:
         rows = await self._db.fetchall("SELECT chat_id FROM shares WHERE model_id = ? ORDER BY chat_id", (model_id,))

@@ -30,7 +30,7 @@ def _id_set(value: Any) -> frozenset[int]:
 
 
 class Settings(BaseSettings):
-    """Every variable of ARCHITECTURE.md's configuration table (plus DAILY_TRAININGS)."""
+    """Every variable of ARCHITECTURE.md's configuration table."""
 
     model_config = SettingsConfigDict(
         env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False, frozen=True
@@ -52,7 +52,11 @@ class Settings(BaseSettings):
     admin_ids: Annotated[frozenset[int], NoDecode] = Field(
         frozenset(), description="comma-separated Telegram user ids with admin commands"
     )
-    daily_trainings: int = Field(5, ge=0, le=1_000, description="trainings one user may start per 24 hours")
+    daily_trainings: int = Field(
+        5, ge=0, le=1_000, description="trainings one user may start per 24 hours (cancelled ones count)"
+    )
+    max_pending_draws: int = Field(3, ge=1, le=100, description="queued-or-running draw jobs per user")
+    retention_days: int = Field(30, ge=1, le=3_650, description="days drawn pictures are kept")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
 
     @field_validator("allowed_users", "admin_ids", mode="before")

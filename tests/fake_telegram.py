@@ -271,6 +271,20 @@ class FakeTelegram:
         self.push_update({"message": message})
         return message
 
+    def send_video(self, user: dict, caption: str | None = None, chat: dict | None = None) -> dict:
+        """A video message (a caption that starts with a command gets its bot_command entity, as Telegram sends)."""
+        stored = self.register_file(b"\x00\x00\x00\x18ftypmp42", suffix="mp4")
+        content: dict[str, Any] = {"video": {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id,
+                                             "width": 320, "height": 240, "duration": 3, "file_size": stored.size}}
+        if caption:
+            content["caption"] = caption
+            if caption.startswith("/"):
+                content["caption_entities"] = [{"type": "bot_command", "offset": 0,
+                                                "length": len(caption.split()[0])}]
+        message = self._message(user, chat, **content)
+        self.push_update({"message": message})
+        return message
+
     def press_button(self, user: dict, message: SentMessage | dict, data: str) -> str:
         """Pushes a callback query as if `user` pressed the inline button with `data` under `message`."""
         if isinstance(message, SentMessage):
@@ -290,6 +304,29 @@ class FakeTelegram:
             }
         })
         return query_id
+
+    def bot_membership(self, chat: dict, by_user: dict, old: str = "member", new: str = "left") -> int:
+        """The my_chat_member update Telegram sends when someone changes the bot's status in a chat (`new`:
+        "left" when removed, "kicked" when banned, "member" when added)."""
+        def member(status: str) -> dict:
+            out: dict[str, Any] = {"status": status, "user": self.me()}
+            if status == "kicked":
+                out["until_date"] = 0
+            return out
+
+        return self.push_update({"my_chat_member": {
+            "chat": chat, "from": by_user, "date": self._date,
+            "old_chat_member": member(old), "new_chat_member": member(new),
+        }})
+
+    def migrate_to_supergroup(self, group: dict, new_chat_id: int, by_user: dict) -> tuple[dict, dict]:
+        """A group upgraded to a supergroup: Telegram posts a service message in the old chat (migrate_to_chat_id)
+        and one in the new chat (migrate_from_chat_id); the bot may see either first. Returns the new chat."""
+        old_chat = {"id": group["id"], "type": "group", "title": group.get("title", "Group")}
+        new_chat = {"id": new_chat_id, "type": "supergroup", "title": group.get("title", "Group")}
+        self.push_update({"message": self._message(by_user, old_chat, migrate_to_chat_id=new_chat_id)})
+        self.push_update({"message": self._message(by_user, new_chat, migrate_from_chat_id=group["id"])})
+        return old_chat, new_chat
 
     def redeliver_all(self) -> None:
         """Serve every update ever pushed again, as Telegram does for updates it never saw acknowledged."""

@@ -176,19 +176,29 @@ class StandInWorker:
             eta_s=float(total - step)))
 
     async def finish_training(self, job: Job, steps: int = 5, token: str = "sks", step_s: float = 0.02,
-                              drift: float = 0.05, drift_warning: bool = False) -> bool:
+                              drift: float = 0.05, drift_warning: bool = False,
+                              while_drawing_samples: Callable[[], Any] | None = None) -> bool:
         """The whole training: class images, steps, samples, report card. False if it was cancelled on the way
-        (then the job is settled as cancelled and the model marked failed, as the engine does)."""
+        (then the job is settled as cancelled and the model marked failed, as the engine does), or if the model
+        was deleted by the time it was ready. `while_drawing_samples` runs after the last heartbeat, while the
+        engine draws the samples and the report card (it checks for a cancel no more)."""
         assert isinstance(job.payload, TrainPayload)
         model_id = job.payload.model_id
         await self.store.models.set_token(model_id, token)
         await self.store.models.set_status(model_id, "training")
+        checkpoints = self.store.files.job_dir(job.id) / "checkpoints"
         try:
             await self.progress(job, "class_images", 2, 2)
             for step in range(1, steps + 1):
                 await self.progress(job, "training", step, steps)
+                if step == max(1, steps // 2):  # a checkpoint half way, as the engine writes them
+                    self.write_checkpoint(checkpoints, step)
                 await asyncio.sleep(step_s)
             await self.progress(job, "samples", 2, 2)
+            if while_drawing_samples is not None:
+                outcome = while_drawing_samples()
+                if inspect.isawaitable(outcome):
+                    await outcome
         except JobCancelled:
             await self.store.models.set_status(model_id, "failed", error="Training was cancelled.")
             await self.store.jobs.cancelled(job.id, self.worker_id)
@@ -198,7 +208,11 @@ class StandInWorker:
         samples = [self.store.files.write_atomic(folder / f"sample-{i}.png", photo_bytes(500 + i, (64, 64), "PNG"))
                    for i in range(2)]
         card = self.store.files.write_atomic(folder / "report_card.png", photo_bytes(900, (192, 96), "PNG"))
-        await self.store.models.mark_ready(model_id, weights_path=weights, kohya_path=weights, sample_paths=samples)
+        if not await self.store.models.mark_ready(model_id, weights_path=weights, kohya_path=weights,
+                                                  sample_paths=samples):
+            # Deleted while it trained: the engine settles the job as cancelled and delivers nothing.
+            await self.store.jobs.cancelled(job.id, self.worker_id)
+            return False
         model = await self.store.models.get(model_id)
         assert model is not None
         await self.store.jobs.complete(job.id, self.worker_id, TrainResult(
@@ -207,6 +221,33 @@ class StandInWorker:
             report_card_path=str(card), class_drift=drift, drift_warning=drift_warning,
         ))
         return True
+
+    def write_checkpoint(self, folder: Path, step: int) -> Path:
+        """What engine/lora_files.save_checkpoint leaves: the LoRA and the optimizer state of one step."""
+        step_dir = folder / f"step-{step:06d}"
+        self.store.files.write_atomic(step_dir / "lora.safetensors", b"checkpoint-lora")
+        self.store.files.write_atomic(step_dir / "optimizer.pt", b"adam-state")
+        self.store.files.write_atomic(folder / "latest.json", b'{"step": %d}' % step)
+        return step_dir
+
+
+# --- files on disk -----------------------------------------------------------------------------------------------
+
+PRIVATE_SUFFIXES = (".safetensors", ".pt", ".png", ".jpg", ".img")
+
+
+def files_under(root: Path, suffixes: tuple[str, ...] = PRIVATE_SUFFIXES) -> list[Path]:
+    """Every weights, optimizer, picture and photo file under `root` (DATA_DIR), the class-image cache excepted
+    (it is shared by all users and holds no one's photos)."""
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.suffix in suffixes
+                  and "class_images" not in p.relative_to(root).parts)
+
+
+def files_holding(root: Path, blobs: list[bytes]) -> list[Path]:
+    """Files under `root` whose bytes are one of `blobs` (a user's photos, under whatever name)."""
+    wanted = set(blobs)
+    return sorted(p for p in Path(root).rglob("*") if p.is_file() and p.stat().st_size in {len(b) for b in wanted}
+                  and p.read_bytes() in wanted)
 
 
 # --- the real bot ----------------------------------------------------------------------------------------------------

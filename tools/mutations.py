@@ -40,19 +40,20 @@ class Mutation:
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "draw caption not escaped", "bot/delivery.py",
-        'prompt=html.escape(clip(prompt, room))', 'prompt=clip(prompt, room)',
+        'prompt=escape(clip(prompt, room))',
+        'prompt=__import__("bot.formatting").formatting.Markup(clip(prompt, room))',
         ("tests/bot/test_escaping.py::test_a_prompt_with_markup_characters_is_shown_as_typed_in_the_caption",),
     ),
     Mutation(
         "failure reason not escaped", "bot/delivery.py",
-        'text = t("draw_failed", reason=html.escape(job.error or t("unknown_reason")))',
-        'text = t("draw_failed", reason=job.error or t("unknown_reason"))',
+        'text = t("draw_failed", reason=escape(job.error or t("unknown_reason")))',
+        'text = t("draw_failed", reason=__import__("bot.formatting").formatting.Markup(job.error or t("unknown_reason")))',
         ("tests/bot/test_escaping.py::test_a_failure_reason_with_markup_characters_reaches_the_user_as_text",),
     ),
     Mutation(
         "again/variation buttons not checked", "bot/handlers/drawing.py",
         "    if job.model_id not in usable:\n", "    if False:\n",
-        ("tests/bot/test_buttons.py",),
+        ("tests/bot/test_buttons.py::test_again_in_a_group_stops_working_when_the_model_is_no_longer_shared_there",),
     ),
     Mutation(
         "update marked handled before its effect", "bot/polling.py",
@@ -90,6 +91,146 @@ MUTATIONS: tuple[Mutation, ...] = (
         "WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at < ? AND 0))",
         ("tests/storage/test_queue.py::test_an_expired_lease_is_resumed_by_another_worker_with_the_attempt_counted",
          "tests/storage/test_queue.py::test_a_job_whose_worker_was_killed_is_claimed_again_and_fails_clearly_past_its_attempts"),
+    ),
+    # --- security (issue 12) ---
+    Mutation(
+        "texts stop escaping values", "bot/texts.py",
+        "return Markup(template.format(**{name: escape(value) for name, value in values.items()}))",
+        "return Markup(template.format(**values))",
+        ("tests/bot/test_escaping.py::test_texts_escape_every_value_unless_it_is_marked_as_markup",
+         "tests/bot/test_escaping.py::test_an_unknown_option_with_markup_is_echoed_as_typed",
+         "tests/bot/test_escaping.py::test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link"),
+    ),
+    Mutation(
+        "again/variation buttons ignore the chat the drawing was asked in", "bot/handlers/drawing.py",
+        ' or job.chat_id != message.chat.id:', ":",
+        ("tests/bot/test_buttons.py::test_a_private_drawing_cannot_be_replayed_into_a_group_where_its_model_is_shared",),
+    ),
+    Mutation(
+        "model buttons work outside the owner's private chat", "bot/handlers/models.py",
+        "if not isinstance(message, Message) or message.chat.id != query.from_user.id:",
+        "if not isinstance(message, Message):",
+        ("tests/bot/test_buttons.py::test_model_share_page_and_forget_buttons_act_only_for_the_owner_in_the_private_chat",),
+    ),
+    Mutation(
+        "model buttons work for anyone", "bot/handlers/models.py",
+        ' or model.owner_id != query.from_user.id:', ":",
+        ("tests/bot/test_buttons.py::test_model_share_page_and_forget_buttons_act_only_for_the_owner_in_the_private_chat"
+         "[0-another user in their own chat]",
+         "tests/bot/test_buttons.py::test_model_share_page_and_forget_buttons_act_only_for_the_owner_in_the_private_chat"
+         "[6-another user in their own chat]"),
+    ),
+    Mutation(
+        "pending drawings unbounded", "storage/queue.py",
+        "            if int(row[0]) >= limit:\n", "            if False:\n",
+        ("tests/bot/test_fair_use.py::test_a_flood_of_again_presses_queues_at_most_the_limit",
+         "tests/bot/test_fair_use.py::test_draws_in_captions_go_through_the_same_limit",
+         "tests/storage/test_queue.py::test_pending_work_is_bounded_per_user_at_enqueue"),
+    ),
+    Mutation(
+        "one reply per refused drawing", "bot/services/drawing.py",
+        "first = now - self._told.get(user_id, -BURST_S) >= BURST_S", "first = True",
+        ("tests/bot/test_fair_use.py::test_a_flood_of_draw_commands_queues_at_most_the_limit_with_one_polite_reply",),
+    ),
+    Mutation(
+        "claims first come first served", "storage/queue.py",
+        "ORDER BY priority DESC, {FAIR_TURN}, id LIMIT 1)", "ORDER BY priority DESC, id LIMIT 1)",
+        ("tests/storage/test_queue.py::test_users_take_turns_so_a_backlog_delays_another_user_by_at_most_one_job",
+         "tests/bot/test_fair_use.py::test_one_users_backlog_delays_anothers_drawing_by_at_most_one_job"),
+    ),
+    Mutation(
+        "cancelled trainings not counted", "storage/queue.py",
+        "AND status != 'failed' AND NOT (status = 'cancelled' AND started_at IS NULL)",
+        "AND status NOT IN ('failed', 'cancelled')",
+        ("tests/bot/test_fair_use.py::test_cancelled_trainings_count_against_the_daily_cap",),
+    ),
+    Mutation(
+        "engine failures counted against the cap", "storage/queue.py",
+        "AND status != 'failed' AND NOT (status", "AND NOT (status",
+        ("tests/bot/test_fair_use.py::test_engine_failures_do_not_count_against_the_daily_cap",),
+    ),
+    Mutation(
+        "invented class words unlimited", "bot/services/training.py",
+        "if class_word not in own and len(own) >= NEW_CLASS_WORDS:", "if False:",
+        ("tests/bot/test_fair_use.py::test_invented_class_words_are_limited_and_common_ones_are_not",),
+    ),
+    Mutation(
+        "a deleted model can come back", "storage/repos.py",
+        "WHERE id = ? AND status != 'deleted'\",", "WHERE id = ?\",",
+        ("tests/storage/test_retention.py::test_a_deleted_model_stays_deleted_whatever_a_worker_still_reports",
+         "tests/bot/test_privacy.py::test_a_model_deleted_while_it_draws_its_samples_stays_deleted"),
+    ),
+    Mutation(
+        "delete keeps checkpoints and drawn pictures", "storage/repos.py",
+        '            self._files.remove_job_files(row["id"])', "            pass",
+        ("tests/storage/test_retention.py::test_deleting_a_model_removes_its_files_and_every_picture_drawn_with_it_at_once",),
+    ),
+    Mutation(
+        "sweep spares what a worker wrote after a delete", "storage/retention.py",
+        'if status is None or status == "deleted":', "if status is None:",
+        ("tests/storage/test_retention.py::test_the_sweep_removes_what_a_worker_wrote_after_a_delete",
+         "tests/bot/test_privacy.py::test_a_model_deleted_while_it_draws_its_samples_stays_deleted"),
+    ),
+    Mutation(
+        "finished models keep copies of the photos", "storage/retention.py",
+        'elif status in {"ready", "failed"} and', "elif False and",
+        ("tests/bot/test_privacy.py::test_clear_removes_the_photo_files_including_the_copies_a_finished_model_held",),
+    ),
+    Mutation(
+        "finished trainings keep their checkpoints", "storage/retention.py",
+        '                or (finished and job["kind"] == "train")\n', "",
+        ("tests/storage/test_retention.py::test_a_finished_model_keeps_neither_its_training_checkpoints_nor_its_copies_of_the_photos",
+         "tests/bot/test_privacy.py::test_deleting_a_model_removes_its_weights_checkpoints_samples_and_every_picture_drawn_with_it"),
+    ),
+    Mutation(
+        "drawn pictures kept forever", "storage/retention.py",
+        '                or (finished and (job["finished_at"] or 0) < now - self.retention_s)\n', "",
+        ("tests/storage/test_retention.py::test_pictures_and_records_are_kept_for_the_retention_time_and_then_go",),
+    ),
+    Mutation(
+        "forgetme leaves the photo files", "storage/retention.py",
+        "        self._files.remove_user_photos(user_id)\n", "",
+        ("tests/bot/test_privacy.py::test_forgetme_deletes_everything_of_the_user_and_nothing_of_anyone_else",),
+    ),
+    Mutation(
+        "shares outlive the bot's removal from a group", "bot/handlers/groups.py",
+        "ended = await store.shares.end_chat(event.chat.id)", "ended = []",
+        ("tests/bot/test_sharing.py::test_a_bot_removed_from_a_group_ends_its_shares_there_for_good_and_tells_the_owners",),
+    ),
+    Mutation(
+        "a migrated group loses its shares", "bot/handlers/groups.py",
+        "moved = await store.shares.move_chat(old, new)", "moved = 0",
+        ("tests/bot/test_sharing.py::test_a_group_that_becomes_a_supergroup_keeps_its_shares",),
+    ),
+    Mutation(
+        "group stop button stops nothing", "bot/handlers/models.py",
+        "    await store.shares.unshare(model.id, chat.id)\n", "",
+        ("tests/bot/test_sharing.py::test_models_shows_where_a_model_is_shared_and_stops_a_group_share_from_the_private_chat",),
+    ),
+    Mutation(
+        "group lists not fitted to Telegram's limit", "bot/handlers/groups.py",
+        "LINES_CHARS = 3500", "LINES_CHARS = 35000",
+        ("tests/bot/test_sharing.py::test_group_replies_listing_models_stay_under_telegrams_limits_whatever_the_count",),
+    ),
+    Mutation(
+        "/models shows only the first page", "bot/handlers/models.py",
+        "    if pages > 1:\n", "    if False:\n",
+        ("tests/bot/test_sharing.py::test_models_pages_through_every_model",),
+    ),
+    Mutation(
+        "HEIC opener not registered", "engine/photos.py",
+        "pillow_heif.register_heif_opener()\n", "\n",
+        ("tests/bot/test_photos.py::test_an_iphone_photo_sent_as_a_heic_file_is_accepted",),
+    ),
+    Mutation(
+        "unsupported formats called damaged", "engine/photos.py",
+        "if _looks_like_another_image_format(data):", "if False:",
+        ("tests/bot/test_photos.py::test_a_picture_format_we_cannot_read_is_refused_as_unsupported_not_damaged",),
+    ),
+    Mutation(
+        "download trusts the declared size", "bot/services/downloads.py",
+        "            if len(received) > limit:\n", "            if False:\n",
+        ("tests/bot/test_photos.py::test_a_download_is_capped_by_the_bytes_received_not_the_size_declared",),
     ),
 )
 

@@ -12,7 +12,9 @@ def all_routers(photo_middleware: object = None, draw_middleware: object = None)
     if photo_middleware is not None:
         photo_router.message.middleware(photo_middleware)  # type: ignore[arg-type]
     if draw_middleware is not None:
+        # Commands, captions and the buttons under pictures all make drawings: one window for them all.
         draw_router.message.middleware(draw_middleware)  # type: ignore[arg-type]
+        draw_router.callback_query.middleware(draw_middleware)  # type: ignore[arg-type]
     # fallback last: it answers whatever no other router took.
     return [start.create_router(), photo_router, training.create_router(), draw_router, models.create_router(),
             groups.create_router(), fallback.create_router()]

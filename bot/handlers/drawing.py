@@ -11,6 +11,7 @@ from bot.keyboards import DrawAction
 from bot.services.drawing import (
     DrawInputError,
     DrawService,
+    DrawsPending,
     again_payload,
     draw_payload,
     parse_draw,
@@ -18,16 +19,17 @@ from bot.services.drawing import (
     variations_payload,
 )
 from bot.texts import Texts
-from storage import DrawPayload, DrawResult, Storage
+from storage import DrawPayload, DrawResult, Job, Storage
 
 
 async def _enqueue(
     message: Message, user_id: int, payload: DrawPayload, t: Texts, store: Storage, drawing: DrawService,
     update: Update,
 ) -> None:
+    """Raises DrawsPending when the user is at MAX_PENDING_DRAWS (nothing is queued then)."""
     job = await drawing.enqueue(user_id, message.chat.id, payload, update.update_id)
     await message.bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)  # type: ignore[union-attr]
-    position = await store.jobs.position(job.id)
+    position = await drawing.position(job)
     status = await message.reply(t("draw_queued", position=position) if position else t("draw_started"))
     reply_to = message.message_id if message.chat.type != "private" else None
     await store.deliveries.save(job.id, "request", chat_id=message.chat.id, state="noted",
@@ -39,6 +41,7 @@ async def _enqueue(
 async def draw(
     message: Message, command: CommandObject, event_update: Update, t: Texts, store: Storage, drawing: DrawService
 ) -> None:
+    """/draw as a text, or as the caption of anything (aiogram's Command reads captions too): the same rules."""
     if message.from_user is None:
         return
     user_id, chat_id = message.from_user.id, message.chat.id
@@ -49,11 +52,13 @@ async def draw(
             raise DrawInputError(await _why_no_models(message, store))
         user = await store.users.get(user_id)
         resolved = resolve_model(prompt, models, user.default_model_id if user else None)
+        payload = draw_payload(resolved.model, resolved.prompt, options)
+        await _enqueue(message, user_id, payload, t, store, drawing, event_update)
+    except DrawsPending as pending:
+        if pending.first:
+            await message.reply(t(pending.key, **pending.values))
     except DrawInputError as problem:
         await message.reply(t(problem.key, **problem.values))
-        return
-    payload = draw_payload(resolved.model, resolved.prompt, options)
-    await _enqueue(message, user_id, payload, t, store, drawing, event_update)
 
 
 async def _why_no_models(message: Message, store: Storage) -> str:
@@ -63,31 +68,46 @@ async def _why_no_models(message: Message, store: Storage) -> str:
     return "draw_model_training" if any(m.status in {"queued", "training"} for m in own) else "draw_no_models"
 
 
+async def _pressed_job(query: CallbackQuery, data: DrawAction, drawing: DrawService, store: Storage) -> Job | None:
+    """The drawing a button names, if the person pressing may redraw it where they pressed it: it was asked in
+    this very chat (so nothing of one chat's prompt or pictures can reach another), and its model is still
+    usable by them here. Anything else is one and the same refusal, so forged data learns nothing."""
+    message = query.message
+    if not isinstance(message, Message):
+        return None
+    job = await store.jobs.get(data.job_id)
+    if job is None or job.kind != "draw" or job.chat_id != message.chat.id:
+        return None
+    if not isinstance(job.result, DrawResult) or not isinstance(job.payload, DrawPayload):
+        return None
+    usable = {m.id for m in await drawing.usable(query.from_user.id, message.chat.id)}
+    if job.model_id not in usable:
+        return None
+    if data.action == "vary" and not 0 <= data.index < len(job.result.seeds):
+        return None
+    return job
+
+
 async def draw_again(
     query: CallbackQuery, callback_data: DrawAction, event_update: Update, t: Texts, store: Storage,
     drawing: DrawService,
 ) -> None:
-    job = await store.jobs.get(callback_data.job_id)
-    message = query.message
-    if job is None or not isinstance(job.result, DrawResult) or not isinstance(job.payload, DrawPayload) \
-            or not isinstance(message, Message):
-        await query.answer(t("button_expired"), show_alert=True)
+    job = await _pressed_job(query, callback_data, drawing, store)
+    if job is None:
+        await query.answer(t("button_unavailable"), show_alert=True)
         return
-    # The button may be pressed by anyone in a group; they may only draw with models usable by them there.
-    usable = {m.id for m in await drawing.usable(query.from_user.id, message.chat.id)}
-    if job.model_id not in usable:
-        await query.answer(t("button_not_yours"), show_alert=True)
-        return
+    assert isinstance(job.payload, DrawPayload) and isinstance(job.result, DrawResult)
     if callback_data.action == "vary":
-        seeds = job.result.seeds
-        if not 0 <= callback_data.index < len(seeds):
-            await query.answer(t("button_expired"), show_alert=True)
-            return
-        payload = variations_payload(job.payload, int(seeds[callback_data.index]))
+        payload = variations_payload(job.payload, int(job.result.seeds[callback_data.index]))
     else:
         payload = again_payload(job.payload)
+    try:
+        await _enqueue(query.message, query.from_user.id, payload, t, store, drawing,  # type: ignore[arg-type]
+                       event_update)
+    except DrawsPending as pending:
+        await query.answer(t.plain(pending.key, **pending.values), show_alert=True)
+        return
     await query.answer(t("draw_started_short"))
-    await _enqueue(message, query.from_user.id, payload, t, store, drawing, event_update)
 
 
 def create_router() -> Router:

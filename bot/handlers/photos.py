@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Awaitable, Callable
 
 from aiogram import Bot, F, Router
-from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message
 
-from bot.services.images import contact_sheet
+from bot.services.downloads import download_capped
+from bot.services.images import DOWNLOAD_LIMIT, contact_sheet
 from bot.services.photos import (
     AlbumCollector,
     AlbumDone,
-    FileTooBig,
     IncomingImage,
     IntakeResult,
     Outcome,
@@ -35,14 +33,8 @@ def incoming(message: Message) -> IncomingImage:
 
 def downloader(bot: Bot, file_id: str) -> Callable[[], Awaitable[bytes]]:
     async def download() -> bytes:
-        try:
-            buffer = await bot.download(file_id, destination=io.BytesIO())
-        except TelegramBadRequest as exc:
-            if "too big" in exc.message.lower():
-                raise FileTooBig from None
-            raise
-        assert buffer is not None
-        return buffer.getvalue()
+        # Capped by the bytes received (a local Bot API server has no 20 MB limit of its own).
+        return await download_capped(bot, file_id, DOWNLOAD_LIMIT)
 
     return download
 

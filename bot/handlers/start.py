@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import html
-
 from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
@@ -24,8 +22,8 @@ async def start_with_share_link(message: Message, command: CommandObject, store:
     else:
         owner = await store.users.get(model.owner_id)
         await message.answer(t(
-            "link_redeemed", owner=html.escape(owner.first_name if owner and owner.first_name else "?"),
-            name=html.escape(model.name), trigger=html.escape(model.trigger),
+            "link_redeemed", owner=owner.first_name if owner and owner.first_name else "?",
+            name=model.name, trigger=model.trigger,
         ))
 
 

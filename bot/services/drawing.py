@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from bot.formatting import Markup, code, fit_lines
 from bot.services import Refusal
 from bot.services.models import handles_for
 from storage import DrawPayload, Job, Model, Storage
@@ -23,6 +25,7 @@ from storage.contract import (
 
 MAX_PROMPT_WORDS = 60  # CLIP reads 77 tokens; a longer prompt would be cut silently
 VARIATION_STRENGTH = 0.3
+BURST_S = 60.0  # refusals this close together are one burst: the user hears about the limit once
 _WORD = re.compile(r"[\w]+", re.UNICODE)
 
 
@@ -132,8 +135,12 @@ def resolve_model(prompt: str, models: list[Model], default_model_id: int | None
     return ResolvedPrompt(model=model, prompt=text)
 
 
-def _choices(models: list[Model], handles: dict[int, str]) -> str:
-    return "\n".join(f"• <code>{handles[m.id]} {m.class_word}</code>" for m in models if m.id in handles)
+CHOICES_CHARS = 3000  # the reply around the list stays under Telegram's 4,096 characters
+
+
+def _choices(models: list[Model], handles: dict[int, str]) -> Markup:
+    lines = [Markup(f"• {code(f'{handles[m.id]} {m.class_word}')}") for m in models if m.id in handles]
+    return fit_lines(lines, CHOICES_CHARS, lambda left_out: Markup(f"… (+{left_out})"))[0]
 
 
 def draw_payload(model: Model, prompt: str, options: DrawOptions) -> DrawPayload:
@@ -158,10 +165,24 @@ def variations_payload(previous: DrawPayload, seed: int) -> DrawPayload:
     })
 
 
+class DrawsPending(Refusal):
+    """The user already has MAX_PENDING_DRAWS drawings queued or running; `first` is False for the repeats of a
+    burst, which get no reply of their own."""
+
+    def __init__(self, limit: int, first: bool) -> None:
+        super().__init__("draw_too_many", n=limit)
+        self.first = first
+
+
 class DrawService:
-    def __init__(self, store: Storage, default_steps: int) -> None:
+    """Every path that makes a drawing (a command, a caption, a button) enqueues through `enqueue`."""
+
+    def __init__(self, store: Storage, default_steps: int, max_pending: int = 3) -> None:
         self.store = store
         self.default_steps = default_steps
+        self.max_pending = max_pending
+        # When each user was last told about the limit: one reply per burst, not one per refused request.
+        self._told: dict[int, float] = {}
 
     async def usable(self, user_id: int, chat_id: int) -> list[Model]:
         return await self.store.models.usable_by(user_id, chat_id)
@@ -169,9 +190,23 @@ class DrawService:
     async def enqueue(
         self, user_id: int, chat_id: int, payload: DrawPayload, update_id: int | None = None
     ) -> Job:
-        job = await self.store.jobs.enqueue(payload, owner_id=user_id, chat_id=chat_id, model_id=payload.model_id)
+        job = await self.store.jobs.enqueue_within(payload, owner_id=user_id, limit=self.max_pending,
+                                                   chat_id=chat_id, model_id=payload.model_id)
         if update_id is not None:
-            # The job is the update's effect: a redelivered /draw must not queue a second one.
+            # The job (or the refusal) is the update's effect: a redelivered /draw must not queue a second one.
             await self.store.updates.mark(update_id)
+        if job is None:
+            now = time.monotonic()
+            first = now - self._told.get(user_id, -BURST_S) >= BURST_S
+            if first:
+                self._told[user_id] = now
+            raise DrawsPending(self.max_pending, first)
+        self._told.pop(user_id, None)
         return job
 
+    def recently_told(self, user_id: int) -> bool:
+        """Whether the user heard about the pending limit in this burst (other limits then stay quiet)."""
+        return time.monotonic() - self._told.get(user_id, -BURST_S) < BURST_S
+
+    async def position(self, job: Job) -> int:
+        return await self.store.jobs.fair_position(job.id)

@@ -13,7 +13,7 @@ from engine.photos import PhotoRejected, inspect_photo
 
 # Telegram's getFile refuses files above this size, so the bot refuses them before asking.
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 
 
 class ImageRefused(Refusal):
@@ -26,7 +26,7 @@ class ImageInfo:
     height: int
 
 
-_REASON_TEXT = {"too_small": "refused_small", "too_many_pixels": "refused_huge"}
+_REASON_TEXT = {"too_small": "refused_small", "too_many_pixels": "refused_huge", "unsupported": "refused_unsupported"}
 
 
 def inspect_image(data: bytes, resolution: int) -> ImageInfo:

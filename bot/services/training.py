@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
 from bot.services import Refusal
+from bot.services.class_words import NEW_CLASS_WORDS, is_vetted, normalise
 from storage import Job, Model, Settings, Storage, TrainPayload
 
-# A class word is what the photos show ("dog", "woman", "teddy bear"); it goes into the class prompt verbatim.
-_CLASS_WORD = re.compile(r"^[a-z]{2,20}( [a-z]{2,20})?$")
 DAY_S = 24 * 3600
 
 
@@ -27,8 +25,8 @@ class TrainingStarted:
 
 
 def normalise_class_word(raw: str) -> str | None:
-    word = " ".join(raw.lower().split())
-    return word if _CLASS_WORD.match(word) else None
+    """What the photos show ("dog", "woman", "teddy bear"), as the class prompt uses it."""
+    return normalise(raw)
 
 
 class TrainingService:
@@ -46,21 +44,34 @@ class TrainingService:
             raise TrainRefused("train_busy")
         if self.settings.daily_trainings <= await self.store.jobs.count_since(user_id, "train", time.time() - DAY_S):
             raise TrainRefused("train_daily_cap", cap=self.settings.daily_trainings)
+        await self._check_new_class(user_id, class_word)
         photos = await self.store.photos.list(user_id)
         if len(photos) < self.settings.min_photos:
             raise TrainRefused("train_few_photos", have=len(photos), need=self.settings.min_photos)
         model = await self.store.models.create(
             user_id, name=class_word, class_word=class_word, params={}, photo_ids=[p.id for p in photos]
         )
-        job = await self.store.jobs.enqueue(
-            TrainPayload(model_id=model.id), owner_id=user_id, chat_id=chat_id, model_id=model.id
+        # One training per user, checked again where the job is made (two /train racing cannot both get one).
+        job = await self.store.jobs.enqueue_within(
+            TrainPayload(model_id=model.id), owner_id=user_id, limit=1, chat_id=chat_id, model_id=model.id
         )
+        if job is None:
+            await self.store.models.delete(model.id)
+            raise TrainRefused("train_busy")
         await self.store.models.set_job(model.id, job.id)
         if update_id is not None:
             # The job is the update's effect: a redelivered /train must not queue a second one.
             await self.store.updates.mark(update_id)
         position = await self.store.jobs.position(job.id)
         return TrainingStarted(model=model, job=job, position=position, photos=len(photos))
+
+    async def _check_new_class(self, user_id: int, class_word: str) -> None:
+        if is_vetted(class_word):
+            return
+        own = {w for w in await self.store.models.class_words_ever(user_id) if not is_vetted(w)}
+        if class_word not in own and len(own) >= NEW_CLASS_WORDS:
+            raise TrainRefused("train_new_class_cap", cap=NEW_CLASS_WORDS, word=class_word,
+                               used=", ".join(sorted(own)))
 
     async def cancel_all(self, user_id: int) -> list[Job]:
         """Cancel the user's queued and running jobs; returns the jobs it touched."""

@@ -20,6 +20,7 @@ FAST = BotTuning(
     poll_timeout_s=1,
     draw_limit=RateLimit(4, 60.0),
     photo_limit=RateLimit(30, 60.0),
+    sweep_every_s=0.2,
 )
 
 

@@ -109,16 +109,17 @@ async def test_nobody_draws_with_a_model_not_shared_with_them(
     assert await store.jobs.active_for_owner(cleo.id) == []
 
 
-async def test_a_flood_of_draws_meets_a_polite_rate_limit(
+async def test_a_flood_of_draws_meets_one_polite_reply(
     kabina, fake: FakeTelegram, store: Storage, ann: User
 ) -> None:
+    """Both limits bite (three pending drawings, four commands a minute); the user hears about it once."""
     await make_ready_model(store, ann.id)
     for i in range(7):
         ann.say(f"/draw sks dog number {i}")
-    await wait_reply(fake, ann.id, "Slow down")
+    await wait_reply(fake, ann.id, "You already have 3 drawings waiting")
     await fake.wait_idle(quiet=0.5)
-    assert len(await store.jobs.active_for_owner(ann.id, "draw")) == 4
-    assert sum("Slow down" in t for t in ann.replies()) == 1
+    assert len(await store.jobs.active_for_owner(ann.id, "draw")) == 3
+    assert sum("3 drawings waiting" in t or "Slow down" in t for t in ann.replies()) == 1
 
 
 async def test_a_failed_drawing_gets_a_friendly_reason(

@@ -52,3 +52,59 @@ async def test_the_fake_refuses_what_telegram_refuses_under_html(kabina, fake: F
     ann.say("/help")
     await wait_reply(fake, ann.id, "Kabina")
     assert all(c.params.get("parse_mode") == "HTML" for c in fake.calls_of("sendMessage", ann.id))
+
+
+async def test_an_unknown_option_with_markup_is_echoed_as_typed(kabina, fake: FakeTelegram, store: Storage,
+                                                                 ann: User) -> None:
+    await make_ready_model(store, ann.id)
+    ann.say("/draw sks dog --<b>")
+    (reply,) = await fake.wait_for(lambda: _sent(fake, "sendMessage", ann.id), what="a reply")
+    assert reply.error is None, reply.error
+    assert "I don't know the option --&lt;b&gt;" in reply.params["text"]
+
+
+async def test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link(
+    kabina, fake: FakeTelegram, ann: User, cleo: User
+) -> None:
+    """In any group, with no model at all: the bot must not become a phishing link's messenger."""
+    from tests.fake_telegram import BOT_USERNAME
+
+    group = FakeTelegram.group_chat(-100999, "Anyone's group")
+    cleo.say(f"/draw@{BOT_USERNAME} \"--<a href='https://evil.example/verify'>Tap here to keep your models</a>\"",
+             chat=group)
+    (reply,) = await fake.wait_for(lambda: _sent(fake, "sendMessage", group["id"]), what="a reply")
+    assert reply.error is None, reply.error
+    assert "<a" not in reply.params["text"]
+    assert "--&lt;a href='https://evil.example/verify'&gt;Tap here" in reply.params["text"]
+
+
+async def test_names_group_titles_and_first_names_reach_everyone_as_text(
+    kabina, fake: FakeTelegram, store: Storage
+) -> None:
+    from tests.fake_telegram import BOT_USERNAME
+
+    owner = User(fake, fake.user(1010, "<i>Ann</i> & Co", "en", "annco"))
+    group = FakeTelegram.group_chat(-100321, "<b>Tom & Jerry</b>")
+    await make_ready_model(store, owner.id, class_word="teddy bear")
+    owner.say(f"/share@{BOT_USERNAME}", chat=group)
+    shared = await wait_reply(fake, group["id"], "now shared")
+    assert "&lt;i&gt;Ann&lt;/i&gt; &amp; Co" in shared
+    owner.say("/models")
+    card = await wait_reply(fake, owner.id, "shared in")
+    assert "&lt;b&gt;Tom &amp; Jerry&lt;/b&gt;" in card
+    fake.bot_membership(group, owner.data, new="kicked")
+    told = await wait_reply(fake, owner.id, "I was removed from")
+    assert "«&lt;b&gt;Tom &amp; Jerry&lt;/b&gt;»" in told and "teddy bear" in told
+    assert all(c.error is None for c in fake.calls if c.method == "sendMessage")
+
+
+def test_texts_escape_every_value_unless_it_is_marked_as_markup() -> None:
+    from bot.formatting import Markup, code, escape, fit_lines
+    from bot.texts import Texts
+
+    t = Texts("en")
+    assert t("draw_failed", reason="<b>x</b> & y") == "😔 Drawing failed: &lt;b&gt;x&lt;/b&gt; &amp; y"
+    assert t("draw_failed", reason=code("a<b")) == "😔 Drawing failed: <code>a&lt;b</code>"
+    assert escape(escape("<")) == "&lt;" and isinstance(t("draw_started"), Markup)
+    text, left_out = fit_lines([code(f"line {i}") for i in range(1000)], 4000, lambda n: Markup(f"+{n}"))
+    assert len(text) <= 4000 and left_out > 0 and text.endswith(f"+{left_out}")

@@ -121,3 +121,46 @@ async def test_the_size_bar_follows_the_base_model_the_engine_serves(
     ann.photo(photo_bytes(2, (400, 400)))
     assert "512×512" in await wait_reply(fake, ann.id, "too small")
     assert await store.photos.count(ann.id) == 1
+
+
+async def test_an_iphone_photo_sent_as_a_heic_file_is_accepted(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    import pillow_heif
+
+    from tests.helpers import photo_image
+
+    heif = pillow_heif.from_pillow(photo_image(7, (640, 480)))
+    out = io.BytesIO()
+    heif.save(out, format="HEIF", quality=90)
+    fake.send_document(ann.data, out.getvalue(), "IMG_0042.HEIC", "image/heic")
+    text = await wait_reply(fake, ann.id, "📸")
+    assert "Saved 1" in text, text
+    (photo,) = await store.photos.list(ann.id)
+    assert (photo.width, photo.height) == (640, 480)
+    ann.say("/photos")
+    (sheet,) = await fake.wait_call("sendPhoto", ann.id)  # the contact sheet reads it too
+    assert Image.open(io.BytesIO(sheet.images()[0])).getpixel((80, 80)) != (255, 255, 255)
+
+
+async def test_a_picture_format_we_cannot_read_is_refused_as_unsupported_not_damaged(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    jpeg_xl = b"\x00\x00\x00\x0cJXL \r\n\x87\n" + bytes(range(256)) * 8
+    fake.send_document(ann.data, jpeg_xl, "holiday.jxl", "image/jxl")
+    text = await fake.wait_for(lambda: next(iter(ann.replies()), None), what="a reply")
+    assert "can't read that picture format" in text and "damaged" not in text
+    assert await store.photos.count(ann.id) == 0
+
+
+async def test_a_download_is_capped_by_the_bytes_received_not_the_size_declared(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    """A local Bot API server hands out files of any size, and file_size is only what it declares."""
+    from bot.services.images import DOWNLOAD_LIMIT
+
+    oversized = photo_bytes(8, fmt="PNG") + b"\0" * (DOWNLOAD_LIMIT + 1)
+    fake.send_document(ann.data, oversized, "big.png", "image/png", size=300_000)
+    text = await fake.wait_for(lambda: next(iter(ann.replies()), None), what="a reply", timeout=20)
+    assert "larger than 20 MB" in text
+    assert await store.photos.count(ann.id) == 0

@@ -139,3 +139,143 @@ async def test_share_link_lets_another_person_draw_until_revoked(
     await wait_reply(fake, cleo.id, "no trained model")
     cleo.say(f"/start {code}")
     await wait_reply(fake, cleo.id, "invalid or was revoked")
+
+
+WORK = FakeTelegram.group_chat(-100778, "Work")
+
+
+async def _card(fake: FakeTelegram, user: User, contains: str) -> tuple[dict, list[str]]:
+    text = await wait_reply(fake, user.id, contains)
+    call = next(c for c in fake.calls_of("sendMessage", user.id) if c.params["text"] == text)
+    labels = [b["text"] for row in call.params["reply_markup"]["inline_keyboard"] for b in row]
+    return call.params, labels
+
+
+async def test_models_shows_where_a_model_is_shared_and_stops_a_group_share_from_the_private_chat(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User
+) -> None:
+    model = await make_ready_model(store, ann.id)
+    for group in (GROUP, WORK):
+        ann.say(f"/share@{BOT_USERNAME}", chat=group)
+        await wait_reply(fake, group["id"], "now shared")
+    cleo.say(f"/start m_{await store.shares.create_link(model.id)}")
+    await wait_reply(fake, cleo.id, "shared «dog» with you")
+    ann.say("/models")
+    card, labels = await _card(fake, ann, "shared in")
+    assert "shared in: Friends, Work" in card["text"] and "1 open link(s) · 1 person(s)" in card["text"]
+    assert labels[4:] == ["🚫 Stop in Friends", "🚫 Stop in Work", "⛔ Revoke links"]
+    await _press(fake, ann, "shared in", "Stop in Friends")
+    stopped = await wait_reply(fake, ann.id, "no longer shared in «Friends»")
+    assert "nobody there can draw with it" in stopped
+    assert [c.id for c in await store.shares.groups_of(model.id)] == [WORK["id"]]
+    await wait_reply(fake, GROUP["id"], "Ann stopped sharing «dog»")
+    cleo.say(f"/draw@{BOT_USERNAME} sks dog", chat=GROUP)
+    await wait_reply(fake, GROUP["id"], "No model is shared")
+
+
+async def test_unshare_in_the_private_chat_lists_every_group_share_with_a_button(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    dog = await make_ready_model(store, ann.id)
+    cat = await make_ready_model(store, ann.id, token="xyz", class_word="cat", seed=1)
+    await store.chats.upsert(GROUP["id"], type="supergroup", title="Friends")
+    await store.shares.share(dog.id, GROUP["id"], ann.id)
+    await store.shares.share(cat.id, GROUP["id"], ann.id)
+    ann.say("/unshare")
+    text, labels = await _card(fake, ann, "shared in 2 group(s)")
+    assert labels == ["🚫 «cat» in Friends", "🚫 «dog» in Friends"]
+    await _press(fake, ann, "shared in 2 group(s)", "«cat» in Friends")
+    await wait_reply(fake, ann.id, "«cat» is no longer shared in «Friends»")
+    assert [m.id for m in await store.shares.models_in_chat(GROUP["id"])] == [dog.id]
+
+
+async def test_revoking_links_says_exactly_what_was_revoked_and_what_was_not(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User
+) -> None:
+    model = await make_ready_model(store, ann.id)
+    ann.say(f"/share@{BOT_USERNAME}", chat=GROUP)
+    await wait_reply(fake, GROUP["id"], "now shared")
+    codes = [await store.shares.create_link(model.id) for _ in range(2)]
+    cleo.say(f"/start m_{codes[0]}")
+    await wait_reply(fake, cleo.id, "shared «dog» with you")
+    ann.say("/models")
+    await wait_reply(fake, ann.id, "2 open link(s)")
+    await _press(fake, ann, "2 open link(s)", "Revoke")
+    told = await wait_reply(fake, ann.id, "share link(s) revoked")
+    assert "«dog»: 2 share link(s) revoked" in told and "the 1 person(s) who had opened one" in told
+    assert "stay as they are: Friends" in told
+    assert [c.id for c in await store.shares.groups_of(model.id)] == [GROUP["id"]]
+    cleo.say("/draw sks dog in Rome")
+    await wait_reply(fake, cleo.id, "no trained model")
+
+
+async def test_a_bot_removed_from_a_group_ends_its_shares_there_for_good_and_tells_the_owners(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, boris: User, cleo: User
+) -> None:
+    dog = await make_ready_model(store, ann.id)
+    await make_ready_model(store, boris.id, class_word="cat")
+    for owner in (ann, boris):
+        owner.say(f"/share@{BOT_USERNAME}", chat=GROUP)
+    await fake.wait_for(lambda: len(fake.texts(GROUP["id"])) == 2, what="two share replies")
+    await store.shares.share(dog.id, WORK["id"], ann.id)
+    fake.bot_membership(GROUP, cleo.data, new="kicked")
+    await fake.wait_idle(quiet=0.3)
+    assert await store.shares.models_in_chat(GROUP["id"]) == []
+    assert [m.id for m in await store.shares.models_in_chat(WORK["id"])] == [dog.id]
+    told = await wait_reply(fake, ann.id, "I was removed from «Friends»")
+    assert "dog" in told
+    await wait_reply(fake, boris.id, "Меня удалили из «Friends»")
+    fake.bot_membership(GROUP, cleo.data, old="left", new="member")  # added back: nothing comes back
+    cleo.say(f"/draw@{BOT_USERNAME} sks dog", chat=GROUP)
+    await wait_reply(fake, GROUP["id"], "No model is shared")
+
+
+async def test_a_group_that_becomes_a_supergroup_keeps_its_shares(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User, worker: StandInWorker
+) -> None:
+    model = await make_ready_model(store, ann.id)
+    old = {"id": -4001, "type": "group", "title": "Club"}
+    ann.say(f"/share@{BOT_USERNAME}", chat=old)
+    await wait_reply(fake, old["id"], "now shared")
+    _, new = fake.migrate_to_supergroup(old, -1004001, cleo.data)
+    await fake.wait_idle(quiet=0.3)
+    assert [m.id for m in await store.shares.models_in_chat(new["id"])] == [model.id]
+    assert await store.shares.models_in_chat(old["id"]) == []
+    cleo.say(f"/draw@{BOT_USERNAME} sks dog in the club", chat=new)
+    job = await worker.claim("draw")
+    assert job.chat_id == new["id"] and job.model_id == model.id
+
+
+async def test_models_pages_through_every_model(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
+    tokens = ["sks", "ohwx", "zwx", "bnha", "qwe", "rty", "uio", "pas", "dfg", "hjk", "lzx", "cvb"]
+    for seed, token in enumerate(tokens):
+        await make_ready_model(store, ann.id, token=token, seed=seed)
+    ann.say("/models")
+    await fake.wait_for(lambda: sum("<code>" in text for text in ann.replies()) == 5, what="the first page's cards")
+    await fake.wait_idle(quiet=0.3)
+    assert any("Page 1 of 3" in text for text in ann.replies()), ann.replies()
+    await _press(fake, ann, "Page 1 of 3", "Older")
+    await wait_reply(fake, ann.id, "Page 2 of 3")
+    await _press(fake, ann, "Page 2 of 3", "Older")
+    await fake.wait_for(lambda: all(any(f"<code>{t}</code>" in text for text in ann.replies()) for t in tokens),
+                        what="every model's card")
+    assert sum("<code>" in text for text in ann.replies()) == len(tokens)
+
+
+async def test_group_replies_listing_models_stay_under_telegrams_limits_whatever_the_count(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User
+) -> None:
+    await store.chats.upsert(GROUP["id"], type="supergroup", title="Friends")
+    for owner in range(95):
+        model = await make_ready_model(store, 5000 + owner, class_word="teddy bear")
+        await store.users.upsert(5000 + owner, first_name="Somebody with a rather long first name")
+        await store.shares.share(model.id, GROUP["id"], 5000 + owner)
+    await make_ready_model(store, ann.id)
+    ann.say(f"/share@{BOT_USERNAME}", chat=GROUP)
+    cleo.say(f"/draw@{BOT_USERNAME} a picture without a word", chat=GROUP)
+    await fake.wait_for(lambda: len([c for c in fake.calls if c.method == "sendMessage"
+                                     and c.chat_id == GROUP["id"]]) == 2, what="two replies")
+    replies = [c for c in fake.calls if c.method == "sendMessage" and c.chat_id == GROUP["id"]]
+    assert [c.error for c in replies] == [None, None]
+    assert all(len(c.params["text"]) <= 4096 for c in replies)
+    assert "now shared" in replies[0].params["text"] and "more" in replies[0].params["text"]

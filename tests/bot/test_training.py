@@ -129,17 +129,6 @@ async def test_one_training_at_a_time_and_cancel_frees_the_slot(
     await wait_reply(fake, ann.id, "nothing queued")
 
 
-async def test_daily_cap_is_enforced(kabina, fake: FakeTelegram, store: Storage, ann: User,
-                                     worker: StandInWorker) -> None:
-    await _photos(fake, ann)
-    for _ in range(2):  # the test settings allow two a day
-        ann.say("/train dog")
-        job = await worker.claim("train")
-        await store.jobs.fail(job.id, worker.worker_id, "no")
-    ann.say("/train dog")
-    await wait_reply(fake, ann.id, "today's 2 trainings")
-
-
 @pytest.fixture
 def settings(fake: FakeTelegram, data_dir):  # noqa: F811 - only Ann may train here
     return load_settings(bot_token=fake.token, telegram_api_url=fake.base_url, data_dir=data_dir, min_photos=3,

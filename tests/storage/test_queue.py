@@ -268,3 +268,50 @@ async def test_daily_counts_and_active_jobs_are_per_owner(store: Storage, clock:
     await store.jobs.cancel(cancelled.id)
     assert await store.jobs.count_since(1, "train", since) == 1
     assert [j.id for j in await store.jobs.active_for_owner(1, "train")] == [a.id]
+
+
+async def test_users_take_turns_so_a_backlog_delays_another_user_by_at_most_one_job(
+    store: Storage, clock: ManualClock
+) -> None:
+    flood = [await store.jobs.enqueue(draw(f"ann {i}"), owner_id=1) for i in range(5)]
+    first = await store.jobs.claim("w")
+    assert first.id == flood[0].id
+    clock.advance(1)
+    boris = await store.jobs.enqueue(draw("boris"), owner_id=2)
+    cleo = await store.jobs.enqueue(draw("cleo"), owner_id=3)
+    assert await store.jobs.fair_position(boris.id) == 0 and await store.jobs.fair_position(cleo.id) == 1
+    await store.jobs.complete(first.id, "w", DrawResult(images=[], seeds=[]))
+    order = []
+    while (job := await store.jobs.claim("w")) is not None:
+        order.append(job.owner_id)
+        clock.advance(1)
+        await store.jobs.complete(job.id, "w", DrawResult(images=[], seeds=[]))
+    assert order == [2, 3, 1, 1, 1, 1]
+
+
+async def test_pending_work_is_bounded_per_user_at_enqueue(store: Storage) -> None:
+    made = [await store.jobs.enqueue_within(draw(), owner_id=1, limit=3) for _ in range(5)]
+    assert [job is not None for job in made] == [True, True, True, False, False]
+    assert await store.jobs.enqueue_within(draw(), owner_id=2, limit=3) is not None
+    await store.jobs.claim("w")
+    await store.jobs.complete(made[0].id, "w", DrawResult(images=[], seeds=[]))
+    assert await store.jobs.enqueue_within(draw(), owner_id=1, limit=3) is not None
+
+
+async def test_the_daily_count_is_of_trainings_that_started_cancelled_ones_included(store: Storage,
+                                                                                     clock: ManualClock) -> None:
+    since = clock() - 1
+    never_started = await store.jobs.enqueue(train(), owner_id=1)
+    await store.jobs.cancel(never_started.id)
+    for _ in range(2):
+        cancelled = await store.jobs.enqueue(train(), owner_id=1)
+        await store.jobs.claim("w")
+        await store.jobs.cancel(cancelled.id)
+        await store.jobs.cancelled(cancelled.id, "w")
+    failed = await store.jobs.enqueue(train(), owner_id=1)
+    await store.jobs.claim("w")
+    await store.jobs.fail(failed.id, "w", "the engine crashed")
+    done = await store.jobs.enqueue(train(), owner_id=1)
+    await store.jobs.claim("w")
+    await store.jobs.complete(done.id, "w", _train_result())
+    assert await store.jobs.count_since(1, "train", since) == 3  # the two cancelled after they started, and done

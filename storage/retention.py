@@ -1,0 +1,182 @@
+"""What Kabina keeps and for how long: the retention sweep, and forgetting a user entirely (/forgetme)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from storage.db import Database
+from storage.files import FileStore
+from storage.queue import JobQueue
+from storage.repos import ModelRepo
+
+DAY_S = 24 * 3600
+# The event feed and the intake log are working records: once the bot has followed an event, and Telegram can no
+# longer redeliver an update (it keeps them 24 h), they are only clutter.
+EVENTS_KEEP_S = 2 * DAY_S
+UPDATES_KEEP_S = 2 * DAY_S
+# Delivery records of finished jobs outlive any retry of that delivery by far.
+DELIVERIES_KEEP_S = 7 * DAY_S
+# A job of a user who is no longer known (forgotten), other than a training of the last day (one `?`).
+FORGOTTEN = "j.owner_id IS NOT NULL AND u.id IS NULL AND NOT (j.kind = 'train' AND j.started_at >= ?)"
+
+
+@dataclass
+class SweepReport:
+    """What one sweep removed (for logs and tests)."""
+
+    model_folders: list[int] = field(default_factory=list)
+    photo_copies: list[int] = field(default_factory=list)
+    job_folders: list[int] = field(default_factory=list)
+    jobs: int = 0
+    events: int = 0
+    updates: int = 0
+    deliveries: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.model_folders or self.photo_copies or self.job_folders or self.jobs or self.events
+                    or self.updates or self.deliveries)
+
+
+class Retention:
+    """Applies the rules of the README's privacy section; the bot runs `sweep` every half minute."""
+
+    def __init__(self, db: Database, files: FileStore, jobs: JobQueue, models: ModelRepo) -> None:
+        self._db = db
+        self._files = files
+        self._jobs = jobs
+        self._models = models
+
+    async def sweep(self, retention_days: int, now: float | None = None) -> SweepReport:
+        """Drawn pictures (and every finished job's record) are kept `retention_days` (RETENTION_DAYS)."""
+        now = time.time() if now is None else now
+        self.retention_s = retention_days * DAY_S
+        report = SweepReport()
+        await self._sweep_model_files(report)
+        await self._sweep_job_files(report, now)
+        await self._prune_rows(report, now)
+        return report
+
+    async def _sweep_model_files(self, report: SweepReport) -> None:
+        # The folders first, then the rows: a model created in between has its row by the time it is looked up.
+        on_disk = self._files.ids_on_disk("models")
+        statuses = {r["id"]: r["status"] for r in await self._db.fetchall("SELECT id, status FROM models")}
+        for model_id in on_disk:
+            status = statuses.get(model_id)
+            if status is None or status == "deleted":
+                # A worker that was still training when the model was deleted writes its files afterwards.
+                self._files.remove_model_files(model_id)
+                report.model_folders.append(model_id)
+            elif status in {"ready", "failed"} and (self._files.model_files(model_id) / "photos").exists():
+                # The photos were needed to train; a finished model keeps only what it draws with.
+                self._files.remove_model_photos(model_id)
+                report.photo_copies.append(model_id)
+
+    async def _sweep_job_files(self, report: SweepReport, now: float) -> None:
+        on_disk = self._files.ids_on_disk("jobs")
+        rows = await self._db.fetchall(
+            """SELECT j.id, j.kind, j.status, j.finished_at, j.owner_id, m.status AS model_status,
+                      j.model_id IS NOT NULL AND m.id IS NULL AS model_gone,
+                      j.owner_id IS NOT NULL AND u.id IS NULL AS owner_gone
+               FROM jobs j LEFT JOIN models m ON m.id = j.model_id LEFT JOIN users u ON u.id = j.owner_id"""
+        )
+        jobs = {r["id"]: r for r in rows}
+        for job_id in on_disk:
+            job = jobs.get(job_id)
+            finished = job is not None and job["status"] in {"done", "failed", "cancelled"}
+            if (
+                job is None
+                or job["model_status"] == "deleted" or job["model_gone"]
+                or (finished and job["owner_gone"])
+                # A training's checkpoints (LoRA and optimizer state) serve only to resume it.
+                or (finished and job["kind"] == "train")
+                or (finished and (job["finished_at"] or 0) < now - self.retention_s)
+            ):
+                self._files.remove_job_files(job_id)
+                report.job_folders.append(job_id)
+
+    async def _prune_rows(self, report: SweepReport, now: float) -> None:
+        async with self._db.transaction() as conn:
+            # Finished jobs past the retention time, and finished jobs of users who asked to be forgotten (but for
+            # the bare rows of their last day's trainings, which keep the daily cap honest).
+            old = f"""SELECT j.id FROM jobs j LEFT JOIN users u ON u.id = j.owner_id
+                      WHERE j.status IN ('done', 'failed', 'cancelled')
+                      AND (j.finished_at < ? OR ({FORGOTTEN}))"""
+            limits = (now - self.retention_s, now - DAY_S)
+            await conn.execute(f"DELETE FROM job_events WHERE job_id IN ({old})", limits)
+            await conn.execute(f"DELETE FROM deliveries WHERE job_id IN ({old})", limits)
+            cursor = await conn.execute(f"DELETE FROM jobs WHERE id IN ({old})", limits)
+            report.jobs = cursor.rowcount
+            # Events every follower has passed; a cursor that was never set keeps them all.
+            row = await (await conn.execute("SELECT min(position) FROM cursors")).fetchone()
+            followed = int(row[0]) if row and row[0] is not None else 0
+            cursor = await conn.execute(
+                "DELETE FROM job_events WHERE id <= ? AND created_at < ?", (followed, now - EVENTS_KEEP_S)
+            )
+            report.events = cursor.rowcount
+            # The newest processed update stays: polling resumes from it.
+            cursor = await conn.execute(
+                """DELETE FROM processed_updates WHERE processed_at < ?
+                   AND update_id < (SELECT max(update_id) FROM processed_updates)""",
+                (now - UPDATES_KEEP_S,),
+            )
+            report.updates = cursor.rowcount
+            cursor = await conn.execute(
+                """DELETE FROM deliveries WHERE updated_at < ? AND job_id NOT IN
+                   (SELECT id FROM jobs WHERE status IN ('queued', 'running'))""",
+                (now - DELIVERIES_KEEP_S,),
+            )
+            report.deliveries = cursor.rowcount
+
+    async def forget_user(self, user_id: int) -> ForgetReport:
+        """Everything of the user goes: models (with their files and every picture drawn with them), photos,
+        pictures the user drew, jobs, deliveries, shares, links and the user's own row. Running jobs are asked to
+        stop; their rows go as soon as they have (the next sweep). The rows of trainings started in the last 24 h
+        stay, holding nothing but the time, so that forgetting is no way around the daily training cap."""
+        report = ForgetReport()
+        for row in await self._db.fetchall(
+            "SELECT id FROM jobs WHERE owner_id = ? AND status IN ('queued', 'running')", (user_id,)
+        ):
+            await self._jobs.cancel(row["id"])
+            report.jobs_stopped += 1
+        for row in await self._db.fetchall("SELECT id FROM models WHERE owner_id = ?", (user_id,)):
+            await self._models.delete(row["id"])
+            report.models += 1
+        photos = await self._db.fetchall("SELECT path FROM photos WHERE owner_id = ?", (user_id,))
+        report.photos = len(photos)
+        jobs = await self._db.fetchall("SELECT id FROM jobs WHERE owner_id = ?", (user_id,))
+        for row in jobs:
+            self._files.remove_job_files(row["id"])
+        self._files.remove_user_photos(user_id)
+        recent = time.time() - DAY_S
+        async with self._db.transaction() as conn:
+            finished = """SELECT id FROM jobs WHERE owner_id = ? AND status IN ('done', 'failed', 'cancelled')
+                          AND NOT (kind = 'train' AND started_at >= ?)"""
+            await conn.execute(f"DELETE FROM job_events WHERE job_id IN ({finished})", (user_id, recent))
+            await conn.execute(
+                "DELETE FROM deliveries WHERE job_id IN (SELECT id FROM jobs WHERE owner_id = ?)", (user_id,)
+            )
+            await conn.execute(f"DELETE FROM jobs WHERE id IN ({finished})", (user_id, recent))
+            # What remains of recent trainings: no payload worth keeping (a model id that no longer exists).
+            await conn.execute(
+                "DELETE FROM job_events WHERE job_id IN (SELECT id FROM jobs WHERE owner_id = ? AND kind = 'train')",
+                (user_id,),
+            )
+            await conn.execute("DELETE FROM photos WHERE owner_id = ?", (user_id,))
+            await conn.execute("DELETE FROM shares WHERE by_user_id = ? OR chat_id = ?", (user_id, user_id))
+            await conn.execute(
+                "DELETE FROM share_links WHERE model_id IN (SELECT id FROM models WHERE owner_id = ?)", (user_id,)
+            )
+            await conn.execute("DELETE FROM shares WHERE model_id IN (SELECT id FROM models WHERE owner_id = ?)",
+                               (user_id,))
+            await conn.execute("DELETE FROM models WHERE owner_id = ?", (user_id,))
+            await conn.execute("DELETE FROM chats WHERE id = ?", (user_id,))
+            await conn.execute("DELETE FROM users WHERE id = ?", (user_id,))
+        return report
+
+
+@dataclass
+class ForgetReport:
+    models: int = 0
+    photos: int = 0
+    jobs_stopped: int = 0

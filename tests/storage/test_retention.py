@@ -1,0 +1,120 @@
+"""Deletion and retention in storage: a deleted model's files go at once and it stays deleted, and the sweep keeps
+files and records bounded (deleted models' late files, finished trainings' checkpoints, old pictures and records)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from storage import DrawPayload, DrawResult, Storage, TrainPayload
+from tests.helpers import files_under, make_ready_model, photo_bytes
+
+DAY = 24 * 3600.0
+
+
+async def _drawing(store: Storage, owner_id: int, model_id: int, prompt: str = "sks dog") -> int:
+    job = await store.jobs.enqueue(DrawPayload(model_id=model_id, prompt=prompt), owner_id=owner_id,
+                                   chat_id=owner_id, model_id=model_id)
+    await store.jobs.claim("w", kinds=["draw"])
+    picture = store.files.write_atomic(store.files.job_dir(job.id) / "0.png", photo_bytes(1, (64, 64), "PNG"))
+    await store.jobs.complete(job.id, "w", DrawResult(images=[str(picture)], seeds=[1]))
+    return job.id
+
+
+async def _training_with_checkpoint(store: Storage, owner_id: int, model_id: int) -> int:
+    job = await store.jobs.enqueue(TrainPayload(model_id=model_id), owner_id=owner_id, chat_id=owner_id,
+                                   model_id=model_id)
+    await store.jobs.claim("w", kinds=["train"])
+    step = store.files.job_dir(job.id) / "checkpoints" / "step-000004"
+    store.files.write_atomic(step / "lora.safetensors", b"lora")
+    store.files.write_atomic(step / "optimizer.pt", b"adam")
+    return job.id
+
+
+def _under(store: Storage, *parts: str) -> list[Path]:
+    return [p for p in files_under(store.files.root) if p.relative_to(store.files.root).parts[:len(parts)] == parts]
+
+
+async def test_deleting_a_model_removes_its_files_and_every_picture_drawn_with_it_at_once(store: Storage) -> None:
+    model = await make_ready_model(store, 1)
+    other = await make_ready_model(store, 2)
+    training = await _training_with_checkpoint(store, 1, model.id)
+    await store.jobs.fail(training, "w", "stopped")
+    drawings = [await _drawing(store, 1, model.id), await _drawing(store, 3, model.id)]
+    kept = await _drawing(store, 2, other.id)
+    await store.models.delete(model.id)
+    assert _under(store, "models", str(model.id)) == []
+    assert [_under(store, "jobs", str(j)) for j in (training, *drawings)] == [[], [], []]
+    assert _under(store, "jobs", str(kept)) and _under(store, "models", str(other.id))
+
+
+async def test_a_deleted_model_stays_deleted_whatever_a_worker_still_reports(store: Storage) -> None:
+    model = await make_ready_model(store, 1)
+    await store.models.delete(model.id)
+    weights = store.files.write_atomic(store.files.model_dir(model.id) / "lora.safetensors", b"late")
+    assert await store.models.mark_ready(model.id, weights_path=weights) is False
+    assert await store.models.set_status(model.id, "failed", error="cancelled") is False
+    assert await store.models.set_status(model.id, "training") is False
+    assert (await store.models.get(model.id)).status == "deleted"
+    assert await store.models.list_for_owner(1) == []
+
+
+async def test_the_sweep_removes_what_a_worker_wrote_after_a_delete(store: Storage) -> None:
+    model = await make_ready_model(store, 1)
+    training = await _training_with_checkpoint(store, 1, model.id)
+    await store.models.delete(model.id)
+    # The engine, still running, writes the weights, samples and another checkpoint afterwards.
+    store.files.write_atomic(store.files.model_dir(model.id) / "lora.safetensors", b"late")
+    store.files.write_atomic(store.files.model_dir(model.id) / "sample-0.png", b"late")
+    store.files.write_atomic(store.files.job_dir(training) / "checkpoints" / "step-000008" / "optimizer.pt", b"x")
+    report = await store.retention.sweep(retention_days=30)
+    assert model.id in report.model_folders and training in report.job_folders
+    assert _under(store, "models") == [] and _under(store, "jobs") == []
+
+
+async def test_a_finished_model_keeps_neither_its_training_checkpoints_nor_its_copies_of_the_photos(
+    store: Storage,
+) -> None:
+    await store.users.upsert(7, first_name="Ann")
+    photos = [photo_bytes(seed) for seed in (1, 2, 3)]
+    for seed, data in enumerate(photos):
+        await store.photos.add(7, file_unique_id=f"p{seed}", data=data, width=320, height=320)
+    model = await store.models.create(7, name="dog", class_word="dog", params={},
+                                      photo_ids=[p.id for p in await store.photos.list(7)])
+    training = await _training_with_checkpoint(store, 7, model.id)
+    await store.photos.clear(7)
+    running = await store.retention.sweep(retention_days=30)
+    assert running.job_folders == [] and running.photo_copies == []  # a training in progress needs both
+    weights = store.files.write_atomic(store.files.model_dir(model.id) / "lora.safetensors", b"w")
+    await store.models.mark_ready(model.id, weights_path=weights)
+    await store.jobs.fail(training, "w", "whatever the end")
+    await store.retention.sweep(retention_days=30)
+    assert [p.name for p in _under(store, "models", str(model.id))] == ["lora.safetensors"]
+    assert _under(store, "jobs") == [] and _under(store, "photos") == []
+
+
+async def test_pictures_and_records_are_kept_for_the_retention_time_and_then_go(store: Storage) -> None:
+    model = await make_ready_model(store, 1)
+    await store.users.upsert(1)
+    old = await _drawing(store, 1, model.id, "an old private prompt")
+    await store.deliveries.save(old, "result", chat_id=1, state="sent")
+    await store.updates.mark(10)
+    await store.updates.mark(11)
+    last_event = (await store.jobs.events_after(0))[-1].id
+    await store.cursors.set("bot.events", last_event)
+    now = (await store.jobs.get(old)).finished_at
+    kept = await store.retention.sweep(retention_days=30, now=now + 29 * DAY)
+    assert kept.jobs == 0 and _under(store, "jobs", str(old)) and kept.updates == 1  # 10 goes, the newest stays
+    report = await store.retention.sweep(retention_days=30, now=now + 31 * DAY)
+    assert report.jobs == 1 and await store.jobs.get(old) is None
+    assert _under(store, "jobs") == [] and await store.deliveries.get(old, "result") is None
+    assert await store.jobs.events_after(0) == []
+    assert await store.updates.last_id() == 11
+    assert (await store.models.get(model.id)).status == "ready"  # the model itself is the owner's to delete
+
+
+async def test_events_a_follower_has_not_passed_are_never_pruned(store: Storage) -> None:
+    await store.cursors.set("bot.events", 0)
+    job = await store.jobs.enqueue(DrawPayload(model_id=None, prompt="x"), owner_id=None)
+    now = (await store.jobs.get(job.id)).created_at
+    await store.retention.sweep(retention_days=30, now=now + 5 * DAY)
+    assert [e.job_id for e in await store.jobs.events_after(0)] == [job.id]
