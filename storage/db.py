@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -64,14 +66,26 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction taken at once (BEGIN IMMEDIATE), so two processes never both think they won."""
         async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
             try:
+                await self._conn.execute("BEGIN IMMEDIATE")
                 yield self._conn
-            except BaseException:
-                await self._conn.execute("ROLLBACK")
-                raise
-            else:
                 await self._conn.execute("COMMIT")
+            except BaseException:
+                await self._close_transaction()
+                raise
+
+    async def _close_transaction(self) -> None:
+        """Roll back whatever the interrupted transaction left open, even when we were cancelled mid-statement.
+
+        A cancelled await does not stop the statement: aiosqlite still runs it (a BEGIN, say) on its thread, in
+        order. So a ROLLBACK is always queued behind it and awaited to the end, even through a second cancel;
+        "no transaction is active" just means nothing was left open for the next caller to trip over."""
+        rollback = asyncio.ensure_future(self._conn.execute("ROLLBACK"))
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(rollback)
+        await asyncio.wait([rollback])
+        with contextlib.suppress(sqlite3.Error):
+            rollback.result()
 
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """One autocommitted statement; returns the number of rows it changed."""

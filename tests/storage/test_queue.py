@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import time
@@ -315,3 +316,20 @@ async def test_the_daily_count_is_of_trainings_that_started_cancelled_ones_inclu
     await store.jobs.claim("w")
     await store.jobs.complete(done.id, "w", _train_result())
     assert await store.jobs.count_since(1, "train", since) == 3  # the two cancelled after they started, and done
+
+
+async def test_a_transaction_cancelled_at_any_moment_leaves_the_database_usable(store: Storage) -> None:
+    """A heartbeat cancelled mid-statement (the worker's pump is cancelled when its job ends) must not leave the
+    shared connection inside a transaction: the next write would fail with "transaction within a transaction"."""
+    job = await store.jobs.enqueue(train())
+    await store.jobs.claim("w", lease_s=LEASE)
+    for delay in range(40):
+        beat = asyncio.create_task(store.jobs.heartbeat(job.id, "w", lease_s=LEASE))
+        for _ in range(delay % 8):
+            await asyncio.sleep(0)
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        await store.jobs.heartbeat(job.id, "w", lease_s=LEASE)  # raises if a transaction was left open
+    await store.jobs.complete(job.id, "w", _train_result())
+    assert (await store.jobs.get(job.id)).status == JobStatus.DONE
