@@ -1,7 +1,13 @@
-"""Class images for prior preservation: generated once per (base model, prompt, resolution), shared, topped up."""
+"""Class images for prior preservation: generated once per (base model, prompt, resolution), shared, topped up.
+
+They are drawn with the family's class-image recipe (steps, guidance, the model's own sampler); the cache key
+(engine.base_model.base_model_key) contains the family and that recipe, and each folder records the recipe it was
+filled with (recipe.json), so pictures drawn two ways never end up in one folder.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -19,6 +25,29 @@ CLASS_SEED = 20_240_000
 
 class Stopped(Exception):
     """should_stop() turned true; whatever was finished is kept."""
+
+
+class ClassImageMismatch(ValueError):
+    """The folder holds class images drawn another way (other steps, guidance, sampler or size)."""
+
+
+RECIPE_FILE = "recipe.json"
+
+
+def _check_recipe(folder: Path, recipe: dict) -> None:
+    path = folder / RECIPE_FILE
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        found = None
+    if found is None:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=".tmp")
+        with os.fdopen(fd, "w") as handle:
+            json.dump(recipe, handle, sort_keys=True)
+        os.replace(tmp, path)
+    elif found != recipe:
+        raise ClassImageMismatch(f"{folder} holds class images drawn with {found}, not {recipe}; "
+                                 "use the folder of this recipe (base_model_key with these settings)")
 
 
 def _name(index: int) -> str:
@@ -48,7 +77,9 @@ def ensure_class_images(
     count: int,
     resolution: int,
     *,
-    steps: int = 25,
+    steps: int | None = None,
+    guidance: float | None = None,
+    sampler: str | None = None,
     batch_size: int = 4,
     on_progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
@@ -57,12 +88,22 @@ def ensure_class_images(
     """Make sure `folder` holds at least `count` class images for `prompt`; generate only the missing ones.
 
     The folder comes from storage (store.files.class_image_dir), which keys it by base model, prompt and
-    resolution, so everyone training the same class on the same model shares it.
+    resolution, so everyone training the same class on the same model shares it. Steps, guidance and sampler
+    default to the family's class-image recipe (the one base_model_key assumes).
     """
     import torch
 
+    from engine.detection import family_of
+    from engine.drawing import render
+
+    family = family_of(pipe)
+    steps = family.class_image_steps if steps is None else int(steps)
+    guidance = family.class_image_guidance if guidance is None else float(guidance)
+    sampler = sampler or family.class_image_sampler
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    _check_recipe(folder, {"family": family.name, "prompt": prompt, "resolution": int(resolution), "steps": steps,
+                           "guidance": guidance, "sampler": sampler})
     have = {int(p.stem) for p in existing_class_images(folder)}
     missing = [i for i in range(count) if i not in have]
     started = time.monotonic()
@@ -74,15 +115,8 @@ def ensure_class_images(
             raise Stopped("stopped while generating class images")
         indices = missing[start : start + batch_size]
         generators = [torch.Generator(device="cpu").manual_seed(CLASS_SEED + i) for i in indices]
-        with torch.inference_mode():
-            images = pipe(
-                prompt=[prompt] * len(indices),
-                num_inference_steps=steps,
-                guidance_scale=7.5,
-                height=resolution,
-                width=resolution,
-                generator=generators,
-            ).images
+        images = render(pipe, [prompt] * len(indices), generators, steps=steps, guidance=guidance,
+                        width=resolution, height=resolution, sampler=sampler)
         for index, image in zip(indices, images, strict=True):
             _save_png(image, folder / _name(index))
         done += len(indices)

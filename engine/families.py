@@ -66,7 +66,7 @@ class Family:
     class_images: int = 200
     class_image_steps: int = 25
     class_image_guidance: float = 7.5
-    class_image_sampler: str = "dpm++2m-karras"
+    class_image_sampler: str = "default"  # the model's own scheduler: class images show its prior as it comes
     train_guidance: float | None = None  # the guidance-embedding value fed while training (FLUX.1-dev)
     weighting_scheme: str = "none"  # flow matching: timestep density and loss weighting (SD3 paper's schemes)
     vae_fp16_overflows: bool = False  # the family's stock VAE produces inf/NaN in fp16 (SDXL): upcast it
