@@ -104,6 +104,11 @@ def load_base_pipeline(path: str | Path, runtime: Runtime, *, vae: str | Path | 
         raise BaseModelError(f"cannot load the {family.title} model from {path}: {exc}") from exc
     pipe._kabina_family = family.name
     pipe._kabina_source = detection.source
+    if family.denoiser == "transformer":
+        # engine/worker.py (being rewritten; not ours to edit) reaches the trained module as `pipe.unet` when it
+        # steps a training aside for a draw. For FLUX that module is the transformer: name it so there too.
+        # Everything else here asks family_of(pipe).denoiser; diffusers never reads this attribute.
+        pipe.unet = pipe.transformer
     prepare_pipeline(pipe, runtime)
     return pipe
 
@@ -136,8 +141,13 @@ def prepare_pipeline(pipe, runtime: Runtime) -> None:
 
 
 def pipeline_modules(pipe) -> list:
-    names = ("unet", "transformer", "vae", "text_encoder", "text_encoder_2")
-    return [m for m in (getattr(pipe, n, None) for n in names) if m is not None]
+    """The pipeline's torch modules, each once (FLUX's `unet` alias is its transformer)."""
+    names = ("transformer", "unet", "vae", "text_encoder", "text_encoder_2")
+    found: list = []
+    for module in (getattr(pipe, n, None) for n in names):
+        if module is not None and all(module is not m for m in found):
+            found.append(module)
+    return found
 
 
 def use_fast_attention(pipe, runtime: Runtime) -> None:
@@ -145,9 +155,11 @@ def use_fast_attention(pipe, runtime: Runtime) -> None:
 
     FLUX keeps its own processor: it applies rotary embeddings inside attention and already calls SDPA.
     """
-    unet = getattr(pipe, "unet", None)
-    if unet is None:
+    from engine.detection import family_of
+
+    if family_of(pipe).denoiser != "unet":
         return
+    unet = pipe.unet
     if runtime.attention == "xformers":
         try:
             pipe.enable_xformers_memory_efficient_attention()
@@ -196,9 +208,10 @@ def base_model_key(path: str | Path, *, class_steps: int | None = None, class_gu
 
 def training_resolution(pipe) -> int:
     """The image size the model was trained for (512 SD1.x, 768 SD2-v, 1024 SDXL/FLUX; 64 for the tiny models)."""
-    unet = getattr(pipe, "unet", None)
-    if unet is not None:
-        return int(unet.config.sample_size) * pipe.vae_scale_factor
+    from engine.detection import family_of
+
+    if family_of(pipe).denoiser == "unet":
+        return int(pipe.unet.config.sample_size) * pipe.vae_scale_factor
     # FLUX's transformer has no sample size; its VAE config records the native one (1024 for FLUX.1).
     return int(pipe.vae.config.sample_size)
 

@@ -84,10 +84,9 @@ class ModelLimits:
 def structural_multiple(pipe) -> int:
     """The finest grid the model's shapes allow: VAE factor × 2 per UNet downsampling (FLUX: × 2 for packing)."""
     factor = pipe.vae_scale_factor
-    unet = getattr(pipe, "unet", None)
-    if unet is None:
+    if family_of(pipe).denoiser != "unet":
         return factor * 2
-    return factor * 2 ** (len(unet.config.block_out_channels) - 1)
+    return factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
 
 
 def limits_of(pipe) -> ModelLimits:
