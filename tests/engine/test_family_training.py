@@ -117,7 +117,7 @@ def test_sdxl_text_encoder_lora_covers_both_encoders_and_reloads_in_both_formats
     image = _draw(pipe)
     remove_lora(pipe)
     with safe_open(str(result.kohya_path), "pt") as handle:
-        prefixes = {k.split("_text_model")[0] for k in handle if "_text_model_" in k}
+        prefixes = {k.split("_text_model")[0] for k in handle.keys() if "_text_model_" in k}  # noqa: SIM118
     assert prefixes == {"lora_te1", "lora_te2"}
     for path in (result.weights_path, result.kohya_path):
         pipe = fresh("sdxl")
