@@ -197,3 +197,62 @@ def build_tiny_family(folder: str | Path, family: str, seed: int = 0):
     pipe.save_pretrained(str(folder))
     (folder / "README.txt").write_text(NOTICE, encoding="utf-8")
     return pipe
+
+
+def build_random_family(family_name: str, device, dtype):
+    """A full-size pipeline of a family with random weights, in memory, from its config folder (engine/configs).
+
+    For speed and memory figures on a GPU (a step costs the same whatever the weights are); nothing is read from
+    or written to disk but the configs. The SD families get CLIP's real tokenizer, FLUX's T5 our small one (its
+    ids fit T5's 32,128-token embedding; the cost of a step does not depend on which ids they are).
+    """
+    import diffusers
+    import torch
+    import transformers
+
+    from engine.base_model import CONFIGS_DIR
+    from engine.single_file import TEMPLATES
+
+    family = get_family(family_name)
+    folder = CONFIGS_DIR / TEMPLATES[family.name]
+    index = diffusers.DiffusionPipeline.load_config(str(folder))
+    components = {}
+    if family.is_flux:
+        components["tokenizer"] = family_tokenizers(get_family("sd1"))["tokenizer"]
+        components["tokenizer_2"] = tiny_t5_tokenizer()
+    else:
+        components.update(family_tokenizers(family))
+    for name, value in index.items():  # schedulers first, in fp32 and on the CPU, as diffusers keeps them
+        if isinstance(value, list) and value[0] == "diffusers" and issubclass(getattr(diffusers, value[1]),
+                                                                           diffusers.SchedulerMixin):
+            cls = getattr(diffusers, value[1])
+            components[name] = cls.from_config(cls.load_config(str(folder / name)))
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # initialise in the target dtype: FLUX's 12B transformer would need 48 GB in fp32
+    try:
+        _instantiate(index, folder, components, device, diffusers, transformers)
+    finally:
+        torch.set_default_dtype(default_dtype)
+    pipeline_class = getattr(diffusers, family.pipeline)
+    extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False} \
+        if family.pipeline == "StableDiffusionPipeline" else {}
+    pipe = pipeline_class(**components, **extra).to(device=device, dtype=dtype)
+    pipe._kabina_family = family.name
+    if family.denoiser == "transformer":
+        pipe.unet = pipe.transformer  # as engine.base_model.load_base_pipeline does
+    return pipe
+
+
+def _instantiate(index, folder: Path, components: dict, device, diffusers, transformers) -> None:
+    import torch
+
+    with torch.device(device):
+        for name, value in index.items():
+            if name.startswith("_") or name in components or not isinstance(value, list) or value[0] is None:
+                continue
+            library, class_name = value
+            cls = getattr(diffusers if library == "diffusers" else transformers, class_name)
+            if issubclass(cls, diffusers.ModelMixin):
+                components[name] = cls.from_config(cls.load_config(str(folder / name)))
+            else:
+                components[name] = cls(cls.config_class.from_pretrained(str(folder / name)))
