@@ -1,8 +1,8 @@
 """Class images for prior preservation: generated once per (base model, prompt, resolution), shared, topped up.
 
 They are drawn with the family's class-image recipe (steps, guidance, the model's own sampler); the cache key
-(engine.base_model.base_model_key) contains the family and that recipe, and each folder records the recipe it was
-filled with (recipe.json), so pictures drawn two ways never end up in one folder.
+(engine.base_model.base_model_key) contains the family and that recipe, and each picture records the recipe it was
+drawn with (a PNG text chunk), so pictures drawn two ways never end up in one folder.
 """
 
 from __future__ import annotations
@@ -31,23 +31,19 @@ class ClassImageMismatch(ValueError):
     """The folder holds class images drawn another way (other steps, guidance, sampler or size)."""
 
 
-RECIPE_FILE = "recipe.json"
+# Each class image records the recipe it was drawn with in a PNG text chunk: the folder stays pictures only (other
+# trainers read it as a class-data folder), and a folder filled one way is never topped up another way.
+RECIPE_KEY = "kabina_recipe"
 
 
-def _check_recipe(folder: Path, recipe: dict) -> None:
-    path = folder / RECIPE_FILE
-    try:
-        found = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        found = None
-    if found is None:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=".tmp")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(recipe, handle, sort_keys=True)
-        os.replace(tmp, path)
-    elif found != recipe:
-        raise ClassImageMismatch(f"{folder} holds class images drawn with {found}, not {recipe}; "
-                                 "use the folder of this recipe (base_model_key with these settings)")
+def _check_recipe(paths: list[Path], recipe: str) -> None:
+    if not paths:
+        return
+    with Image.open(paths[0]) as image:
+        found = getattr(image, "text", {}).get(RECIPE_KEY)
+    if found is not None and found != recipe:
+        raise ClassImageMismatch(f"{paths[0].parent} holds class images drawn with {found}, not {recipe}; use the "
+                                 "folder of this recipe (base_model_key with these settings)")
 
 
 def _name(index: int) -> str:
@@ -58,12 +54,18 @@ def existing_class_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob("[0-9][0-9][0-9][0-9][0-9].png"))
 
 
-def _save_png(image: Image.Image, target: Path) -> None:
+def _save_png(image: Image.Image, target: Path, recipe: str | None = None) -> None:
     # Temp file + rename: a crash never leaves a half-written picture that a later run would trust.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=".tmp")
+    info = None
+    if recipe is not None:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text(RECIPE_KEY, recipe)
     try:
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
+            image.save(handle, format="PNG", pnginfo=info)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -102,9 +104,11 @@ def ensure_class_images(
     sampler = sampler or family.class_image_sampler
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _check_recipe(folder, {"family": family.name, "prompt": prompt, "resolution": int(resolution), "steps": steps,
-                           "guidance": guidance, "sampler": sampler})
-    have = {int(p.stem) for p in existing_class_images(folder)}
+    recipe = json.dumps({"family": family.name, "prompt": prompt, "resolution": int(resolution), "steps": steps,
+                         "guidance": guidance, "sampler": sampler}, sort_keys=True)
+    existing = existing_class_images(folder)
+    _check_recipe(existing, recipe)
+    have = {int(p.stem) for p in existing}
     missing = [i for i in range(count) if i not in have]
     started = time.monotonic()
     done = count - len(missing)
@@ -118,7 +122,7 @@ def ensure_class_images(
         images = render(pipe, [prompt] * len(indices), generators, steps=steps, guidance=guidance,
                         width=resolution, height=resolution, sampler=sampler)
         for index, image in zip(indices, images, strict=True):
-            _save_png(image, folder / _name(index))
+            _save_png(image, folder / _name(index), recipe)
         done += len(indices)
         if on_progress:
             made = start + len(indices)
