@@ -267,3 +267,31 @@ def test_flux_is_trained_by_flow_matching_on_shifted_scaled_packed_latents(name,
         assert seen["guidance"].tolist() == [family.train_guidance] * 2
     else:
         assert seen["guidance"] is None
+
+
+@pytest.mark.parametrize("name", ["sdxl", "flux"])
+def test_gradient_checkpointing_the_cuda_default_for_flux_trains_the_same_lora(name, family_pipe, runtime, photos,
+                                                                              make_spec, tmp_path):
+    """Checkpointing only recomputes activations: on the CPU (fp32) the weights must come out identical."""
+    from safetensors.torch import load_file
+
+    from engine.training import remove_lora, train
+
+    pipe = family_pipe(name)
+    results = []
+    for checkpointing in (False, True):
+        spec = make_spec(tmp_path / str(checkpointing), photos, steps=2, learning_rate=5e-3, class_image_dir=None,
+                         sample_seeds=(), gradient_checkpointing=checkpointing)
+        during: list[bool] = []
+
+        def on_progress(p: dict, seen: list[bool] = during) -> None:
+            if p["stage"] == "training":
+                seen.append(pipe.unet.is_gradient_checkpointing)  # FLUX: the transformer, under its alias
+
+        results.append(load_file(str(train(spec, on_progress, pipe=pipe, runtime=runtime).weights_path)))
+        assert during == [checkpointing] * 2
+        assert not pipe.unet.is_gradient_checkpointing  # switched off again afterwards
+    remove_lora(pipe)
+    plain, checkpointed = results
+    assert plain.keys() == checkpointed.keys()
+    assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6) for k in plain)
