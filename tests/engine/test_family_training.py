@@ -295,3 +295,34 @@ def test_gradient_checkpointing_the_cuda_default_for_flux_trains_the_same_lora(n
     plain, checkpointed = results
     assert plain.keys() == checkpointed.keys()
     assert all(torch.allclose(plain[k], checkpointed[k], atol=1e-6) for k in plain)
+
+
+def test_an_fp16_sdxl_vae_encodes_in_fp32_unless_a_fixed_vae_is_given(family_pipe, tiny_sdxl_dir, runtime, photos,
+                                                                      tmp_path):
+    """SDXL's stock VAE overflows in fp16 (force_upcast); an fp16-fix VAE (force_upcast false) runs in fp16."""
+    import json
+    import shutil
+
+    from engine.base_model import load_base_pipeline
+    from engine.training import encode_images
+
+    pipe = family_pipe("sdxl")
+    assert pipe.vae.config.force_upcast
+    pipe.vae.to(torch.float16)
+    try:
+        half = encode_images(pipe, photos[:1], 64)
+        assert pipe.vae.dtype == torch.float16  # put back as it was
+        pipe.vae.to(torch.float32)
+        assert torch.equal(half.mean, encode_images(pipe, photos[:1], 64).mean)  # fp32 maths on the fp16 weights
+    finally:
+        pipe.vae.to(torch.float32)
+    fixed = tmp_path / "sdxl-vae-fp16-fix"
+    shutil.copytree(tiny_sdxl_dir / "vae", fixed)
+    config = fixed / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "force_upcast": False}))
+    own = load_base_pipeline(tiny_sdxl_dir, runtime, vae=fixed)
+    assert not own.vae.config.force_upcast
+    own.vae.to(torch.float16)
+    in_half = encode_images(own, photos[:1], 64)
+    own.vae.to(torch.float32)
+    assert not torch.equal(in_half.mean, encode_images(own, photos[:1], 64).mean)
