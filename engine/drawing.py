@@ -11,16 +11,15 @@ from __future__ import annotations
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from engine.detection import family_of
-from engine.families import Family, size_for_aspect
+from engine.families import MAX_IMAGES, Family, size_for_aspect
 
-MAX_IMAGES = 4
 MAX_SIDE = 1024  # SD1.x's; every family publishes its own (engine.families), this name stays for old callers
 
 
@@ -74,7 +73,6 @@ class ModelLimits:
     resolution: int
     multiple: int
     max_side: int
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def size_for(self, aspect: str) -> tuple[int, int]:
         return size_for_aspect(self.family, aspect, resolution=self.resolution, multiple=self.multiple,

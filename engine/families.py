@@ -9,7 +9,7 @@ their READMEs); "pipeline" means the diffusers pipeline class's own __call__ def
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 # The sampler names users type (`/draw … --sampler euler-a`), the A1111 spellings most SD users know.
@@ -27,6 +27,7 @@ ASPECT_RATIOS: tuple[str, ...] = ("1:1", "3:2", "2:3", "16:9", "9:16")
 ASPECT_TOLERANCE = 0.05
 
 CLIP_TOKEN_LIMIT = 75  # CLIP reads 77 positions: <|startoftext|>, 75 text tokens, <|endoftext|>
+MAX_IMAGES = 4  # pictures per /draw request, every family
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,6 @@ class Family:
     ss_v_parameterization: bool = False
     modelspec_architecture: str = "stable-diffusion-v1"
     modelspec_implementation: str = "diffusers"
-    notes: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def pixel_budget(self) -> int:
@@ -109,7 +109,7 @@ class Family:
             "sizes": {ar: list(size_for_aspect(self, ar)) for ar in ASPECT_RATIOS},
             "negative_prompt": self.negative_prompt,
             "prompt_tokens": self.prompt_tokens,
-            "max_images": 4,
+            "max_images": MAX_IMAGES,
         }
 
 

@@ -35,7 +35,10 @@ def adapter_metadata(module, adapter: str = ADAPTER) -> dict[str, Any]:
 
 
 def save_diffusers_lora(target: Path, unet, text_encoder=None, adapter: str = ADAPTER) -> Path:
-    """LoRA weights in the layout `pipe.load_lora_weights(target)` reads, with the alpha metadata."""
+    """An SD1.x/SD2.x UNet (and text-encoder) LoRA from bare modules, in the layout `load_lora_weights` reads.
+
+    Training uses save_lora(target, pipe), which knows every family; this stays for callers with modules only.
+    """
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
 

@@ -22,8 +22,8 @@ from engine.class_images import Stopped, ensure_class_images
 from engine.conditioning import PromptEmbeds, encode, tokenize
 from engine.detection import family_of
 from engine.families import SD1, Family
-from engine.lora_files import ADAPTER, TEXT_ENCODER_TARGETS, UNET_TARGETS  # noqa: F401  (re-exported)
-from engine.objectives import EncodedImages, Objective, StepBatch, sdxl_time_ids, step_batch  # noqa: F401
+from engine.lora_files import ADAPTER
+from engine.objectives import EncodedImages, Objective, StepBatch, sdxl_time_ids, step_batch
 from engine.photos import crop_geometry
 from engine.tokens import class_prompt, instance_prompt
 
