@@ -1,4 +1,4 @@
-"""Loading the base Stable Diffusion model offline and choosing device, dtype and attention kernels."""
+"""Loading the base model offline as its family's pipeline, and choosing device, dtype and attention kernels."""
 
 from __future__ import annotations
 
@@ -14,10 +14,16 @@ log = logging.getLogger(__name__)
 
 CONFIGS_DIR = Path(__file__).with_name("configs")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt")
+# Bump when the way class images are drawn changes without any setting changing: old caches are then not reused.
+CLASS_IMAGE_RECIPE = 2
 
 
 class BaseModelError(Exception):
     """The base model is missing or cannot be loaded; the message says what to put where."""
+
+
+class UnsupportedModel(BaseModelError):
+    """The base model is of a family Kabina does not serve; the message says what was found and what is supported."""
 
 
 @dataclass(frozen=True)
@@ -63,62 +69,97 @@ def _offline() -> None:
         os.environ.setdefault(name, "1")
 
 
-def single_file_config_dir(checkpoint: Path) -> Path:
-    """The diffusers config folder (with tokenizer/) a single-file checkpoint is read with, offline.
+def load_base_pipeline(path: str | Path, runtime: Runtime, *, vae: str | Path | None = None):
+    """The family's diffusers pipeline from a diffusers folder or a single .safetensors file, on runtime's device.
 
-    Looked up in order: a folder named like the checkpoint beside it (`sd15.safetensors` + `sd15/`), the
-    checkpoint's own folder when it holds `model_index.json`, then engine/configs/sd15 if a tokenizer was put
-    there (SD1.5 checkpoints carry no tokenizer; copy vocab.json and merges.txt of openai/clip-vit-large-patch14
-    into engine/configs/sd15/tokenizer/).
+    The family is detected first (engine.detection): an unsupported model is refused here with one line, never at
+    the first job. `vae` replaces the model's VAE with another diffusers VAE folder (or single file), e.g. SDXL's
+    fp16-fix VAE, which needs no fp32 upcast. The family is recorded on the pipeline (`family_of(pipe)`).
     """
-    candidates = [checkpoint.with_suffix(""), checkpoint.parent, CONFIGS_DIR / "sd15"]
-    for folder in candidates:
-        if (folder / "model_index.json").is_file() and any((folder / "tokenizer").glob("*.json")):
-            return folder
-    raise BaseModelError(
-        f"{checkpoint.name} is a single-file checkpoint; put its diffusers config folder (with tokenizer/) "
-        f"beside it as {checkpoint.with_suffix('').name}/, or add the CLIP tokenizer files to "
-        f"{CONFIGS_DIR / 'sd15' / 'tokenizer'}"
-    )
-
-
-def load_base_pipeline(path: str | Path, runtime: Runtime):
-    """A StableDiffusionPipeline from a diffusers folder or a single .safetensors file, on runtime's device."""
     _offline()
-    from diffusers import StableDiffusionPipeline
+    import diffusers
+
+    from engine.detection import detect
 
     path = Path(path).expanduser()
-    common: dict[str, Any] = {
-        "torch_dtype": runtime.dtype,
-        "safety_checker": None,
-        "requires_safety_checker": False,
-        "local_files_only": True,
-    }
+    detection = detect(path)
+    family = detection.family
+    dtype = _dtype_for(family, runtime)
+    pipeline_class = getattr(diffusers, family.pipeline)
+    common: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
+    if family.pipeline == "StableDiffusionPipeline":
+        common.update(safety_checker=None, requires_safety_checker=False)
     try:
-        if path.is_dir():
-            if not (path / "model_index.json").is_file():
-                raise BaseModelError(f"{path} has no model_index.json; BASE_MODEL must be a diffusers folder")
-            pipe = StableDiffusionPipeline.from_pretrained(str(path), **common)
-        elif path.is_file() and path.suffix in WEIGHT_SUFFIXES:
-            config = single_file_config_dir(path)
-            pipe = StableDiffusionPipeline.from_single_file(str(path), config=str(config), **common)
+        if detection.source == "folder":
+            pipe = pipeline_class.from_pretrained(str(path), **common)
         else:
-            raise BaseModelError(f"BASE_MODEL {path} is neither a diffusers folder nor a .safetensors file")
+            from engine.single_file import load_single_file
+
+            pipe = load_single_file(pipeline_class, path, detection, common)
+        if vae is not None:
+            pipe.vae = _load_vae(Path(vae).expanduser(), dtype)
     except BaseModelError:
         raise
     except Exception as exc:
-        raise BaseModelError(f"cannot load the base model from {path}: {exc}") from exc
-    pipe.to(runtime.device)
-    pipe.set_progress_bar_config(disable=True)
-    use_fast_attention(pipe, runtime)
-    for module in (pipe.unet, pipe.vae, pipe.text_encoder):
-        module.requires_grad_(False)
-        module.eval()
+        raise BaseModelError(f"cannot load the {family.title} model from {path}: {exc}") from exc
+    pipe._kabina_family = family.name
+    pipe._kabina_source = detection.source
+    if family.denoiser == "transformer":
+        # engine/worker.py (being rewritten; not ours to edit) reaches the trained module as `pipe.unet` when it
+        # steps a training aside for a draw. For FLUX that module is the transformer: name it so there too.
+        # Everything else here asks family_of(pipe).denoiser; diffusers never reads this attribute.
+        pipe.unet = pipe.transformer
+    prepare_pipeline(pipe, runtime)
     return pipe
 
 
+def _dtype_for(family, runtime: Runtime):
+    import torch
+
+    if family.is_flux and runtime.dtype == torch.float16:
+        # FLUX.1's activations overflow fp16 (the transformer and T5 were trained in bf16).
+        raise BaseModelError("FLUX.1 needs bfloat16, which this GPU lacks; use an Ampere or newer GPU")
+    return runtime.dtype
+
+
+def _load_vae(vae: Path, dtype):
+    from diffusers import AutoencoderKL
+
+    if vae.is_dir():
+        return AutoencoderKL.from_pretrained(str(vae), dtype=dtype, local_files_only=True)
+    return AutoencoderKL.from_single_file(str(vae), dtype=dtype, local_files_only=True)
+
+
+def prepare_pipeline(pipe, runtime: Runtime) -> None:
+    """On the device, quiet, fast attention, every weight frozen and in eval mode."""
+    pipe.to(runtime.device)
+    pipe.set_progress_bar_config(disable=True)
+    use_fast_attention(pipe, runtime)
+    for module in pipeline_modules(pipe):
+        module.requires_grad_(False)
+        module.eval()
+
+
+def pipeline_modules(pipe) -> list:
+    """The pipeline's torch modules, each once (FLUX's `unet` alias is its transformer)."""
+    names = ("transformer", "unet", "vae", "text_encoder", "text_encoder_2")
+    found: list = []
+    for module in (getattr(pipe, n, None) for n in names):
+        if module is not None and all(module is not m for m in found):
+            found.append(module)
+    return found
+
+
 def use_fast_attention(pipe, runtime: Runtime) -> None:
-    """xformers on CUDA when installed; PyTorch's SDPA otherwise (diffusers' default processor)."""
+    """xformers on CUDA when installed (UNet families); PyTorch's SDPA otherwise (diffusers' default processors).
+
+    FLUX keeps its own processor: it applies rotary embeddings inside attention and already calls SDPA.
+    """
+    from engine.detection import family_of
+
+    if family_of(pipe).denoiser != "unet":
+        return
+    unet = pipe.unet
     if runtime.attention == "xformers":
         try:
             pipe.enable_xformers_memory_efficient_attention()
@@ -127,24 +168,52 @@ def use_fast_attention(pipe, runtime: Runtime) -> None:
             log.warning("xformers unusable (%s); using PyTorch SDPA", exc)
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    pipe.unet.set_attn_processor(AttnProcessor2_0())
+    unet.set_attn_processor(AttnProcessor2_0())
 
 
-def base_model_key(path: str | Path) -> str:
-    """Identifies a base model for caches: its location and the size and time of each weight file."""
+def base_model_key(path: str | Path, *, class_steps: int | None = None, class_guidance: float | None = None,
+                   class_sampler: str | None = None) -> str:
+    """Identifies a base model for caches: location, weight files, family, scheduler and class-image sampling.
+
+    The class-image cache (storage's class_image_dir(key, prompt, resolution)) is keyed by this string, so two
+    models, two schedulers of one model, or two ways of drawing class images never share pictures. The sampling
+    settings default to the family's (what ensure_class_images uses by default).
+    """
+    from engine.detection import detect
+
     path = Path(path).expanduser().resolve()
+    detection = detect(path)
+    family = detection.family
     h = hashlib.sha256(str(path).encode())
     files = sorted(path.rglob("*")) if path.is_dir() else [path]
     for file in files:
         if file.is_file() and (file.suffix in WEIGHT_SUFFIXES or file.name.endswith("config.json")):
             stat = file.stat()
             h.update(f"{file.relative_to(path.parent)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    scheduler = {}
+    if path.is_dir():
+        scheduler = read_json(path / "scheduler" / "scheduler_config.json")
+    recipe = {
+        "family": family.name,
+        "prediction_type": detection.prediction_type or scheduler.get("prediction_type"),
+        "scheduler": scheduler,
+        "class_steps": class_steps if class_steps is not None else family.class_image_steps,
+        "class_guidance": class_guidance if class_guidance is not None else family.class_image_guidance,
+        "class_sampler": class_sampler or family.class_image_sampler,
+        "recipe": CLASS_IMAGE_RECIPE,
+    }
+    h.update(json.dumps(recipe, sort_keys=True, default=str).encode())
     return h.hexdigest()[:24]
 
 
 def training_resolution(pipe) -> int:
-    """The image size the UNet was trained for (512 for SD1.x; 64 for the tiny model)."""
-    return int(pipe.unet.config.sample_size) * pipe.vae_scale_factor
+    """The image size the model was trained for (512 SD1.x, 768 SD2-v, 1024 SDXL/FLUX; 64 for the tiny models)."""
+    from engine.detection import family_of
+
+    if family_of(pipe).denoiser == "unet":
+        return int(pipe.unet.config.sample_size) * pipe.vae_scale_factor
+    # FLUX's transformer has no sample size; its VAE config records the native one (1024 for FLUX.1).
+    return int(pipe.vae.config.sample_size)
 
 
 def describe(runtime: Runtime) -> dict[str, Any]:
@@ -158,4 +227,7 @@ def describe(runtime: Runtime) -> dict[str, Any]:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}

@@ -156,3 +156,100 @@ def run_bench(base_model: Path | None = None, steps: int | None = None) -> dict[
         return figures
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+BENCH_FAMILIES = ("sd1", "sd2", "sdxl", "flux", "flux-schnell")  # CLI names (sd2 is the 768-v model)
+
+
+def _family_figures(pipe, runtime, work: Path, steps: int, label: str) -> dict[str, Any]:
+    """Train ms/step and draw ms/image (family defaults) for one loaded pipeline."""
+    import torch
+
+    from engine.base_model import training_resolution
+    from engine.detection import family_of
+    from engine.drawing import Drawer, DrawRequest
+    from engine.tiny_model import count_parameters
+    from engine.training import TrainSpec, remove_lora, train
+
+    family = family_of(pipe)
+    resolution = training_resolution(pipe)
+    if runtime.is_cuda:
+        torch.cuda.reset_peak_memory_stats(runtime.device)
+    stamps: list[float] = []
+
+    def on_progress(p: dict) -> None:
+        if p["stage"] == "training":
+            _sync(runtime)
+            stamps.append(time.perf_counter())
+
+    spec = TrainSpec(
+        photos=_photos(5, resolution), class_word="dog", token="sks", output_dir=work / "lora",
+        class_image_dir=work / "class", num_class_images=2, steps=steps, checkpoint_every=0, sample_seeds=(),
+    )
+    train(spec, on_progress, pipe=pipe, runtime=runtime)
+    step_ms = [(b - a) * 1000 for a, b in zip(stamps[2:], stamps[3:], strict=False)]
+    train_peak = _peak_memory_mb(runtime)
+    remove_lora(pipe)
+    drawer = Drawer(pipe, runtime)
+
+    def time_draw(n: int) -> float:
+        _sync(runtime)
+        started = time.perf_counter()
+        drawer.draw(DrawRequest("a photo of sks dog in paris", n=n, seeds=[1]))
+        _sync(runtime)
+        return (time.perf_counter() - started) * 1000 / n
+
+    time_draw(1)  # warm-up
+    draw1 = statistics.median(time_draw(1) for _ in range(3))
+    draw4 = time_draw(4)
+    return {
+        "model": label,
+        "family": family.name,
+        "resolution": resolution,
+        "parameters": count_parameters(pipe),
+        "train_steps": steps,
+        "train_ms_per_step_median": round(statistics.median(step_ms), 2),
+        "train_peak_memory_mb": train_peak,
+        "draw_steps": family.draw_steps,
+        "draw_sampler": family.default_sampler,
+        "draw_ms_per_image_batch1": round(draw1, 1),
+        "draw_ms_per_image_batch4": round(draw4, 1),
+        "peak_memory_mb": _peak_memory_mb(runtime),
+    }
+
+
+def run_family_bench(which: str = "all", steps: int | None = None) -> dict[str, Any]:
+    """Per-family figures: the tiny models on the CPU, full-size shapes with random weights on a GPU."""
+    import torch
+
+    from engine.base_model import describe, load_base_pipeline, pick_runtime, prepare_pipeline
+    from engine.tiny_families import CLI_FAMILIES, build_random_family
+    from engine.tiny_model import build_tiny_pipeline
+
+    names = BENCH_FAMILIES if which == "all" else tuple(n.strip() for n in which.split(","))
+    unknown = [n for n in names if n not in CLI_FAMILIES]
+    if unknown:
+        raise ValueError(f"unknown families {unknown}; choose from {', '.join(BENCH_FAMILIES)} or all")
+    runtime = pick_runtime("auto")
+    steps = steps or (30 if runtime.is_cuda else 20)
+    figures: dict[str, Any] = {**describe(runtime), "families": {}}
+    for name in names:
+        work = Path(tempfile.mkdtemp(prefix=f"kabina-bench-{name}-"))
+        try:
+            if runtime.is_cuda:
+                label = f"{CLI_FAMILIES[name]}-shaped, random weights"
+                pipe = build_random_family(CLI_FAMILIES[name], runtime.device, runtime.dtype)
+                prepare_pipeline(pipe, runtime)
+            else:
+                label = f"tiny {name} (engine tiny-model --family {name})"
+                build_tiny_pipeline(work / "model", family=name)
+                pipe = load_base_pipeline(work / "model", runtime)
+            figures["families"][name] = _family_figures(pipe, runtime, work, steps, label)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            pipe = None
+            if runtime.is_cuda:
+                torch.cuda.empty_cache()
+    figures.update(torch=torch.__version__, diffusers=__import__("diffusers").__version__,
+                   threads=torch.get_num_threads())
+    return figures

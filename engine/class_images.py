@@ -1,7 +1,13 @@
-"""Class images for prior preservation: generated once per (base model, prompt, resolution), shared, topped up."""
+"""Class images for prior preservation: generated once per (base model, prompt, resolution), shared, topped up.
+
+They are drawn with the family's class-image recipe (steps, guidance, the model's own sampler); the cache key
+(engine.base_model.base_model_key) contains the family and that recipe, and each picture records the recipe it was
+drawn with (a PNG text chunk), so pictures drawn two ways never end up in one folder.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -21,6 +27,25 @@ class Stopped(Exception):
     """should_stop() turned true; whatever was finished is kept."""
 
 
+class ClassImageMismatch(ValueError):
+    """The folder holds class images drawn another way (other steps, guidance, sampler or size)."""
+
+
+# Each class image records the recipe it was drawn with in a PNG text chunk: the folder stays pictures only (other
+# trainers read it as a class-data folder), and a folder filled one way is never topped up another way.
+RECIPE_KEY = "kabina_recipe"
+
+
+def _check_recipe(paths: list[Path], recipe: str) -> None:
+    if not paths:
+        return
+    with Image.open(paths[0]) as image:
+        found = getattr(image, "text", {}).get(RECIPE_KEY)
+    if found is not None and found != recipe:
+        raise ClassImageMismatch(f"{paths[0].parent} holds class images drawn with {found}, not {recipe}; use the "
+                                 "folder of this recipe (base_model_key with these settings)")
+
+
 def _name(index: int) -> str:
     return f"{index:05d}.png"
 
@@ -29,12 +54,18 @@ def existing_class_images(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob("[0-9][0-9][0-9][0-9][0-9].png"))
 
 
-def _save_png(image: Image.Image, target: Path) -> None:
+def _save_png(image: Image.Image, target: Path, recipe: str | None = None) -> None:
     # Temp file + rename: a crash never leaves a half-written picture that a later run would trust.
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=".tmp")
+    info = None
+    if recipe is not None:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text(RECIPE_KEY, recipe)
     try:
         with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
+            image.save(handle, format="PNG", pnginfo=info)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -48,7 +79,9 @@ def ensure_class_images(
     count: int,
     resolution: int,
     *,
-    steps: int = 25,
+    steps: int | None = None,
+    guidance: float | None = None,
+    sampler: str | None = None,
     batch_size: int = 4,
     on_progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
@@ -57,13 +90,25 @@ def ensure_class_images(
     """Make sure `folder` holds at least `count` class images for `prompt`; generate only the missing ones.
 
     The folder comes from storage (store.files.class_image_dir), which keys it by base model, prompt and
-    resolution, so everyone training the same class on the same model shares it.
+    resolution, so everyone training the same class on the same model shares it. Steps, guidance and sampler
+    default to the family's class-image recipe (the one base_model_key assumes).
     """
     import torch
 
+    from engine.detection import family_of
+    from engine.drawing import render
+
+    family = family_of(pipe)
+    steps = family.class_image_steps if steps is None else int(steps)
+    guidance = family.class_image_guidance if guidance is None else float(guidance)
+    sampler = sampler or family.class_image_sampler
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    have = {int(p.stem) for p in existing_class_images(folder)}
+    recipe = json.dumps({"family": family.name, "prompt": prompt, "resolution": int(resolution), "steps": steps,
+                         "guidance": guidance, "sampler": sampler}, sort_keys=True)
+    existing = existing_class_images(folder)
+    _check_recipe(existing, recipe)
+    have = {int(p.stem) for p in existing}
     missing = [i for i in range(count) if i not in have]
     started = time.monotonic()
     done = count - len(missing)
@@ -74,17 +119,10 @@ def ensure_class_images(
             raise Stopped("stopped while generating class images")
         indices = missing[start : start + batch_size]
         generators = [torch.Generator(device="cpu").manual_seed(CLASS_SEED + i) for i in indices]
-        with torch.inference_mode():
-            images = pipe(
-                prompt=[prompt] * len(indices),
-                num_inference_steps=steps,
-                guidance_scale=7.5,
-                height=resolution,
-                width=resolution,
-                generator=generators,
-            ).images
+        images = render(pipe, [prompt] * len(indices), generators, steps=steps, guidance=guidance,
+                        width=resolution, height=resolution, sampler=sampler)
         for index, image in zip(indices, images, strict=True):
-            _save_png(image, folder / _name(index))
+            _save_png(image, folder / _name(index), recipe)
         done += len(indices)
         if on_progress:
             made = start + len(indices)

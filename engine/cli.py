@@ -8,8 +8,6 @@ import logging
 import sys
 from pathlib import Path
 
-from storage.contract import DEFAULT_GUIDANCE
-
 log = logging.getLogger("engine")
 
 
@@ -30,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--class-images", type=Path, default=None, help="class image folder (default: DATA_DIR cache)")
     train.add_argument("--text-encoder", action="store_true", help="also train a text-encoder LoRA")
     train.add_argument("--base-model", type=Path, default=None, help="default: BASE_MODEL")
+    train.add_argument("--vae", type=Path, default=None, help="another VAE (folder or file), e.g. SDXL's fp16-fix VAE")
 
     draw = sub.add_parser("draw", help="draw pictures with a LoRA")
     draw.add_argument("prompt")
@@ -37,25 +36,36 @@ def _parser() -> argparse.ArgumentParser:
     draw.add_argument("--out", required=True, type=Path)
     draw.add_argument("--n", type=int, default=4)
     draw.add_argument("--seed", type=int, default=None)
-    draw.add_argument("--steps", type=int, default=None, help="default: DRAW_STEPS")
-    draw.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
+    draw.add_argument("--steps", type=int, default=None, help="default: DRAW_STEPS if set, else the family's")
+    draw.add_argument("--guidance", type=float, default=None, help="default: the family's")
     draw.add_argument("--negative", default="")
     draw.add_argument("--width", type=int, default=None)
     draw.add_argument("--height", type=int, default=None)
+    draw.add_argument("--ar", default=None, help="aspect ratio instead of a size: 1:1, 3:2, 2:3, 16:9, 9:16")
+    draw.add_argument("--sampler", default=None,
+                      help="dpm++2m-karras, euler-a, euler, ddim or default (FLUX: default, euler, dpm++2m)")
+    draw.add_argument("--strength", type=float, default=1.0, help="LoRA strength, 0 (the base model) to 2")
     draw.add_argument("--base-model", type=Path, default=None, help="default: BASE_MODEL")
+    draw.add_argument("--vae", type=Path, default=None, help="another VAE (folder or file)")
 
     random_model = sub.add_parser(
         "random-model", help="write a full-size pipeline with random weights (for GPU benchmarks; images are noise)"
     )
     random_model.add_argument("dir", type=Path)
     random_model.add_argument("--config", type=Path, default=None, help="config folder (default: engine/configs/sd15)")
-    tiny = sub.add_parser("tiny-model", help="write a tiny random Stable Diffusion pipeline (its images are noise)")
+    tiny = sub.add_parser("tiny-model", help="write a tiny random pipeline of a family (its images are noise)")
     tiny.add_argument("dir", type=Path)
+    tiny.add_argument("--family", default="sd1",
+                      choices=("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell"),
+                      help="sd1 (the default), sd2 (768-v), sd2-base, sdxl, flux (dev) or flux-schnell")
 
     sub.add_parser("eval-toy", help="measure DreamBooth in the toy world (JSON): fidelity and class drift",
                    add_help=False)
     bench = sub.add_parser("bench", help="print speed and memory figures as one JSON object")
-    bench.add_argument("--base-model", type=Path, default=None, help="default: tiny on CPU, SD1.5-shaped on CUDA")
+    bench.add_argument("--base-model", type=Path, default=None, help="default: tiny on CPU, full-size shapes on CUDA")
+    bench.add_argument("--family", default=None,
+                       help="sd1, sd2, sdxl, flux, flux-schnell or all: per-family train/draw figures (default: the "
+                            "SD1 bench with scheduling figures)")
     bench.add_argument("--steps", type=int, default=None, help="training steps to time")
     bench.add_argument("--out", type=Path, default=None, help="also write the JSON to this file (docs/bench/…)")
     return parser
@@ -88,9 +98,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "random-model":
         return _random_model(args)
     if args.command == "bench":
-        from engine.bench import run_bench
+        from engine.bench import run_bench, run_family_bench
 
-        figures = run_bench(args.base_model, args.steps)
+        if args.family:
+            figures = run_family_bench(args.family, args.steps)
+        else:
+            figures = run_bench(args.base_model, args.steps)
         figures["command"] = "python -m engine " + " ".join(argv)
         print(json.dumps(figures))
         if args.out is not None:
@@ -119,8 +132,8 @@ def main(argv: list[str] | None = None) -> int:
 def _tiny_model(args) -> int:
     from engine.tiny_model import NOTICE, build_tiny_pipeline, count_parameters
 
-    pipe = build_tiny_pipeline(args.dir)
-    print(f"wrote {args.dir} ({count_parameters(pipe):,} parameters)")
+    pipe = build_tiny_pipeline(args.dir, family=args.family)
+    print(f"wrote {args.dir} ({count_parameters(pipe):,} parameters, {type(pipe).__name__})")
     print(NOTICE, end="")
     return 0
 
@@ -152,7 +165,7 @@ def _train(args, settings) -> int:
 
     base = _base_model(args, settings)
     runtime = pick_runtime(settings.device)
-    pipe = load_base_pipeline(base, runtime)
+    pipe = load_base_pipeline(base, runtime, vae=args.vae)
     resolution = training_resolution(pipe)
     photo_set = load_photo_folder(args.photos, resolution)
     for r in photo_set.rejected:
@@ -207,11 +220,13 @@ def _draw(args, settings) -> int:
     from engine.drawing import Drawer, DrawError, DrawRequest
 
     runtime = pick_runtime(settings.device)
-    drawer = Drawer(load_base_pipeline(_base_model(args, settings), runtime), runtime)
+    drawer = Drawer(load_base_pipeline(_base_model(args, settings), runtime, vae=args.vae), runtime)
+    # DRAW_STEPS only when the operator set it: its built-in 25 would override FLUX.1-schnell's 4.
+    configured = settings.draw_steps if "draw_steps" in settings.model_fields_set else None
     request = DrawRequest(
-        prompt=args.prompt, negative_prompt=args.negative, n=args.n, steps=args.steps or settings.draw_steps,
+        prompt=args.prompt, negative_prompt=args.negative, n=args.n, steps=args.steps or configured,
         guidance=args.guidance, seeds=None if args.seed is None else [args.seed], width=args.width,
-        height=args.height, lora=args.lora,
+        height=args.height, lora=args.lora, sampler=args.sampler, lora_scale=args.strength, aspect_ratio=args.ar,
     )
     try:
         result = drawer.draw(request)
@@ -221,6 +236,11 @@ def _draw(args, settings) -> int:
     if result.prompt_truncated:
         print(f"note: the prompt has {result.prompt_tokens} tokens; only the first {result.token_limit} are read",
               file=sys.stderr)
+    if result.negative_truncated:
+        print(f"note: the negative prompt has {result.negative_tokens} tokens; only the first {result.token_limit} "
+              "are read", file=sys.stderr)
+    print(f"{result.family}: {result.width}x{result.height}, {result.steps} steps, {result.sampler}, guidance "
+          f"{result.guidance}, strength {result.lora_scale}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     for image, seed in zip(result.images, result.seeds, strict=True):
         path = args.out / f"seed_{seed}.png"

@@ -1,4 +1,10 @@
-"""Drawing: the loaded base pipeline plus a per-request LoRA from an in-memory cache of adapters."""
+"""Drawing: the loaded base pipeline plus a per-request LoRA from an in-memory cache of adapters, for every family.
+
+A request may name a sampler (`dpm++2m-karras`, `euler-a`, `euler`, `ddim`, `default`; FLUX: flow-matching ones
+only), a LoRA strength (`--strength 0.8`: 0 draws exactly the base picture) and an aspect ratio (`3:2`, `16:9`, …,
+turned into a size on the family's grid within its pixel budget). Defaults and limits are the family's
+(engine.families.FAMILY_LIMITS), scaled down for a smaller model of the family (the tiny test models).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,14 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-from storage.contract import DEFAULT_GUIDANCE, MAX_DRAW_STEPS
-from storage.contract import MAX_IMAGES_PER_DRAW as MAX_IMAGES
+from engine.detection import family_of
+from engine.families import MAX_IMAGES, Family, size_for_aspect
 
-MAX_SIDE = 1024
+MAX_SIDE = 1024  # SD1.x's; every family publishes its own (engine.families), this name stays for old callers
 
 
 class DrawError(Exception):
@@ -25,15 +32,18 @@ class DrawRequest:
     prompt: str
     negative_prompt: str = ""
     n: int = 1
-    steps: int = 25
-    guidance: float = DEFAULT_GUIDANCE
+    steps: int | None = None  # None: the family's default (SD1.x 25, SDXL 30, FLUX.1-dev 28, schnell 4)
+    guidance: float | None = None  # None: the family's (7.5, SDXL 5, FLUX.1-dev 3.5 embedded, schnell none)
     seeds: list[int] | None = None  # None: random seeds, returned in the result
-    width: int | None = None  # None: the model's own resolution
+    width: int | None = None  # None: from aspect_ratio, else the model's own resolution
     height: int | None = None
     lora: Path | None = None  # None: the base model
     # "Variations of #k": every image starts from seed k's noise blended with its own variation seed's noise.
     variation_seeds: list[int] | None = None
     variation_strength: float = 0.0
+    sampler: str | None = None  # None: the family's default (dpm++2m-karras for SD, the model's own for FLUX)
+    lora_scale: float = 1.0  # the user's --strength: 0 is the base picture, 1 the LoRA as trained
+    aspect_ratio: str | None = None  # "3:2", "2:3", "16:9", "9:16", "1:1"
 
 
 @dataclass
@@ -44,12 +54,50 @@ class DrawResult:
     prompt_tokens: int  # text tokens of the prompt; the encoder reads at most `token_limit`
     token_limit: int
     lora_switch_ms: float
+    negative_tokens: int = 0
+    negative_truncated: bool = False
+    width: int = 0
+    height: int = 0
+    steps: int = 0
+    guidance: float = 0.0
+    sampler: str = "default"
+    lora_scale: float = 1.0
+    family: str = ""
 
 
-def _side(value: int | None, default: int, step: int) -> int:
-    side = default if value is None else int(value)
-    side = max(step, min(MAX_SIDE, side))
-    return side - side % step  # the VAE and UNet need multiples of 8 (of the latent grid)
+@dataclass(frozen=True)
+class ModelLimits:
+    """The limits of one loaded model: its family's, scaled to its own native size (the same for full-size ones)."""
+
+    family: Family
+    resolution: int
+    multiple: int
+    max_side: int
+
+    def size_for(self, aspect: str) -> tuple[int, int]:
+        return size_for_aspect(self.family, aspect, resolution=self.resolution, multiple=self.multiple,
+                               max_side=self.max_side)
+
+
+def structural_multiple(pipe) -> int:
+    """The finest grid the model's shapes allow: VAE factor × 2 per UNet downsampling (FLUX: × 2 for packing)."""
+    factor = pipe.vae_scale_factor
+    if family_of(pipe).denoiser != "unet":
+        return factor * 2
+    return factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+
+
+def limits_of(pipe) -> ModelLimits:
+    """The family's grid and side limit scaled to this model's native resolution, never finer than its shapes allow."""
+    from engine.base_model import training_resolution
+
+    family = family_of(pipe)
+    native = training_resolution(pipe)
+    structure = structural_multiple(pipe)
+    scaled = max(1, family.multiple * native // family.resolution)
+    multiple = max(structure, scaled - scaled % structure)
+    max_side = max(native, family.max_side * native // family.resolution)
+    return ModelLimits(family=family, resolution=native, multiple=multiple, max_side=max_side - max_side % multiple)
 
 
 def seeds_for(request: DrawRequest) -> list[int]:
@@ -64,6 +112,54 @@ def seeds_for(request: DrawRequest) -> list[int]:
     return [int(s) % 2**32 for s in given[: request.n]]
 
 
+def _side(value: int, limits: ModelLimits) -> int:
+    side = max(limits.multiple, min(limits.max_side, int(value)))
+    return side - side % limits.multiple
+
+
+def size_of(request: DrawRequest, limits: ModelLimits) -> tuple[int, int]:
+    """Width and height of a request: the aspect ratio's size, or the given sides on the model's grid."""
+    if request.aspect_ratio:
+        if request.width is not None or request.height is not None:
+            raise DrawError("give either an aspect ratio or a width and height, not both")
+        try:
+            return limits.size_for(request.aspect_ratio)
+        except ValueError as exc:
+            raise DrawError(str(exc)) from None
+    width = limits.resolution if request.width is None else request.width
+    height = limits.resolution if request.height is None else request.height
+    return _side(width, limits), _side(height, limits)
+
+
+def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height: int,
+                       negative: list[str] | None = None) -> dict[str, Any]:
+    """The keyword arguments of one call to the family's pipeline (shared by draws, samples and class images)."""
+    from engine.conditioning import max_sequence_length
+
+    family = family_of(pipe)
+    args: dict[str, Any] = {"num_inference_steps": steps, "width": width, "height": height}
+    if family.is_flux:
+        # dev: guidance is an input of the transformer (FluxPipeline embeds guidance_scale); schnell has none.
+        args["guidance_scale"] = guidance
+        args["max_sequence_length"] = max_sequence_length(family)
+    else:
+        args["guidance_scale"] = guidance
+        args["negative_prompt"] = negative
+    return args
+
+
+def render(pipe, prompts: list[str], generators, *, steps: int, guidance: float, width: int, height: int,
+           sampler: str | None = None, negative: list[str] | None = None, latents=None) -> list[Image.Image]:
+    """Draw `prompts` (one generator each) with the family's pipeline and sampler `sampler` (None: as installed)."""
+    import torch
+
+    from engine.samplers import using_sampler
+
+    args = pipeline_arguments(pipe, steps=steps, guidance=guidance, width=width, height=height, negative=negative)
+    with using_sampler(pipe, sampler), torch.inference_mode():
+        return pipe(prompt=prompts, generator=generators, latents=latents, **args).images
+
+
 class Drawer:
     """Keeps the base pipeline and up to `cache_size` LoRA adapters loaded; switching is a flag flip."""
 
@@ -75,18 +171,33 @@ class Drawer:
         self._counter = 0
 
     @property
+    def family(self) -> Family:
+        return family_of(self.pipe)
+
+    @property
     def resolution(self) -> int:
-        return int(self.pipe.unet.config.sample_size) * self.pipe.vae_scale_factor
+        from engine.base_model import training_resolution
+
+        return training_resolution(self.pipe)
+
+    @property
+    def limits(self) -> ModelLimits:
+        return limits_of(self.pipe)
 
     def count_tokens(self, prompt: str) -> tuple[int, int]:
-        """(text tokens in the prompt, how many the text encoder reads): CLIP reads 77 minus start and end."""
-        tok = self.pipe.tokenizer
-        ids = tok(prompt, truncation=False, add_special_tokens=False).input_ids
-        return len(ids), tok.model_max_length - 2
+        """(text tokens in the prompt, how many the text encoder reads): CLIP 75, FLUX's T5 511 (dev) / 255."""
+        from engine.conditioning import count_tokens
+
+        return count_tokens(self.pipe, prompt)
+
+    def _has_adapters(self) -> bool:
+        from engine.training import has_lora
+
+        return has_lora(self.pipe)
 
     def forget_loras(self) -> None:
         """Drop every cached adapter (before training, which needs the bare base model)."""
-        if self._adapters or getattr(self.pipe.unet, "peft_config", None):
+        if self._adapters or self._has_adapters():
             self.pipe.unload_lora_weights()
         self._adapters.clear()
 
@@ -94,11 +205,11 @@ class Drawer:
         """Forget the cache's names after someone else deleted the adapters behind them."""
         self._adapters.clear()
 
-    def use_lora(self, path: Path | None) -> float:
-        """Make `path` (or no LoRA) the active one; returns milliseconds spent."""
+    def use_lora(self, path: Path | None, scale: float = 1.0) -> float:
+        """Make `path` (or no LoRA) the active one at `scale`; returns milliseconds spent."""
         started = time.perf_counter()
         if path is None:
-            if getattr(self.pipe.unet, "peft_config", None):
+            if self._has_adapters():
                 self.pipe.disable_lora()
             return (time.perf_counter() - started) * 1000
         path = Path(path)
@@ -121,8 +232,17 @@ class Drawer:
                 self.pipe.delete_adapters(oldest)
         self._adapters.move_to_end(key)
         self.pipe.enable_lora()
-        self.pipe.set_adapters(name)
+        # The weight multiplies every LoRA layer's scale (UNet/transformer and text encoders alike): 0 adds exactly
+        # nothing to the base model's outputs, so strength 0 draws the base picture.
+        self.pipe.set_adapters(name, adapter_weights=float(scale))
         return (time.perf_counter() - started) * 1000
+
+    def _noise_shape(self, width: int, height: int) -> tuple[int, ...]:
+        factor = self.pipe.vae_scale_factor
+        if self.family.is_flux:
+            channels = self.pipe.transformer.config.in_channels // 4
+            return (channels, 2 * (height // (factor * 2)), 2 * (width // (factor * 2)))
+        return (self.pipe.unet.config.in_channels, height // factor, width // factor)
 
     def _variation_latents(self, request: DrawRequest, seeds: list[int], width: int, height: int):
         """Starting noise for variations: seed noise and variation noise blended on the sphere (slerp), so a
@@ -134,8 +254,7 @@ class Drawer:
         if len(request.variation_seeds) < len(seeds):
             raise DrawError("each variation needs its own variation seed")
         strength = min(1.0, float(request.variation_strength))
-        factor = self.pipe.vae_scale_factor
-        shape = (self.pipe.unet.config.in_channels, height // factor, width // factor)
+        shape = self._noise_shape(width, height)
 
         def noise(seed: int):
             return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed) % 2**32))
@@ -149,23 +268,45 @@ class Drawer:
                 continue
             sin = torch.sin(omega)
             blended.append(torch.sin((1 - strength) * omega) / sin * a + torch.sin(strength * omega) / sin * b)
-        return torch.stack(blended).to(self.pipe.unet.device, self.pipe.unet.dtype)
+        latents = torch.stack(blended)
+        if self.family.is_flux:
+            from diffusers import FluxPipeline
+
+            latents = FluxPipeline._pack_latents(latents, latents.shape[0], *latents.shape[1:])
+        model = getattr(self.pipe, self.family.denoiser)
+        return latents.to(model.device, model.dtype)
+
+    def check(self, request: DrawRequest) -> dict[str, Any]:
+        """Validate a request against the model's family; the settings it resolves to (or a DrawError)."""
+        family = self.family
+        if not request.prompt.strip():
+            raise DrawError("the prompt is empty")
+        steps = family.draw_steps if request.steps is None else int(request.steps)
+        if not 1 <= steps <= family.max_steps:
+            raise DrawError(f"steps must be between 1 and {family.max_steps}")
+        guidance = family.guidance if request.guidance is None else float(request.guidance)
+        sampler = request.sampler or family.default_sampler
+        if sampler.lower() not in family.samplers:
+            raise DrawError(f"{family.title} has no sampler {sampler!r}; available: {', '.join(family.samplers)}")
+        if request.negative_prompt.strip() and not family.negative_prompt:
+            raise DrawError(f"{family.title} draws without a negative prompt; leave it out")
+        scale = float(request.lora_scale)
+        if not 0.0 <= scale <= 2.0:
+            raise DrawError("the strength must be between 0 and 2")
+        width, height = size_of(request, self.limits)
+        return {"steps": steps, "guidance": guidance, "sampler": sampler.lower(), "width": width, "height": height,
+                "scale": scale}
 
     def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawResult:
         """Draw the request; `lighter` (after an out-of-memory error) draws one image at a time, VAE in slices."""
         import torch
 
         seeds = seeds_for(request)
-        if not request.prompt.strip():
-            raise DrawError("the prompt is empty")
-        if not 1 <= request.steps <= MAX_DRAW_STEPS:
-            raise DrawError(f"steps must be between 1 and {MAX_DRAW_STEPS}")
-        # Each UNet down block halves the latent grid, so sides must divide by vae factor × 2^(blocks-1).
-        step = self.pipe.vae_scale_factor * 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
-        width = _side(request.width, self.resolution, step)
-        height = _side(request.height, self.resolution, step)
+        settings = self.check(request)
+        width, height = settings["width"], settings["height"]
         tokens, limit = self.count_tokens(request.prompt)
-        switch_ms = self.use_lora(request.lora)
+        negative_tokens = self.count_tokens(request.negative_prompt)[0] if request.negative_prompt else 0
+        switch_ms = self.use_lora(request.lora, settings["scale"])
         latents = self._variation_latents(request, seeds, width, height)
         indices = list(range(len(seeds)))
         groups = [[i] for i in indices] if lighter else [indices]
@@ -174,17 +315,15 @@ class Drawer:
             self.pipe.vae.enable_slicing()
         try:
             for group in groups:
-                with torch.inference_mode():
-                    images += self.pipe(
-                        prompt=[request.prompt] * len(group),
-                        negative_prompt=[request.negative_prompt] * len(group) if request.negative_prompt else None,
-                        num_inference_steps=request.steps,
-                        guidance_scale=request.guidance,
-                        width=width,
-                        height=height,
-                        generator=[torch.Generator("cpu").manual_seed(seeds[i]) for i in group],
-                        latents=None if latents is None else latents[group],
-                    ).images
+                images += render(
+                    self.pipe,
+                    [request.prompt] * len(group),
+                    [torch.Generator("cpu").manual_seed(seeds[i]) for i in group],
+                    steps=settings["steps"], guidance=settings["guidance"], width=width, height=height,
+                    sampler=settings["sampler"],
+                    negative=[request.negative_prompt] * len(group) if request.negative_prompt else None,
+                    latents=None if latents is None else latents[group],
+                )
         finally:
             if lighter:
                 self.pipe.vae.disable_slicing()
@@ -195,4 +334,13 @@ class Drawer:
             prompt_tokens=tokens,
             token_limit=limit,
             lora_switch_ms=round(switch_ms, 3),
+            negative_tokens=negative_tokens,
+            negative_truncated=negative_tokens > limit,
+            width=width,
+            height=height,
+            steps=settings["steps"],
+            guidance=settings["guidance"],
+            sampler=settings["sampler"],
+            lora_scale=settings["scale"],
+            family=self.family.name,
         )

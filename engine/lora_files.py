@@ -1,4 +1,4 @@
-"""LoRA files: the diffusers .safetensors, the kohya/A1111 copy, and training checkpoints (LoRA + optimizer)."""
+"""LoRA files of every family: the diffusers .safetensors, the kohya/A1111/ComfyUI copy, and training checkpoints."""
 
 from __future__ import annotations
 
@@ -35,7 +35,10 @@ def adapter_metadata(module, adapter: str = ADAPTER) -> dict[str, Any]:
 
 
 def save_diffusers_lora(target: Path, unet, text_encoder=None, adapter: str = ADAPTER) -> Path:
-    """LoRA weights in the layout `pipe.load_lora_weights(target)` reads, with the alpha metadata."""
+    """An SD1.x/SD2.x UNet (and text-encoder) LoRA from bare modules, in the layout `load_lora_weights` reads.
+
+    Training uses save_lora(target, pipe), which knows every family; this stays for callers with modules only.
+    """
     from diffusers import StableDiffusionPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
 
@@ -57,43 +60,58 @@ def save_diffusers_lora(target: Path, unet, text_encoder=None, adapter: str = AD
         return _replace_atomically(Path(tmp) / "lora.safetensors", target)
 
 
-def kohya_state(peft_state: dict[str, Any], prefix: str, alpha: float) -> dict[str, Any]:
-    """PEFT names → kohya/A1111 names: `lora_unet_down_blocks_0_…_to_q.lora_down.weight` plus one `.alpha`."""
-    import torch
+def save_lora(target: Path, pipe, adapter: str = ADAPTER) -> Path:
+    """The trained adapter of any family in the layout its pipeline's `load_lora_weights(target)` reads.
 
-    out: dict[str, Any] = {}
-    for key, tensor in peft_state.items():
-        module, _, kind = key.partition(".lora_")
-        name = f"{prefix}_{module.replace('.', '_')}"
-        if kind.startswith("A."):
-            out[f"{name}.lora_down.weight"] = tensor
-        elif kind.startswith("B."):
-            out[f"{name}.lora_up.weight"] = tensor
-        else:
-            continue
-        out[f"{name}.alpha"] = torch.tensor(float(alpha))
-    return out
+    SD1/SD2/SDXL follow their recipes (UNet layers converted to diffusers' names, text encoders as PEFT keys);
+    FLUX follows train_dreambooth_lora_flux.py (the transformer's PEFT state as it is). Each part carries its
+    LoraConfig (rank and alpha) as metadata, so diffusers rebuilds the same scale on load.
+    """
+    import diffusers
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    from engine.detection import family_of
+
+    family = family_of(pipe)
+    target = Path(target)
+    model = getattr(pipe, family.denoiser)
+    layers: dict[str, Any] = {}
+    if family.is_flux:
+        layers["transformer_lora_layers"] = adapter_state(model, adapter)
+        layers["transformer_lora_adapter_metadata"] = adapter_metadata(model, adapter)
+    else:
+        layers["unet_lora_layers"] = convert_state_dict_to_diffusers(adapter_state(model, adapter))
+        layers["unet_lora_adapter_metadata"] = adapter_metadata(model, adapter)
+        for name in family.text_encoders:
+            encoder = getattr(pipe, name)
+            if adapter in (getattr(encoder, "peft_config", None) or {}):
+                layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(adapter_state(encoder, adapter))
+                layers[f"{name}_lora_adapter_metadata"] = adapter_metadata(encoder, adapter)
+    pipeline_class = getattr(diffusers, family.pipeline)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".partial-") as tmp:
+        pipeline_class.save_lora_weights(tmp, weight_name="lora.safetensors", **layers)
+        return _replace_atomically(Path(tmp) / "lora.safetensors", target)
 
 
-def save_kohya_lora(target: Path, unet, text_encoder=None, adapter: str = ADAPTER) -> Path:
-    """The same LoRA in the key format of kohya's sd-scripts, which AUTOMATIC1111, ComfyUI and others load."""
+def save_kohya_lora(target: Path, pipe, adapter: str = ADAPTER, resolution: int | None = None) -> Path:
+    """The same LoRA in the key layout of kohya's sd-scripts / ComfyUI (engine.lora_export), with ss_* metadata."""
     from safetensors.torch import save_file
 
+    from engine.base_model import training_resolution
+    from engine.detection import family_of
+    from engine.lora_export import kohya_layout, kohya_metadata
+
+    family = family_of(pipe)
     target = Path(target)
-    config = unet.peft_config[adapter]
-    state = kohya_state(adapter_state(unet, adapter), "lora_unet", config.lora_alpha)
-    if text_encoder is not None and adapter in getattr(text_encoder, "peft_config", {}):
-        te_alpha = text_encoder.peft_config[adapter].lora_alpha
-        te_state = adapter_state(text_encoder, adapter)
-        # transformers 5 dropped CLIPTextModel's `text_model.` level; kohya names still carry it.
-        te_state = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in te_state.items()}
-        state.update(kohya_state(te_state, "lora_te", te_alpha))
-    metadata = {
-        "ss_network_module": "networks.lora",
-        "ss_network_dim": str(config.r),
-        "ss_network_alpha": str(config.lora_alpha),
-        "ss_base_model_version": "sd_v1",
-    }
+    model = getattr(pipe, family.denoiser)
+    config = model.peft_config[adapter]
+    encoders = []
+    for name in family.text_encoders:
+        encoder = getattr(pipe, name)
+        if adapter in (getattr(encoder, "peft_config", None) or {}):
+            encoders.append((adapter_state(encoder, adapter), encoder.peft_config[adapter].lora_alpha))
+    state = kohya_layout(family, adapter_state(model, adapter), config.lora_alpha, model.config, encoders)
+    metadata = kohya_metadata(family, config.r, config.lora_alpha, resolution or training_resolution(pipe))
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=".tmp")
     os.close(fd)
     save_file(state, tmp, metadata=metadata)
@@ -111,17 +129,22 @@ class Checkpoint:
     signature: str
 
 
-def save_checkpoint(folder: Path, step: int, total: int, signature: str, unet, text_encoder, optimizer) -> Path:
-    """Write checkpoint `step` completely, then point `latest.json` at it; a crash mid-way leaves the old one."""
+def save_checkpoint(folder: Path, step: int, total: int, signature: str, modules: dict[str, Any], optimizer) -> Path:
+    """Write checkpoint `step` completely, then point `latest.json` at it; a crash mid-way leaves the old one.
+
+    `modules` are the trained ones by pipeline name ({"unet": …, "text_encoder": …} or {"transformer": …}); their
+    adapters are stored under that name (`unet.…`), so an SD1.x checkpoint keeps the layout it always had.
+    """
     import torch
     from safetensors.torch import save_file
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".partial-"))
-    state = {f"unet.{k}": v for k, v in adapter_state(unet).items()}
-    if text_encoder is not None and ADAPTER in getattr(text_encoder, "peft_config", {}):
-        state.update({f"text_encoder.{k}": v for k, v in adapter_state(text_encoder).items()})
+    state = {}
+    for name, module in modules.items():
+        if ADAPTER in (getattr(module, "peft_config", None) or {}):
+            state.update({f"{name}.{k}": v for k, v in adapter_state(module).items()})
     save_file(state, tmp / "lora.safetensors")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     final = folder / f"step-{step:06d}"
@@ -152,15 +175,14 @@ def latest_checkpoint(folder: Path | None) -> Checkpoint | None:
     return ckpt if (ckpt.folder / "lora.safetensors").is_file() else None
 
 
-def load_checkpoint(ckpt: Checkpoint, unet, text_encoder, optimizer, device) -> None:
+def load_checkpoint(ckpt: Checkpoint, modules: dict[str, Any], optimizer, device) -> None:
     import torch
     from peft.utils import set_peft_model_state_dict
     from safetensors.torch import load_file
 
     state = load_file(ckpt.folder / "lora.safetensors")
-    unet_part = {k[len("unet.") :]: v for k, v in state.items() if k.startswith("unet.")}
-    set_peft_model_state_dict(unet, unet_part, adapter_name=ADAPTER)
-    te_part = {k[len("text_encoder.") :]: v for k, v in state.items() if k.startswith("text_encoder.")}
-    if te_part and text_encoder is not None:
-        set_peft_model_state_dict(text_encoder, te_part, adapter_name=ADAPTER)
+    for name, module in modules.items():
+        part = {k[len(name) + 1 :]: v for k, v in state.items() if k.startswith(f"{name}.")}
+        if part:
+            set_peft_model_state_dict(module, part, adapter_name=ADAPTER)
     optimizer.load_state_dict(torch.load(ckpt.folder / "optimizer.pt", map_location=device, weights_only=True))

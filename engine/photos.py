@@ -140,11 +140,43 @@ def crop_box(width: int, height: int, size: int) -> tuple[tuple[int, int], tuple
     return (new_w, new_h), (left, top, left + size, top + size)
 
 
+@dataclass(frozen=True)
+class CropGeometry:
+    """Where a training square came from: SDXL conditions on it (the recipe's original_size and crop top-left).
+
+    `original_size` is the upright photo's (height, width) before resizing; `crop_top_left` is (top, left) of the
+    square in the resized picture, the coordinates diffusers' SDXL recipe records for its centre crop.
+    """
+
+    original_size: tuple[int, int]
+    crop_top_left: tuple[int, int]
+
+    def as_tuple(self) -> tuple[int, int, int, int]:
+        return (*self.original_size, *self.crop_top_left)
+
+
+# The key under which a squared photo carries its CropGeometry in `Image.info` (kept in memory, never saved).
+GEOMETRY_KEY = "kabina_crop"
+
+
 def square_photo(image: Image.Image, size: int) -> Image.Image:
-    """Centre-crop and resize an upright RGB photo to size x size (the magick geometry above)."""
+    """Centre-crop and resize an upright RGB photo to size x size (the magick geometry above).
+
+    The result carries its CropGeometry in `image.info[GEOMETRY_KEY]`, so training can condition SDXL on it.
+    """
     (new_w, new_h), box = crop_box(image.width, image.height, size)
     resized = image.resize((new_w, new_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    return resized.crop(box)
+    square = resized.crop(box)
+    square.info[GEOMETRY_KEY] = CropGeometry((image.height, image.width), (box[1], box[0]))
+    return square
+
+
+def crop_geometry(image: Image.Image) -> CropGeometry:
+    """The geometry a squared photo carries; a picture that was never cropped is its own original."""
+    found = image.info.get(GEOMETRY_KEY)
+    if isinstance(found, CropGeometry):
+        return found
+    return CropGeometry((image.height, image.width), (0, 0))
 
 
 def prepare_photo(data: bytes, size: int) -> Image.Image:
@@ -167,6 +199,11 @@ class PhotoSet:
     images: list[Image.Image]
     names: list[str]
     rejected: list[Rejection]
+
+    @property
+    def geometry(self) -> list[CropGeometry]:
+        """Each kept photo's original size and crop offsets (SDXL's size conditioning)."""
+        return [crop_geometry(image) for image in self.images]
 
 
 def load_photo_set(sources: Iterable[tuple[str, bytes]], size: int) -> PhotoSet:

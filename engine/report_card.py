@@ -48,21 +48,27 @@ def _set_lora(pipe, enabled: bool) -> None:
 
 
 def class_before_after(pipe, class_word: str, seeds: Sequence[int] = REPORT_SEEDS, steps: int = 25,
-                       guidance: float = 7.5, resolution: int | None = None) -> tuple[list[Image.Image], list[Image.Image]]:
-    """`a photo of <class>` with the pipeline's active LoRA switched off, then on, at the same seeds."""
+                       guidance: float | None = None, resolution: int | None = None) -> tuple[list[Image.Image], list[Image.Image]]:
+    """`a photo of <class>` with the pipeline's active LoRA switched off, then on, at the same seeds.
+
+    Guidance None is the family's (7.5 SD1.x/SD2.x, 5 SDXL, 3.5 FLUX.1-dev); the call goes through the family's
+    pipeline arguments (FLUX takes no negative prompt and its own T5 length).
+    """
     import torch
 
     from engine.base_model import training_resolution
+    from engine.detection import family_of
+    from engine.drawing import render
     from engine.tokens import class_prompt
 
     size = resolution or training_resolution(pipe)
     prompt = class_prompt(class_word)
+    guidance = family_of(pipe).guidance if guidance is None else guidance
 
     def draw() -> list[Image.Image]:
         generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        with torch.inference_mode():
-            return pipe(prompt=[prompt] * len(seeds), num_inference_steps=steps, guidance_scale=guidance,
-                        height=size, width=size, generator=generators).images
+        return render(pipe, [prompt] * len(seeds), generators, steps=steps, guidance=guidance, width=size,
+                      height=size)
 
     _set_lora(pipe, False)
     try:
@@ -109,7 +115,7 @@ def compose(before: Sequence[Image.Image], after: Sequence[Image.Image], drift: 
     return card
 
 
-def report_card(pipe, class_word: str, seeds: Sequence[int] = REPORT_SEEDS, steps: int = 25, guidance: float = 7.5,
+def report_card(pipe, class_word: str, seeds: Sequence[int] = REPORT_SEEDS, steps: int = 25, guidance: float | None = None,
                 labels: tuple[str, str] = ("before", "after")) -> ReportCard:
     """Draw the class prompt without and with the active LoRA, measure the drift, and lay out the card."""
     before, after = class_before_after(pipe, class_word, seeds, steps, guidance)

@@ -6,9 +6,18 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from engine.tokens import COMMON_PROMPT_WORDS, IDENTIFIER_POOL
+from engine.tokens import COMMON_PROMPT_WORDS
 
 TINY_RESOLUTION = 64
+# The words the SD1 tiny model's vocabulary is built from, frozen as they were before the identifier pool was
+# fixed against CLIP's real vocabulary: the SD1 tiny model (and every test figure measured on it) stays the same
+# files. Its identifiers are the pool words it holds as single tokens (sks, ohwx); the other families' tiny models
+# use CLIP's real tokenizer, which holds the whole pool.
+TINY_SD1_WORDS: tuple[str, ...] = (
+    "sks", "zwx", "ohwx", "pzk", "vkx", "qmz", "jxp", "tqw", "wbq", "xqh", "krz", "hjv",
+    "bxq", "fzn", "yqv", "dkx", "gvz", "zmq", "wxj", "kqp", "jvw", "qzx", "xkv", "vzq",
+    *COMMON_PROMPT_WORDS,
+)
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 NOTICE = (
@@ -156,8 +165,12 @@ def tiny_modules(
     return text_encoder, unet, vae, scheduler
 
 
-def build_tiny_pipeline(folder: str | Path, seed: int = 0):
-    """Write a tiny StableDiffusionPipeline into `folder` and return it (CPU, float32)."""
+def build_tiny_pipeline(folder: str | Path, seed: int = 0, family: str = "sd1"):
+    """Write a tiny pipeline of `family` into `folder` and return it (CPU, float32); sd1 is the original one."""
+    if family != "sd1":
+        from engine.tiny_families import build_tiny_family
+
+        return build_tiny_family(folder, family, seed=seed)
     import torch
     from diffusers import StableDiffusionPipeline
     from transformers import CLIPTokenizer
@@ -167,7 +180,7 @@ def build_tiny_pipeline(folder: str | Path, seed: int = 0):
     torch.manual_seed(seed)
 
     vocab_dir = folder / "_vocab"
-    write_tokenizer(vocab_dir, list(IDENTIFIER_POOL) + list(COMMON_PROMPT_WORDS))
+    write_tokenizer(vocab_dir, TINY_SD1_WORDS)
     # transformers 5 ignores vocab_file= in the constructor; from_pretrained reads vocab.json + merges.txt.
     tokenizer = CLIPTokenizer.from_pretrained(str(vocab_dir), model_max_length=77)
 
@@ -203,7 +216,9 @@ def build_tiny_pipeline(folder: str | Path, seed: int = 0):
 
 
 def count_parameters(pipe) -> int:
-    return sum(p.numel() for m in (pipe.unet, pipe.vae, pipe.text_encoder) for p in m.parameters())
+    from engine.base_model import pipeline_modules
+
+    return sum(p.numel() for m in pipeline_modules(pipe) for p in m.parameters())
 
 
 def build_random_pipeline(config_dir: str | Path, device, dtype):
@@ -220,7 +235,7 @@ def build_random_pipeline(config_dir: str | Path, device, dtype):
 
     config_dir = Path(config_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        write_tokenizer(Path(tmp), list(IDENTIFIER_POOL) + list(COMMON_PROMPT_WORDS))
+        write_tokenizer(Path(tmp), TINY_SD1_WORDS)
         tokenizer = CLIPTokenizer.from_pretrained(tmp, model_max_length=77)
     te_config = CLIPTextConfig.from_pretrained(str(config_dir / "text_encoder"))
     te_config.eos_token_id = tokenizer.eos_token_id

@@ -11,15 +11,21 @@ class TokenizerLike(Protocol):
 
 
 # The DreamBooth paper asks for an identifier with a weak prior: a short, rare token of the text encoder's
-# vocabulary, so the model does not have to unlearn a meaning first. "sks" is the community's usual choice;
-# the rest are short letter runs of the same kind. Order matters: the first free one is given out, and each is
-# checked against the loaded tokenizer, so one that is not a single token there is simply skipped.
+# vocabulary, so the model does not have to unlearn a meaning first. Every word here is a single token of CLIP's
+# real BPE vocabulary (SD1.x, SD2.x and SDXL read prompts with it) and a rare one: its id is above 47,000 of
+# 49,408, i.e. its merge was among the last CLIP learnt, which is what "rare in CLIP's training captions" means
+# (common English words are merged early: "dog" is 1929, "photo" 1125). "sks" and "ohwx" are the community's usual
+# choices (both are in github.com/2kpr/dreambooth-tokens, the list of CLIP's single tokens); the rest are
+# meaningless letter runs and word-endings of the same region, with words, names, brands and slurs left out.
+# tests/engine/test_clip_vocabulary.py checks all of it against the shipped vocabulary. Order matters: the first
+# free one is given out, and each is checked against the loaded tokenizer, so one that is not a single token
+# there is simply skipped.
 IDENTIFIER_POOL: tuple[str, ...] = (
-    "sks", "zwx", "ohwx", "pzk", "vkx", "qmz", "jxp", "tqw", "wbq", "xqh", "krz", "hjv",
-    "bxq", "fzn", "yqv", "dkx", "gvz", "zmq", "wxj", "kqp", "jvw", "qzx", "xkv", "vzq",
+    "sks", "ohwx", "phol", "ront", "fler", "peth", "rith", "tich", "ylor", "yler", "ynna", "shma",
+    "nery", "wbo", "ucn", "sgh", "nrf", "hns", "bdg", "mwf", "pln", "omd", "rcn", "dru",
 )
 
-# Words the tiny test model's vocabulary holds as single tokens besides the pool (prompt words tests use).
+# Words the tiny test models' vocabularies hold as single tokens besides the pool (prompt words tests use).
 COMMON_PROMPT_WORDS: tuple[str, ...] = (
     "a", "an", "the", "photo", "picture", "portrait", "painting", "of", "in", "on", "at", "with", "and", "by",
     "dog", "cat", "person", "man", "woman", "boy", "girl", "child", "face", "toy", "car", "house", "bird",

@@ -1,4 +1,8 @@
-"""DreamBooth-LoRA training: `train(spec, on_progress, should_stop)` in four steps (data → cache → loop → save)."""
+"""DreamBooth-LoRA training: `train(spec, on_progress, should_stop)` in four steps (data → cache → loop → save).
+
+One loop for every family; what differs lives in engine.conditioning (what the denoiser reads about a prompt),
+engine.objectives (noising, target and loss) and engine.families (targets, defaults, export names).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,12 @@ from PIL import Image
 
 from engine import lora_files
 from engine.class_images import Stopped, ensure_class_images
-from engine.lora_files import ADAPTER, TEXT_ENCODER_TARGETS, UNET_TARGETS
+from engine.conditioning import PromptEmbeds, encode, tokenize
+from engine.detection import family_of
+from engine.families import SD1, Family
+from engine.lora_files import ADAPTER
+from engine.objectives import EncodedImages, Objective, StepBatch, sdxl_time_ids, step_batch
+from engine.photos import crop_geometry
 from engine.tokens import class_prompt, instance_prompt
 
 log = logging.getLogger(__name__)
@@ -32,60 +41,69 @@ class TrainingStopped(Stopped):
         self.step = step
 
 
-# --- defaults, from the photo count ------------------------------------------------------------------------------
+# --- defaults, from the photo count and the family -----------------------------------------------------------------
 
 
-def default_steps(photo_count: int) -> int:
-    """About 100 passes over each photo, kept within 300..1500 steps.
+def default_steps(photo_count: int, family: Family = SD1) -> int:
+    """About 100 passes over each photo, kept within the family's range (300..1500 for every family now).
 
-    diffusers' DreamBooth-LoRA recipe trains its 5-photo example for 500 steps at lr 1e-4, i.e. 100 passes per
-    photo. Around 300 steps (three to five photos) is where a small set sits between under-fitting (identity
-    not learnt) and over-fitting (pose, background and lighting copied into every picture); past ~1500 steps
-    a LoRA memorises even a 20-photo set.
+    diffusers' DreamBooth-LoRA recipes train their 5-photo examples for 500 steps at lr 1e-4 (README.md,
+    README_sdxl.md, README_flux.md alike), i.e. 100 passes per photo. Around 300 steps (three to five photos) is
+    where a small set sits between under-fitting (identity not learnt) and over-fitting (pose, background and
+    lighting copied into every picture); past ~1500 steps a LoRA memorises even a 20-photo set.
     """
-    return max(300, min(1500, 100 * max(1, photo_count)))
+    return max(family.min_steps, min(family.max_steps_train, family.steps_per_photo * max(1, photo_count)))
 
 
-def default_rank(photo_count: int) -> int:
-    # Rank 4 (the recipe's default) holds one face or object; a larger set carries more variation worth keeping.
-    return 4 if photo_count <= 8 else 8
+def default_rank(photo_count: int, family: Family = SD1) -> int:
+    # The recipes' rank 4 holds one face or object on SD's UNet; a larger set carries more variation worth keeping.
+    return family.rank_small_set if photo_count <= 8 else family.rank_large_set
 
 
-# DreamBooth's paper weights the prior-preservation loss 1.0 and uses ~200 class images per subject.
+# DreamBooth's paper weights the prior-preservation loss 1.0 (every recipe's --prior_loss_weight default).
 DEFAULT_PRIOR_LOSS_WEIGHT = 1.0
-# The recipe's LoRA learning rate; text-encoder LoRA is kept at half of it, it drifts faster.
+# The recipes' LoRA learning rate; text-encoder LoRA is kept at half of it, it drifts faster.
 DEFAULT_LEARNING_RATE = 1e-4
 
 
 @dataclass
 class TrainSpec:
-    photos: list[Image.Image]  # already squared to `resolution` (engine.photos)
+    photos: list[Image.Image]  # already squared to `resolution` (engine.photos; they carry their crop geometry)
     class_word: str
     token: str
     output_dir: Path
     base_model: Path | None = None  # used when no pipeline is handed to train()
     class_image_dir: Path | None = None  # None or num_class_images == 0: no prior preservation
-    num_class_images: int = 200
+    num_class_images: int | None = None  # None: the family's default
     checkpoint_dir: Path | None = None
-    steps: int | None = None
-    learning_rate: float = DEFAULT_LEARNING_RATE
+    steps: int | None = None  # None: from the photo count and the family
+    learning_rate: float | None = None  # None: the family's (1e-4 for all, the recipes')
     rank: int | None = None
     prior_loss_weight: float = DEFAULT_PRIOR_LOSS_WEIGHT
-    train_text_encoder: bool = False
+    train_text_encoder: bool = False  # SD1/SD2: its text encoder; SDXL: both
     checkpoint_every: int = 100
     seed: int = 1234
     sample_seeds: tuple[int, ...] = (1, 2, 3, 4)
     sample_steps: int = 25
-    class_image_steps: int = 25
-    gradient_checkpointing: bool | None = None  # None: on CUDA when the GPU has under 16 GiB
+    class_image_steps: int | None = None  # None: the family's (and the class-image cache key's)
+    gradient_checkpointing: bool | None = None  # None: FLUX on CUDA, or SD on a CUDA GPU under 16 GiB
     device: str = "auto"
     resolution: int | None = None  # None: the base model's own
+    # (original height, original width, crop top, crop left) per photo for SDXL's size conditioning; None: what
+    # each photo carries from engine.photos (a photo that was never cropped is its own original).
+    photo_geometry: list[tuple[int, int, int, int]] | None = None
 
-    def planned_steps(self) -> int:
-        return self.steps or default_steps(len(self.photos))
+    def planned_steps(self, family: Family = SD1) -> int:
+        return self.steps or default_steps(len(self.photos), family)
 
-    def lora_rank(self) -> int:
-        return self.rank or default_rank(len(self.photos))
+    def lora_rank(self, family: Family = SD1) -> int:
+        return self.rank or default_rank(len(self.photos), family)
+
+    def lr(self, family: Family = SD1) -> float:
+        return self.learning_rate or family.learning_rate
+
+    def class_count(self, family: Family = SD1) -> int:
+        return family.class_images if self.num_class_images is None else int(self.num_class_images)
 
     @property
     def instance_prompt(self) -> str:
@@ -95,17 +113,24 @@ class TrainSpec:
     def class_prompt(self) -> str:
         return class_prompt(self.class_word)
 
-    def signature(self) -> str:
-        """What a checkpoint must match to be resumed: same photos, token, rank and method."""
+    def geometry(self) -> list[tuple[int, int, int, int]]:
+        if self.photo_geometry is not None:
+            return [tuple(g) for g in self.photo_geometry]
+        return [crop_geometry(image).as_tuple() for image in self.photos]
+
+    def signature(self, family: Family = SD1) -> str:
+        """What a checkpoint must match to be resumed: same family, photos, token, rank and method."""
         h = hashlib.sha256()
         for image in self.photos:
             h.update(image.tobytes())
-        h.update(f"{self.token}|{self.class_word}|{self.lora_rank()}|{self.train_text_encoder}".encode())
+        h.update(f"{self.token}|{self.class_word}|{self.lora_rank(family)}|{self.train_text_encoder}".encode())
         h.update(f"{self.prior_loss_weight}|{self.use_prior()}".encode())
+        if family is not SD1:
+            h.update(f"{family.name}|{self.geometry()}".encode())
         return h.hexdigest()[:16]
 
     def use_prior(self) -> bool:
-        return self.class_image_dir is not None and self.num_class_images > 0
+        return self.class_image_dir is not None and (self.num_class_images is None or self.num_class_images > 0)
 
 
 @dataclass
@@ -123,17 +148,6 @@ class TrainResult:
 # --- step 1: data ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class EncodedImages:
-    """VAE posteriors of a set of pictures (mean and std), so each step can draw a fresh latent cheaply."""
-
-    mean: Any
-    std: Any
-
-    def __len__(self) -> int:
-        return int(self.mean.shape[0])
-
-
 def _to_tensor(images: list[Image.Image], resolution: int):
     import numpy as np
     import torch
@@ -147,93 +161,30 @@ def _to_tensor(images: list[Image.Image], resolution: int):
 
 
 def encode_images(pipe, images: list[Image.Image], resolution: int, batch: int = 8) -> EncodedImages:
+    """VAE posteriors (mean, std) of the pictures, unscaled; an fp16 VAE that overflows is run in fp32."""
     import torch
 
     means, stds = [], []
     vae = pipe.vae
-    with torch.no_grad():
-        for start in range(0, len(images), batch):
-            pixels = _to_tensor(images[start : start + batch], resolution).to(vae.device, vae.dtype)
-            dist = vae.encode(pixels).latent_dist
-            means.append(dist.mean.float().cpu())
-            stds.append(dist.std.float().cpu())
+    # SDXL's (and FLUX's) stock VAE produces inf/NaN in fp16; its config says so with force_upcast, and the SDXL
+    # recipe keeps it in fp32 unless a fixed VAE is given (README_sdxl.md). bf16 has fp32's range: no upcast.
+    upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
+    if upcast:
+        vae.to(torch.float32)
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                pixels = _to_tensor(images[start : start + batch], resolution).to(vae.device, vae.dtype)
+                dist = vae.encode(pixels).latent_dist
+                means.append(dist.mean.float().cpu())
+                stds.append(dist.std.float().cpu())
+    finally:
+        if upcast:
+            vae.to(torch.float16)
     return EncodedImages(torch.cat(means), torch.cat(stds))
 
 
-def prompt_ids(pipe, prompt: str):
-    tok = pipe.tokenizer
-    return tok(prompt, padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
-
-
-def embed(pipe, ids):
-    return pipe.text_encoder(ids.to(pipe.text_encoder.device))[0]
-
-
 # --- step 2 and 3: the loop ------------------------------------------------------------------------------------
-
-
-@dataclass
-class StepBatch:
-    latents: Any  # [B, C, h, w] on CPU, float32; row 0 the instance, row 1 (if any) the class example
-    noise: Any
-    timesteps: Any
-
-
-def _permutation(n: int, seed: int):
-    import torch
-
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-
-
-def step_batch(step: int, seed: int, instance: EncodedImages, classes: EncodedImages | None, timesteps: int) -> StepBatch:
-    """Everything random about one step comes from (seed, step): a resumed run repeats the same steps."""
-    import torch
-
-    def pick(images: EncodedImages, salt: int) -> int:
-        n = len(images)
-        epoch, offset = divmod(step, n)
-        return int(_permutation(n, seed * 7919 + salt * 104729 + epoch)[offset])
-
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-    chosen = [(instance, pick(instance, 1))]
-    if classes is not None:
-        chosen.append((classes, pick(classes, 2)))
-    latents = torch.stack(
-        [imgs.mean[i] + imgs.std[i] * torch.randn(imgs.mean[i].shape, generator=gen) for imgs, i in chosen]
-    )
-    noise = torch.randn(latents.shape, generator=gen)
-    ts = torch.randint(0, timesteps, (latents.shape[0],), generator=gen)
-    return StepBatch(latents, noise, ts)
-
-
-def per_example_loss(pipe, noise_scheduler, batch: StepBatch, embeddings, runtime) -> Any:
-    """MSE between the UNet's prediction and its target, one value per example of the batch."""
-    import torch.nn.functional as F
-
-    device = runtime.device
-    scale = pipe.vae.config.scaling_factor
-    latents = (batch.latents * scale).to(device)
-    noise = batch.noise.to(device)
-    timesteps = batch.timesteps.to(device)
-    noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-    if noise_scheduler.config.prediction_type == "v_prediction":
-        target = noise_scheduler.get_velocity(latents, noise, timesteps)
-    else:
-        target = noise
-    with _autocast(runtime):
-        prediction = pipe.unet(noisy.to(pipe.unet.dtype), timesteps, embeddings.to(pipe.unet.dtype)).sample
-    loss = F.mse_loss(prediction.float(), target.float(), reduction="none")
-    return loss.mean(dim=list(range(1, loss.ndim)))
-
-
-def _autocast(runtime):
-    import contextlib
-
-    import torch
-
-    if runtime.is_cuda and runtime.dtype != torch.float32:
-        return torch.autocast("cuda", dtype=runtime.dtype)
-    return contextlib.nullcontext()
 
 
 def combined_loss(per_example, prior_loss_weight: float):
@@ -245,21 +196,39 @@ def combined_loss(per_example, prior_loss_weight: float):
     return instance_loss + prior_loss_weight * class_loss, instance_loss, class_loss
 
 
+def denoiser(pipe):
+    """The module LoRA trains: the UNet (SD families) or the transformer (FLUX)."""
+    return getattr(pipe, family_of(pipe).denoiser)
+
+
+def trained_text_encoders(pipe, spec: TrainSpec) -> list[tuple[str, Any]]:
+    family = family_of(pipe)
+    if not spec.train_text_encoder:
+        return []
+    if not family.text_encoder_lora_targets:
+        raise ValueError(f"text-encoder LoRA is not offered for {family.title}; train the {family.denoiser} only")
+    return [(name, getattr(pipe, name)) for name in family.text_encoders]
+
+
 def add_lora(pipe, spec: TrainSpec) -> list:
-    """Fresh LoRA adapters on the UNet attention (and optionally the text encoder); returns the trainable params."""
+    """Fresh LoRA adapters on the family's targets (and optionally its text encoders); returns param groups."""
     from peft import LoraConfig
 
-    rank = spec.lora_rank()
+    family = family_of(pipe)
+    rank = spec.lora_rank(family)
+    lr = spec.lr(family)
+    model = denoiser(pipe)
     # alpha = rank: scale 1, so the learning rate means the same at any rank.
-    unet_config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=UNET_TARGETS)
-    pipe.unet.add_adapter(unet_config, adapter_name=ADAPTER)
-    pipe.unet.set_adapter(ADAPTER)
-    groups = [{"params": _trainable(pipe.unet), "lr": spec.learning_rate}]
-    if spec.train_text_encoder:
-        te_config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=TEXT_ENCODER_TARGETS)
-        pipe.text_encoder.add_adapter(te_config, adapter_name=ADAPTER)
-        pipe.text_encoder.set_adapter(ADAPTER)
-        groups.append({"params": _trainable(pipe.text_encoder), "lr": spec.learning_rate / 2})
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(family.lora_targets))
+    model.add_adapter(config, adapter_name=ADAPTER)
+    model.set_adapter(ADAPTER)
+    groups = [{"params": _trainable(model), "lr": lr}]
+    for _, encoder in trained_text_encoders(pipe, spec):
+        te_config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian",
+                               target_modules=list(family.text_encoder_lora_targets))
+        encoder.add_adapter(te_config, adapter_name=ADAPTER)
+        encoder.set_adapter(ADAPTER)
+        groups.append({"params": _trainable(encoder), "lr": lr / 2})
     return groups
 
 
@@ -270,7 +239,7 @@ def _trainable(module) -> list:
     for name, param in module.named_parameters():
         if f"lora_A.{ADAPTER}" in name or f"lora_B.{ADAPTER}" in name:
             # Trainable weights stay float32 even when the frozen model is bf16/fp16: Adam's tiny updates
-            # would round away otherwise.
+            # would round away otherwise (the recipes' cast_training_params).
             param.data = param.data.to(torch.float32)
             param.requires_grad_(True)
             params.append(param)
@@ -279,44 +248,70 @@ def _trainable(module) -> list:
     return params
 
 
+def has_lora(pipe) -> bool:
+    from engine.base_model import pipeline_modules
+
+    return any(getattr(m, "peft_config", None) for m in pipeline_modules(pipe))
+
+
 def remove_lora(pipe) -> None:
     """Take every LoRA out of the pipeline: the base model again, bit for bit."""
-    if getattr(pipe.unet, "peft_config", None) or getattr(pipe.text_encoder, "peft_config", None):
+    if has_lora(pipe):
         pipe.unload_lora_weights()
 
 
-def _wants_checkpointing(spec: TrainSpec, runtime) -> bool:
+def _wants_checkpointing(spec: TrainSpec, runtime, family: Family) -> bool:
     if spec.gradient_checkpointing is not None:
         return spec.gradient_checkpointing
     if not runtime.is_cuda:
         return False
+    if family.is_flux:
+        # FLUX.1's 12B transformer: activations of 57 blocks at 4096 image tokens are what does not fit.
+        return True
     import torch
 
     total = torch.cuda.get_device_properties(runtime.device).total_memory
     return total < 16 * 1024**3
 
 
-def evaluation_loss(pipe, spec: TrainSpec, runtime, seed: int = 99, examples: int = 4) -> float:
-    """Instance loss on a fixed batch (same latents, noise and timesteps each call): lower means learnt."""
-    import torch
-    from diffusers import DDPMScheduler
-
-    resolution = spec.resolution or _resolution(pipe)
-    encoded = encode_images(pipe, spec.photos, resolution)
-    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    with torch.no_grad():
-        emb = embed(pipe, prompt_ids(pipe, spec.instance_prompt))
-        losses = [
-            per_example_loss(pipe, scheduler, step_batch(i, seed, encoded, None, scheduler.config.num_train_timesteps), emb, runtime)[0]
-            for i in range(examples)
-        ]
-    return float(torch.stack(losses).mean())
-
-
 def _resolution(pipe) -> int:
     from engine.base_model import training_resolution
 
     return training_resolution(pipe)
+
+
+def _objective(pipe, runtime) -> Objective:
+    from engine.samplers import own_scheduler_config
+
+    return Objective(family_of(pipe), own_scheduler_config(pipe), runtime)
+
+
+def _time_ids(pipe, spec: TrainSpec, batch: StepBatch, resolution: int):
+    """SDXL's time_ids for a batch: the instance photo's own geometry; class images are drawn at the target size."""
+    if family_of(pipe).name != "sdxl":
+        return None
+    geometry = spec.geometry()
+    rows = [geometry[batch.picks[0]]]
+    if len(batch.picks) > 1:
+        rows.append((resolution, resolution, 0, 0))
+    return sdxl_time_ids(rows, resolution)
+
+
+def evaluation_loss(pipe, spec: TrainSpec, runtime, seed: int = 99, examples: int = 4) -> float:
+    """Instance loss on a fixed batch (same latents, noise and timesteps each call): lower means learnt."""
+    import torch
+
+    family = family_of(pipe)
+    resolution = spec.resolution or _resolution(pipe)
+    encoded = encode_images(pipe, spec.photos, resolution)
+    objective = _objective(pipe, runtime)
+    with torch.no_grad():
+        embeds = encode(pipe, tokenize(pipe, [spec.instance_prompt]))
+        losses = []
+        for i in range(examples):
+            batch = step_batch(i, seed, encoded, None, objective.num_timesteps, family)
+            losses.append(objective.per_example(pipe, batch, embeds, _time_ids(pipe, spec, batch, resolution))[0])
+    return float(torch.stack(losses).mean())
 
 
 def train(
@@ -335,7 +330,6 @@ def train(
     at every step boundary: the worker runs waiting draws there, so a /draw never waits for a whole training.
     """
     import torch
-    from diffusers import DDPMScheduler
 
     from engine.base_model import load_base_pipeline, pick_runtime
 
@@ -345,14 +339,16 @@ def train(
         if spec.base_model is None:
             raise ValueError("TrainSpec.base_model is needed when no pipeline is given")
         pipe = load_base_pipeline(spec.base_model, runtime)
+    family = family_of(pipe)
     remove_lora(pipe)
     if not spec.photos:
         raise ValueError("no usable photos to train on")
     resolution = spec.resolution or _resolution(pipe)
-    total = spec.planned_steps()
+    total = spec.planned_steps(family)
     output_dir = Path(spec.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     report = on_progress or (lambda _p: None)
+    text_encoders = trained_text_encoders(pipe, spec)  # refuses text-encoder LoRA where the family has none
 
     # Step 1: data. Class images come from the base model itself, before any LoRA is attached.
     class_encoded = None
@@ -362,7 +358,7 @@ def train(
             pipe,
             spec.class_image_dir,
             spec.class_prompt,
-            spec.num_class_images,
+            spec.class_count(family),
             resolution,
             steps=spec.class_image_steps,
             on_progress=report,
@@ -372,40 +368,41 @@ def train(
         class_pictures = [Image.open(p).convert("RGB") for p in paths]
         class_encoded = encode_images(pipe, class_pictures, resolution)
 
-    # Step 2: cache. The VAE never changes, so each picture is encoded once; the text encoder only when frozen.
+    # Step 2: cache. The VAE never changes, so each picture is encoded once; the text encoders only when frozen
+    # (FLUX's T5 is by far the costliest part of a step otherwise).
     instance_encoded = encode_images(pipe, spec.photos, resolution)
-    instance_ids = prompt_ids(pipe, spec.instance_prompt)
-    class_ids = prompt_ids(pipe, spec.class_prompt)
+    prompt_ids = tokenize(pipe, [spec.instance_prompt, spec.class_prompt])
     torch.manual_seed(spec.seed)  # LoRA's initial weights: the same spec trains the same LoRA
     param_groups = add_lora(pipe, spec)
-    cached_embeddings = None
-    if not spec.train_text_encoder:
+    cached: PromptEmbeds | None = None
+    if not text_encoders:
         with torch.no_grad():
-            cached_embeddings = torch.cat([embed(pipe, instance_ids), embed(pipe, class_ids)])
+            cached = encode(pipe, prompt_ids).detached()
 
-    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    objective = _objective(pipe, runtime)
+    model = denoiser(pipe)
     optimizer = torch.optim.AdamW(param_groups, weight_decay=1e-2)
     scaler = torch.amp.GradScaler("cuda") if runtime.is_cuda and runtime.dtype == torch.float16 else None
-    if _wants_checkpointing(spec, runtime):
-        pipe.unet.enable_gradient_checkpointing()
+    checkpointing = _wants_checkpointing(spec, runtime, family)
+    if checkpointing:
+        model.enable_gradient_checkpointing()
 
+    modules = {family.denoiser: model, **dict(text_encoders)}
+    signature = spec.signature(family)
     start_step = 0
     ckpt = lora_files.latest_checkpoint(spec.checkpoint_dir)
-    if ckpt is not None and ckpt.signature == spec.signature():
-        lora_files.load_checkpoint(ckpt, pipe.unet, pipe.text_encoder, optimizer, runtime.device)
+    if ckpt is not None and ckpt.signature == signature:
+        lora_files.load_checkpoint(ckpt, modules, optimizer, runtime.device)
         start_step, total = ckpt.step, ckpt.total
         log.info("resuming from checkpoint at step %d of %d", start_step, total)
 
     def checkpoint(step: int) -> None:
         if spec.checkpoint_dir is not None:
-            lora_files.save_checkpoint(
-                spec.checkpoint_dir, step, total, spec.signature(), pipe.unet,
-                pipe.text_encoder if spec.train_text_encoder else None, optimizer,
-            )
+            lora_files.save_checkpoint(spec.checkpoint_dir, step, total, signature, modules, optimizer)
 
     # Step 3: the loop. Each step: one instance example and (with prior preservation) one class example.
     params = [p for g in param_groups for p in g["params"]]
-    pipe.unet.train()
+    model.train()
     last_loss: float | None = None
     loop_started, timed_steps = time.monotonic(), 0
     try:
@@ -413,12 +410,13 @@ def train(
             if should_stop and should_stop():
                 checkpoint(step)
                 raise TrainingStopped(step)
-            batch = step_batch(step, spec.seed, instance_encoded, class_encoded, noise_scheduler.config.num_train_timesteps)
-            if cached_embeddings is not None:
-                embeddings = cached_embeddings[: batch.latents.shape[0]]
+            batch = step_batch(step, spec.seed, instance_encoded, class_encoded, objective.num_timesteps, family)
+            rows = batch.latents.shape[0]
+            if cached is not None:
+                embeds = cached.rows(rows)
             else:
-                embeddings = embed(pipe, torch.cat([instance_ids, class_ids])[: batch.latents.shape[0]])
-            per_example = per_example_loss(pipe, noise_scheduler, batch, embeddings, runtime)
+                embeds = encode(pipe, {k: v[:rows] for k, v in prompt_ids.items()})
+            per_example = objective.per_example(pipe, batch, embeds, _time_ids(pipe, spec, batch, resolution))
             loss, instance_loss, class_loss = combined_loss(per_example, spec.prior_loss_weight)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -450,16 +448,15 @@ def train(
             if pause_point is not None and done < total:
                 pause_point()
     finally:
-        pipe.unet.eval()
-        if _wants_checkpointing(spec, runtime):
-            pipe.unet.disable_gradient_checkpointing()
+        model.eval()
+        if checkpointing:
+            model.disable_gradient_checkpointing()
         for p in params:
             p.requires_grad_(False)
 
     # Step 4: save, then show what was learnt.
-    te = pipe.text_encoder if spec.train_text_encoder else None
-    weights = lora_files.save_diffusers_lora(output_dir / "lora.safetensors", pipe.unet, te)
-    kohya = lora_files.save_kohya_lora(output_dir / "lora_kohya.safetensors", pipe.unet, te)
+    weights = lora_files.save_lora(output_dir / "lora.safetensors", pipe)
+    kohya = lora_files.save_kohya_lora(output_dir / "lora_kohya.safetensors", pipe, resolution=resolution)
     samples = draw_samples(pipe, spec, output_dir, resolution, report, should_stop)
     return TrainResult(
         weights_path=weights,
@@ -470,10 +467,11 @@ def train(
         seconds=round(time.monotonic() - started, 2),
         final_loss=last_loss,
         params={
-            "steps": total, "rank": spec.lora_rank(), "learning_rate": spec.learning_rate,
+            "steps": total, "rank": spec.lora_rank(family), "learning_rate": spec.lr(family),
             "prior_loss_weight": spec.prior_loss_weight, "train_text_encoder": spec.train_text_encoder,
-            "num_class_images": spec.num_class_images if spec.use_prior() else 0, "resolution": resolution,
-            "photos": len(spec.photos), "seed": spec.seed,
+            "num_class_images": spec.class_count(family) if spec.use_prior() else 0, "resolution": resolution,
+            "photos": len(spec.photos), "seed": spec.seed, "family": family.name,
+            "objective": objective.prediction_type,
         },
     )
 
@@ -482,18 +480,16 @@ def draw_samples(pipe, spec: TrainSpec, folder: Path, resolution: int, report: P
     """`a photo of <token> <class>` at fixed seeds, so two trainings can be compared picture by picture."""
     import torch
 
+    from engine.drawing import render
+
+    family = family_of(pipe)
     paths = []
     total = len(spec.sample_seeds)
     report({"stage": "samples", "step": 0, "total": total, "loss": None, "eta_s": None})
     for i, seed in enumerate(spec.sample_seeds):
-        with torch.inference_mode():
-            image = pipe(
-                spec.instance_prompt,
-                num_inference_steps=spec.sample_steps,
-                height=resolution,
-                width=resolution,
-                generator=torch.Generator("cpu").manual_seed(seed),
-            ).images[0]
+        image = render(pipe, [spec.instance_prompt], [torch.Generator("cpu").manual_seed(seed)],
+                       steps=spec.sample_steps, guidance=family.guidance, width=resolution, height=resolution,
+                       sampler=family.default_sampler)[0]
         path = folder / f"sample_{seed}.png"
         image.save(path)
         paths.append(path)

@@ -104,9 +104,20 @@ class Engine:
         runtime = pick_runtime(device)
         return cls(base_model, runtime, load_base_pipeline(base_model, runtime))
 
-    def info(self, default_draw_steps: int) -> EngineInfo:
-        return EngineInfo(family="sd1", resolution=self.resolution, default_draw_steps=default_draw_steps,
-                          token_limit=self.drawer.count_tokens("")[1])
+    def info(self, draw_steps: int | None = None) -> EngineInfo:
+        """The loaded model's limits for the bot: its family's, at this model's own size (DRAW_STEPS overrides)."""
+        from engine.drawing import limits_of
+        from engine.families import ASPECT_RATIOS
+
+        limits = limits_of(self.pipe)
+        family = limits.family
+        return EngineInfo(
+            family=family.name, title=family.title, resolution=limits.resolution, max_draw_steps=family.max_steps,
+            default_draw_steps=draw_steps or family.draw_steps, default_guidance=family.guidance,
+            guidance_embedded=family.guidance_embedded, samplers=family.samplers,
+            default_sampler=family.default_sampler, sizes={ar: limits.size_for(ar) for ar in ASPECT_RATIOS},
+            negative_prompt=family.negative_prompt, token_limit=self.drawer.count_tokens("")[1],
+        )
 
     def identifier_pool(self) -> list[str]:
         return usable_pool(self.pipe.tokenizer)

@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 MAX_IMAGES_PER_DRAW = 4
 # Past ~100 denoising steps no sampler we offer changes the picture visibly; more is only a longer wait.
 MAX_DRAW_STEPS = 100
-# Stable Diffusion's own default classifier-free guidance (the diffusers pipelines use 7.5).
+# SD1.x's own default classifier-free guidance (StableDiffusionPipeline uses 7.5); other families bring theirs
+# (engine/families.py) and the running engine publishes it (EngineInfo).
 DEFAULT_GUIDANCE = 7.5
-MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 20.0
+# 0: FLUX.1-schnell draws without guidance; past 20 every family burns its colours.
+MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 20.0
 MAX_PROMPT_CHARS = 400
 MAX_NEGATIVE_CHARS = 300
 # SD1.x is trained at 512 px; the engine publishes the loaded model's own resolution (EngineInfo) at start.
@@ -54,8 +56,8 @@ class DrawPayload(JobPayload):
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
     negative_prompt: str = Field("", max_length=MAX_NEGATIVE_CHARS)
     n: int = Field(1, ge=1, le=MAX_IMAGES_PER_DRAW)
-    steps: int | None = Field(None, ge=1, le=MAX_DRAW_STEPS)  # None: DRAW_STEPS
-    guidance: float = Field(DEFAULT_GUIDANCE, ge=MIN_GUIDANCE, le=MAX_GUIDANCE)
+    steps: int | None = Field(None, ge=1, le=MAX_DRAW_STEPS)  # None: DRAW_STEPS, else the family's default
+    guidance: float | None = Field(None, ge=MIN_GUIDANCE, le=MAX_GUIDANCE)  # None: the family's default
     seeds: list[int] | None = None  # None: random seeds, returned in the result
     width: int | None = Field(None, ge=64, le=2048)  # None: the base model's own resolution
     height: int | None = Field(None, ge=64, le=2048)
@@ -150,14 +152,24 @@ def parse_result(kind: str, data: dict[str, Any]) -> JobResult:
 
 
 class EngineInfo(_Record):
-    """What the running engine's base model allows; the engine publishes it at start, the bot reads it."""
+    """What the running engine's base model allows; the engine publishes it at start, the bot reads it.
+
+    The defaults describe SD1.x at 512 px, what the bot assumes before any engine has started."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
     family: str = "sd1"
+    title: str = "Stable Diffusion 1.x"
     resolution: int = DEFAULT_RESOLUTION
     max_draw_steps: int = MAX_DRAW_STEPS
     default_draw_steps: int = 25
     default_guidance: float = DEFAULT_GUIDANCE
+    guidance_embedded: bool = False  # FLUX.1-dev: guidance is an input of the model, not CFG
+    samplers: tuple[str, ...] = ("dpm++2m-karras", "euler-a", "euler", "ddim", "default")
+    default_sampler: str = "dpm++2m-karras"
+    # aspect ratio → (width, height) rounded to the model's grid within its pixel budget
+    sizes: dict[str, tuple[int, int]] = Field(default_factory=lambda: {
+        "1:1": (512, 512), "3:2": (608, 408), "2:3": (408, 608), "16:9": (680, 384), "9:16": (384, 680)})
+    negative_prompt: bool = True
     token_limit: int = 75  # prompt tokens the text encoder reads
 
     @property

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     train_steps: int | None = Field(None, ge=1, le=20_000, description="training steps; empty = chosen from the photo count")
     num_class_images: int = Field(200, ge=0, le=5_000, description="class images for prior preservation")
-    draw_steps: int = Field(25, ge=1, le=150, description="default denoising steps for /draw")
+    draw_steps: int | None = Field(None, ge=1, le=100, description="default denoising steps for /draw; empty = the family's")
     min_photos: int = Field(3, ge=1, le=100, description="fewest photos /train accepts")
     max_photos: int = Field(20, ge=1, le=100, description="most photos a set may hold")
     allowed_users: Annotated[frozenset[int], NoDecode] = Field(
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     def _parse_ids(cls, value: Any) -> frozenset[int]:
         return _id_set(value)
 
-    @field_validator("bot_token", "telegram_api_url", "base_model", "train_steps", mode="before")
+    @field_validator("bot_token", "telegram_api_url", "base_model", "train_steps", "draw_steps", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # `.env.example` leaves optional variables empty; an empty string means "not set".

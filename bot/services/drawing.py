@@ -14,7 +14,6 @@ from bot.services import Refusal
 from bot.services.models import handles_for
 from storage import DrawPayload, Job, Model, Storage
 from storage.contract import (
-    DEFAULT_GUIDANCE,
     MAX_DRAW_STEPS,
     MAX_GUIDANCE,
     MAX_IMAGES_PER_DRAW,
@@ -36,8 +35,8 @@ class DrawInputError(Refusal):
 @dataclass(frozen=True)
 class DrawOptions:
     n: int = 1
-    steps: int = 25
-    cfg: float = DEFAULT_GUIDANCE
+    steps: int | None = None  # None: DRAW_STEPS, else the family's default
+    cfg: float | None = None  # None: the base model family's own default
     seed: int | None = None
     negative: str = ""
 
@@ -52,7 +51,7 @@ def _number(name: str, raw: str, kind: type, low: float, high: float) -> Any:
     return value
 
 
-def parse_draw(text: str, default_steps: int) -> tuple[str, DrawOptions]:
+def parse_draw(text: str, default_steps: int | None) -> tuple[str, DrawOptions]:
     """Split `/draw` arguments into the prompt and its `--n/--steps/--cfg/--seed/--neg` options."""
     # Phones turn "--" into an em dash and quotes into curly ones; read them as the user meant.
     text = text.replace("\u2014", "--").replace("\u2013", "--")
@@ -177,7 +176,7 @@ class DrawsPending(Refusal):
 class DrawService:
     """Every path that makes a drawing (a command, a caption, a button) enqueues through `enqueue`."""
 
-    def __init__(self, store: Storage, default_steps: int, max_pending: int = 3) -> None:
+    def __init__(self, store: Storage, default_steps: int | None, max_pending: int = 3) -> None:
         self.store = store
         self.default_steps = default_steps
         self.max_pending = max_pending

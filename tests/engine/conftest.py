@@ -88,3 +88,66 @@ def trained(tmp_path_factory, session_pipe, runtime, photos):
         ).images[0]
     remove_lora(session_pipe)
     return {"spec": spec, "result": result, "loss_before": loss_before, "loss_after": loss_after, "image": image}
+
+
+# --- the other families' tiny models: each built once per run, on first use --------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory):
+    """`tiny_family_dir("sdxl")` → the folder of that family's tiny model (engine.tiny_families), built once."""
+    built: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("families")
+
+    def get(name: str) -> Path:
+        if name not in built:
+            import torch
+
+            from engine.tiny_model import build_tiny_pipeline
+
+            state = torch.random.get_rng_state()  # building seeds torch; the rest of the run must not notice
+            try:
+                build_tiny_pipeline(root / name, family=name)
+            finally:
+                torch.random.set_rng_state(state)
+            built[name] = root / name
+        return built[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def family_pipe(tiny_family_dir, runtime):
+    """`family_pipe("flux")` → that family's tiny base pipeline, loaded once, every LoRA taken out first."""
+    loaded: dict[str, object] = {}
+
+    def get(name: str):
+        from engine.base_model import load_base_pipeline
+        from engine.training import remove_lora
+
+        if name not in loaded:
+            loaded[name] = load_base_pipeline(tiny_family_dir(name), runtime)
+        remove_lora(loaded[name])
+        return loaded[name]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2_dir(tiny_family_dir) -> Path:
+    return tiny_family_dir("sd2")
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tiny_family_dir) -> Path:
+    return tiny_family_dir("sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_dir(tiny_family_dir) -> Path:
+    return tiny_family_dir("flux")
+
+
+@pytest.fixture(scope="session")
+def tiny_flux_schnell_dir(tiny_family_dir) -> Path:
+    return tiny_family_dir("flux-schnell")

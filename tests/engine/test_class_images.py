@@ -63,3 +63,38 @@ def test_another_base_model_or_resolution_does_not_reuse_the_cache(tiny_model_di
     assert files.class_image_dir(other_key, "a photo of dog", 64) != home
     assert files.class_image_dir(key, "a photo of dog", 128) != home
     assert files.class_image_dir(key, "a photo of cat", 64) != home
+
+
+def test_the_cache_key_holds_the_scheduler_and_the_class_image_recipe(tiny_model_dir, tmp_path):
+    import json
+    import os
+
+    from engine.base_model import base_model_key
+
+    key = base_model_key(tiny_model_dir)
+    assert base_model_key(tiny_model_dir, class_steps=25, class_guidance=7.5, class_sampler="default") == key
+    assert base_model_key(tiny_model_dir, class_steps=30) != key
+    assert base_model_key(tiny_model_dir, class_guidance=5.0) != key
+    assert base_model_key(tiny_model_dir, class_sampler="euler-a") != key
+    # Same files of the same size and time, another scheduler setting: another cache.
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_dir, other)
+    config = other / "scheduler" / "scheduler_config.json"
+    before, stat = base_model_key(other), config.stat()
+    settings = json.loads(config.read_text())
+    assert settings["steps_offset"] == 1
+    config.write_text(config.read_text().replace('"steps_offset": 1', '"steps_offset": 0'))
+    os.utime(config, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert config.stat().st_size == stat.st_size
+    assert base_model_key(other) != before
+
+
+def test_a_folder_filled_one_way_refuses_pictures_drawn_another_way(pipe, tmp_path):
+    import pytest
+
+    from engine.class_images import ClassImageMismatch, ensure_class_images
+
+    ensure_class_images(pipe, tmp_path, "a photo of dog", 1, 64, steps=2)
+    with pytest.raises(ClassImageMismatch):
+        ensure_class_images(pipe, tmp_path, "a photo of dog", 2, 64, steps=3)
+    assert len(ensure_class_images(pipe, tmp_path, "a photo of dog", 2, 64, steps=2)) == 2

@@ -68,3 +68,16 @@ def test_random_model_writes_a_loadable_pipeline_shaped_by_a_config_folder(tmp_p
     want = json.loads((tiny_model_dir / "unet" / "config.json").read_text())
     assert list(pipe.unet.config.block_out_channels) == want["block_out_channels"]
     assert "random parameters" in done.stdout
+
+
+def test_tiny_model_of_a_family_then_draw_with_aspect_ratio_and_sampler(tmp_path):
+    env = dict(os.environ, DATA_DIR=str(tmp_path / "data"), DEVICE="cpu", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    env.pop("DRAW_STEPS", None)
+    built = _run(["tiny-model", "flux", "--family", "flux"], tmp_path, env)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "FluxPipeline" in built.stdout and "noise" in built.stdout
+    drawn = _run(["draw", "--base-model", "flux", "--out", "pics", "--n", "1", "--seed", "4", "--steps", "2",
+                  "--ar", "3:2", "--sampler", "euler", "--strength", "0.5", "a photo of sks dog"], tmp_path, env)
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    assert "flux-dev: 72x48, 2 steps, euler, guidance 3.5" in drawn.stderr
+    assert Image.open(tmp_path / "pics" / "seed_4.png").size == (72, 48)

@@ -106,7 +106,7 @@ async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_tok
 
     done = [await store.jobs.get(j.id) for j in jobs]
     assert [j.status for j in done] == ["done", "done"], [j.error for j in done]
-    assert [j.result.token for j in done] == ["sks", "zwx"]
+    assert [j.result.token for j in done] == ["sks", "ohwx"]
     model = await store.models.get(first.id)
     assert model.status == "ready" and model.token == "sks"
     assert model.weights_path.endswith("lora.safetensors") and len(model.sample_paths) == 4

@@ -16,7 +16,7 @@ def test_a_payload_outside_the_limits_is_refused_at_the_edge() -> None:
         DrawPayload(model_id=1, prompt="")
     with pytest.raises(ContractError):
         contract.parse_payload("draw", {"model_id": 1, "prompt": "x", "surprise": True})
-    assert DrawPayload(model_id=None, prompt="x").guidance == contract.DEFAULT_GUIDANCE
+    assert DrawPayload(model_id=None, prompt="x").guidance is None  # the base model family's own default
 
 
 def test_the_bot_and_the_engine_read_their_limits_from_the_contract() -> None:
@@ -24,7 +24,7 @@ def test_the_bot_and_the_engine_read_their_limits_from_the_contract() -> None:
     from engine import drawing as engine_drawing
 
     assert engine_drawing.MAX_IMAGES == contract.MAX_IMAGES_PER_DRAW
-    assert bot_drawing.DrawOptions().cfg == engine_drawing.DrawRequest("x").guidance == contract.DEFAULT_GUIDANCE
+    assert bot_drawing.DrawOptions().cfg is engine_drawing.DrawRequest("x").guidance is None  # the family's
     with pytest.raises(bot_drawing.DrawInputError):
         bot_drawing.parse_draw(f"sks dog --steps {contract.MAX_DRAW_STEPS + 1}", 25)
     assert bot_drawing.parse_draw(f"sks dog --steps {contract.MAX_DRAW_STEPS}", 25)[1].steps == contract.MAX_DRAW_STEPS

@@ -1,0 +1,92 @@
+"""What the denoiser reads about a prompt, per family, computed the way diffusers' own pipelines compute it.
+
+  SD1.x/SD2.x  the text encoder's last hidden state (StableDiffusionPipeline.encode_prompt, clip_skip None);
+  SDXL         both encoders' penultimate hidden states side by side, plus the second encoder's pooled projection
+               as `text_embeds` (StableDiffusionXLPipeline.encode_prompt; the recipe's encode_prompt);
+  FLUX.1       T5's last hidden state as the sequence, CLIP's pooled output as `pooled_projections`, and zero
+               `txt_ids` (FluxPipeline.encode_prompt; the recipe's encode_prompt).
+Token counts measure what the model really reads: CLIP reads 75 text tokens, FLUX's T5 its max_sequence_length
+minus the closing </s> (512 for dev, 256 for schnell).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.detection import family_of
+from engine.families import Family
+
+
+@dataclass
+class PromptEmbeds:
+    """Batch-first conditioning tensors by the name the denoiser takes them under."""
+
+    tensors: dict[str, Any]
+
+    def rows(self, count: int) -> PromptEmbeds:
+        """The first `count` prompts (txt_ids is per sequence position, not per prompt, and stays whole)."""
+        return PromptEmbeds({k: (v if k == "txt_ids" else v[:count]) for k, v in self.tensors.items()})
+
+    def detached(self) -> PromptEmbeds:
+        return PromptEmbeds({k: v.detach() for k, v in self.tensors.items()})
+
+    def __getitem__(self, name: str):
+        return self.tensors[name]
+
+    def get(self, name: str, default=None):
+        return self.tensors.get(name, default)
+
+
+def max_sequence_length(family: Family) -> int:
+    """FLUX's T5 positions (FluxPipeline's max_sequence_length): text tokens plus the closing </s>."""
+    return family.prompt_tokens + 1
+
+
+def tokenize(pipe, prompts: list[str]) -> dict[str, Any]:
+    """Token ids per tokenizer, padded and truncated exactly as the family's pipeline does."""
+    family = family_of(pipe)
+    ids = {}
+    for name in ("tokenizer", "tokenizer_2"):
+        tok = getattr(pipe, name, None)
+        if tok is None:
+            continue
+        length = max_sequence_length(family) if (family.is_flux and name == "tokenizer_2") else tok.model_max_length
+        ids[name] = tok(prompts, padding="max_length", max_length=length, truncation=True, return_tensors="pt").input_ids
+    return ids
+
+
+def encode(pipe, ids: dict[str, Any]) -> PromptEmbeds:
+    """Run the text encoders on token ids (with gradients if their LoRA is training)."""
+    import torch
+
+    family = family_of(pipe)
+    if family.is_flux:
+        clip = pipe.text_encoder(ids["tokenizer"].to(pipe.text_encoder.device), output_hidden_states=False)
+        t5 = pipe.text_encoder_2(ids["tokenizer_2"].to(pipe.text_encoder_2.device), output_hidden_states=False)[0]
+        txt_ids = torch.zeros(t5.shape[1], 3, device=t5.device, dtype=t5.dtype)
+        return PromptEmbeds({"encoder_hidden_states": t5, "pooled_projections": clip.pooler_output,
+                             "txt_ids": txt_ids})
+    if family.name == "sdxl":
+        hidden, pooled = [], None
+        for encoder, key in ((pipe.text_encoder, "tokenizer"), (pipe.text_encoder_2, "tokenizer_2")):
+            out = encoder(ids[key].to(encoder.device), output_hidden_states=True)
+            if out[0].ndim == 2:  # CLIPTextModelWithProjection: text_embeds first
+                pooled = out[0]
+            hidden.append(out.hidden_states[-2])
+        return PromptEmbeds({"encoder_hidden_states": torch.cat(hidden, dim=-1), "text_embeds": pooled})
+    return PromptEmbeds({"encoder_hidden_states": pipe.text_encoder(ids["tokenizer"].to(pipe.text_encoder.device))[0]})
+
+
+def encode_prompts(pipe, prompts: list[str]) -> PromptEmbeds:
+    return encode(pipe, tokenize(pipe, prompts))
+
+
+def count_tokens(pipe, text: str) -> tuple[int, int]:
+    """(text tokens of `text`, how many the model reads) with the tokenizer that carries the prompt."""
+    family = family_of(pipe)
+    if family.is_flux:
+        tok = pipe.tokenizer_2
+        return len(tok(text, add_special_tokens=False).input_ids), family.prompt_tokens
+    tok = pipe.tokenizer
+    return len(tok(text, truncation=False, add_special_tokens=False).input_ids), tok.model_max_length - 2

@@ -1,0 +1,198 @@
+"""The training objective of each family: how a step's latents are noised, what the model must predict, and the loss.
+
+  epsilon / v-prediction (SD1.x, SD2.x, SDXL): DDPM noising at a uniform integer timestep; the target is the noise
+      or the velocity per the scheduler's prediction_type (train_dreambooth_lora*.py: `noise_scheduler.add_noise`,
+      `get_velocity`); SDXL's UNet also takes `text_embeds` and `time_ids` (original size, crop top-left, target
+      size: the recipe's compute_time_ids).
+  flow matching (FLUX.1): x_t = (1 - σ) x_0 + σ ε at a timestep drawn by the recipe's density
+      (compute_density_for_timestep_sampling, weighting scheme "none" = uniform) from the scheduler's own training
+      timesteps (so a static `shift` in its config applies, a dynamic one does not, as in the recipe); the target
+      is ε - x_0, weighted by compute_loss_weighting_for_sd3; latents are (z - shift_factor) · scaling_factor,
+      packed 2x2 for the transformer, with the guidance embedding for dev (train_dreambooth_lora_flux.py).
+Everything random about a step comes from (seed, step), so a resumed run repeats the same steps bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.families import Family
+
+# The recipe's defaults for the density of the "logit_normal" and "mode" schemes (train_dreambooth_lora_flux.py).
+LOGIT_MEAN, LOGIT_STD, MODE_SCALE = 0.0, 1.0, 1.29
+
+
+@dataclass
+class EncodedImages:
+    """VAE posteriors of a set of pictures (mean and std), so each step can draw a fresh latent cheaply."""
+
+    mean: Any
+    std: Any
+
+    def __len__(self) -> int:
+        return int(self.mean.shape[0])
+
+
+@dataclass
+class StepBatch:
+    latents: Any  # [B, C, h, w] on CPU, float32, unscaled VAE latents; row 0 the instance, row 1 the class example
+    noise: Any
+    timesteps: Any  # integer timestep indices for DDPM; indices into the flow scheduler's training timesteps
+    picks: list[int]  # which picture of each set was drawn (row 0: instance photo, row 1: class image)
+
+
+def _permutation(n: int, seed: int):
+    import torch
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def step_batch(step: int, seed: int, instance: EncodedImages, classes: EncodedImages | None, timesteps: int,
+               family: Family | None = None) -> StepBatch:
+    """Everything random about one step comes from (seed, step): a resumed run repeats the same steps."""
+    import torch
+
+    def pick(images: EncodedImages, salt: int) -> int:
+        n = len(images)
+        epoch, offset = divmod(step, n)
+        return int(_permutation(n, seed * 7919 + salt * 104729 + epoch)[offset])
+
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    chosen = [(instance, pick(instance, 1))]
+    if classes is not None:
+        chosen.append((classes, pick(classes, 2)))
+    latents = torch.stack(
+        [imgs.mean[i] + imgs.std[i] * torch.randn(imgs.mean[i].shape, generator=gen) for imgs, i in chosen]
+    )
+    noise = torch.randn(latents.shape, generator=gen)
+    if family is not None and family.is_flux:
+        from diffusers.training_utils import compute_density_for_timestep_sampling
+
+        u = compute_density_for_timestep_sampling(
+            weighting_scheme=family.weighting_scheme, batch_size=latents.shape[0], logit_mean=LOGIT_MEAN,
+            logit_std=LOGIT_STD, mode_scale=MODE_SCALE, generator=gen,
+        )
+        ts = (u * timesteps).long().clamp(0, timesteps - 1)
+    else:
+        ts = torch.randint(0, timesteps, (latents.shape[0],), generator=gen)
+    return StepBatch(latents, noise, ts, [i for _, i in chosen])
+
+
+class Objective:
+    """One family's loss: `per_example(pipe, batch, embeds, time_ids)` gives one loss value per batch row."""
+
+    def __init__(self, family: Family, scheduler_config: dict[str, Any], runtime) -> None:
+        self.family = family
+        self.runtime = runtime
+        if family.is_flux:
+            from diffusers import FlowMatchEulerDiscreteScheduler
+
+            # A fresh scheduler holds the training timesteps and sigmas the recipe samples from (its
+            # noise_scheduler_copy, never set_timesteps'd).
+            self.scheduler = FlowMatchEulerDiscreteScheduler.from_config(scheduler_config)
+        else:
+            from diffusers import DDPMScheduler
+
+            self.scheduler = DDPMScheduler.from_config(scheduler_config)
+
+    @property
+    def num_timesteps(self) -> int:
+        return int(self.scheduler.config.num_train_timesteps)
+
+    @property
+    def prediction_type(self) -> str:
+        return "flow_matching" if self.family.is_flux else str(self.scheduler.config.prediction_type)
+
+    def per_example(self, pipe, batch: StepBatch, embeds, time_ids=None):
+        if self.family.is_flux:
+            return self._flow(pipe, batch, embeds)
+        return self._diffusion(pipe, batch, embeds, time_ids)
+
+    def _diffusion(self, pipe, batch: StepBatch, embeds, time_ids):
+        import torch.nn.functional as F
+
+        device = self.runtime.device
+        vae = pipe.vae.config
+        latents = ((batch.latents - (vae.shift_factor or 0.0)) * vae.scaling_factor).to(device)
+        noise = batch.noise.to(device)
+        timesteps = batch.timesteps.to(device)
+        noisy = self.scheduler.add_noise(latents, noise, timesteps)
+        kind = self.prediction_type
+        if kind == "v_prediction":
+            target = self.scheduler.get_velocity(latents, noise, timesteps)
+        elif kind == "epsilon":
+            target = noise
+        else:
+            raise ValueError(f"cannot train a model that predicts {kind!r}")
+        unet = pipe.unet
+        kwargs = {}
+        if time_ids is not None:
+            kwargs["added_cond_kwargs"] = {
+                "text_embeds": embeds["text_embeds"].to(device, unet.dtype),
+                "time_ids": time_ids.to(device, unet.dtype),
+            }
+        with autocast(self.runtime):
+            prediction = unet(noisy.to(unet.dtype), timesteps, embeds["encoder_hidden_states"].to(unet.dtype),
+                              **kwargs).sample
+        loss = F.mse_loss(prediction.float(), target.float(), reduction="none")
+        return loss.mean(dim=list(range(1, loss.ndim)))
+
+    def _flow(self, pipe, batch: StepBatch, embeds):
+        import torch
+        from diffusers import FluxPipeline
+        from diffusers.training_utils import compute_loss_weighting_for_sd3
+
+        device = self.runtime.device
+        transformer = pipe.transformer
+        dtype = transformer.dtype
+        vae = pipe.vae.config
+        x0 = ((batch.latents - (vae.shift_factor or 0.0)) * vae.scaling_factor).to(device)
+        noise = batch.noise.to(device)
+        index = batch.timesteps.cpu()
+        timesteps = self.scheduler.timesteps[index].to(device)
+        sigmas = self.scheduler.sigmas[index].to(device, torch.float32).view(-1, 1, 1, 1)
+        noisy = (1.0 - sigmas) * x0 + sigmas * noise
+        b, c, h, w = noisy.shape
+        packed = FluxPipeline._pack_latents(noisy, b, c, h, w)
+        image_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, dtype)
+        guidance = None
+        if transformer.config.guidance_embeds:
+            guidance = torch.full((b,), float(self.family.train_guidance or 1.0), device=device)
+        with autocast(self.runtime):
+            prediction = transformer(
+                hidden_states=packed.to(dtype),
+                timestep=(timesteps / 1000).to(dtype),
+                guidance=guidance,
+                pooled_projections=embeds["pooled_projections"].to(device, dtype),
+                encoder_hidden_states=embeds["encoder_hidden_states"].to(device, dtype),
+                txt_ids=embeds["txt_ids"].to(device, dtype),
+                img_ids=image_ids,
+                return_dict=False,
+            )[0]
+        factor = 2 ** (len(vae.block_out_channels) - 1)
+        prediction = FluxPipeline._unpack_latents(prediction, height=h * factor, width=w * factor,
+                                                  vae_scale_factor=factor)
+        weighting = compute_loss_weighting_for_sd3(weighting_scheme=self.family.weighting_scheme, sigmas=sigmas)
+        target = noise - x0
+        loss = weighting.float() * (prediction.float() - target.float()) ** 2
+        return loss.reshape(b, -1).mean(dim=1)
+
+
+def autocast(runtime):
+    import contextlib
+
+    import torch
+
+    if runtime.is_cuda and runtime.dtype != torch.float32:
+        return torch.autocast("cuda", dtype=runtime.dtype)
+    return contextlib.nullcontext()
+
+
+def sdxl_time_ids(geometries: list[tuple[int, int, int, int]], resolution: int):
+    """SDXL's added `time_ids` per row: original (h, w), crop top-left (top, left), target (h, w) — the recipe's
+    compute_time_ids(original_size, crops_coords_top_left) with target_size = (resolution, resolution)."""
+    import torch
+
+    rows = [[oh, ow, top, left, resolution, resolution] for oh, ow, top, left in geometries]
+    return torch.tensor(rows, dtype=torch.float32)

@@ -1,0 +1,58 @@
+"""The worker, unchanged, serves a FLUX model: a training with a draw slipped in between its steps.
+
+FLUX is the family furthest from SD1 (a transformer, not a UNet; no negative prompt; flow matching). The worker's
+own samples and report card draw 12 pictures at 25 steps, which for the SDXL tiny model costs ~20 s on a CI core,
+so SDXL's worker path (its photos' crop geometry) is covered by tests/engine/test_family_training.py instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.helpers import add_photos
+
+
+@pytest.mark.parametrize("name", ["flux"])
+async def test_a_family_model_trains_through_the_worker_with_a_draw_in_between(name, store, tmp_path, tiny_family_dir,
+                                                                             family_pipe, runtime, make_photo):
+    from engine.detection import family_of
+    from engine.worker import Engine, Worker, WorkerOptions
+    from storage import DrawPayload, Settings, TrainPayload
+
+    folder = tiny_family_dir(name)
+    pipe = family_pipe(name)
+    settings = Settings(data_dir=tmp_path / "data", base_model=folder, device="cpu", num_class_images=1, train_steps=30)
+    engine = Engine(folder, runtime, pipe)
+    assert engine.resolution == 64 and engine.identifier_pool()[:2] == ["sks", "ohwx"]
+    # what the bot will be told this model allows: FLUX's own defaults, no negative prompt, its sizes
+    info = engine.info()
+    assert (info.family, info.resolution, info.negative_prompt) == (family_of(pipe).name, 64, False)
+    assert info.default_draw_steps == family_of(pipe).draw_steps and info.sizes["1:1"] == (64, 64)
+    ids = []
+    for seed, size in ((1, (96, 80)), (2, (80, 96)), (3, (96, 96))):  # not square: the crop geometry matters
+        ids += await add_photos(store, 1, [seed], size=size)
+    model = await store.models.create(1, name="rex", class_word="dog", params={}, photo_ids=ids)
+    train_job = await store.jobs.enqueue(TrainPayload(model_id=model.id), owner_id=1, chat_id=1, model_id=model.id)
+    worker = Worker(store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05))
+    running = asyncio.create_task(worker.run())
+    while (progress := (job := await store.jobs.get(train_job.id)).progress) is None or progress.stage != "training":
+        assert not running.done(), job.error
+        await asyncio.sleep(0.01)
+    draw = await store.jobs.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", n=1, steps=2, seeds=[3]),
+                                    owner_id=2, chat_id=2)
+    while (done := await store.jobs.get(draw.id)).status in ("queued", "running"):
+        await asyncio.sleep(0.01)
+    assert done.status == "done", done.error
+    assert (await store.jobs.get(train_job.id)).progress.stage == "training"  # served between two steps
+    await asyncio.wait_for(running, timeout=300)
+    trained = await store.jobs.get(train_job.id)
+    assert trained.status == "done", trained.error
+    assert trained.result.token == "sks" and trained.result.steps == 30
+    ready = await store.models.get(model.id)
+    assert ready.status == "ready" and ready.params["family"] == family_of(pipe).name
+    after = await store.jobs.enqueue(DrawPayload(model_id=model.id, prompt="a photo of sks dog", n=1, steps=2,
+                                                 seeds=[3]), owner_id=1, chat_id=1)
+    await Worker(store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05)).run()
+    assert (await store.jobs.get(after.id)).status == "done"
