@@ -17,7 +17,7 @@ BUTTON_TITLE_CHARS = 24
 
 
 class DrawAction(CallbackData, prefix="draw"):
-    action: str  # "again" | "vary"
+    action: str  # "again" | "vary" | "png" (the pictures as files: Telegram recompresses photos)
     job_id: int
     index: int = 0
 
@@ -45,11 +45,12 @@ class ForgetAction(CallbackData, prefix="forget"):
 
 def draw_keyboard(job_id: int, images: int, t: Texts) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
-    builder.button(text=t("button_again"), callback_data=DrawAction(action="again", job_id=job_id))
+    builder.button(text=t.plain("button_again"), callback_data=DrawAction(action="again", job_id=job_id))
+    builder.button(text=t.plain("button_png"), callback_data=DrawAction(action="png", job_id=job_id))
     for index in range(images):
-        builder.button(text=t("button_vary", k=index + 1),
+        builder.button(text=t.plain("button_vary", k=index + 1),
                        callback_data=DrawAction(action="vary", job_id=job_id, index=index))
-    builder.adjust(1, 4)
+    builder.adjust(2, 4)
     return builder.as_markup()
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from storage.contract import ASPECT_RATIOS as CONTRACT_ASPECT_RATIOS
 from storage.contract import MAX_DRAW_STEPS, MAX_IMAGES_PER_DRAW
 
 # The sampler names users type (`/draw … --sampler euler-a`), the A1111 spellings most SD users know.
@@ -23,7 +24,7 @@ SD_SAMPLERS: tuple[str, ...] = ("dpm++2m-karras", "euler-a", "euler", "ddim", "d
 FLUX_DEV_SAMPLERS: tuple[str, ...] = ("default", "euler", "dpm++2m")
 FLUX_SCHNELL_SAMPLERS: tuple[str, ...] = ("default", "euler")
 
-ASPECT_RATIOS: tuple[str, ...] = ("1:1", "3:2", "2:3", "16:9", "9:16")
+ASPECT_RATIOS: tuple[str, ...] = CONTRACT_ASPECT_RATIOS  # the job contract's list: what --ar may name
 # How far a size's ratio may be from the asked one (|ln(w/h) - ln(ratio)|) when trading shape for pixels: 0.05 is
 # 5 %, which is what lets SDXL's 3:2 come out as its official 1216x832 bucket instead of a smaller exact 1152x768.
 ASPECT_TOLERANCE = 0.05

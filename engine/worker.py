@@ -399,6 +399,9 @@ class Worker:
             lora=lora,
             variation_seeds=p.variation_seeds,
             variation_strength=p.variation_strength,
+            sampler=p.sampler,
+            lora_scale=p.strength,
+            aspect_ratio=p.aspect_ratio,
         )
         try:
             result = await self.on_gpu(self.engine.draw, request, lighter)
@@ -413,7 +416,9 @@ class Worker:
             seeds=result.seeds,
             prompt_truncated=result.prompt_truncated,
             prompt_tokens=result.prompt_tokens,
+            negative_truncated=result.negative_truncated,
             variation_seeds=request.variation_seeds if request.variation_strength > 0 else None,
+            width=result.width, height=result.height, steps=result.steps, sampler=result.sampler,
         )
 
     async def class_images(self, run: JobRun, p: ClassImagesPayload) -> ClassImagesResult:

@@ -17,11 +17,17 @@ MAX_DRAW_STEPS = 100
 DEFAULT_GUIDANCE = 7.5
 # 0: FLUX.1-schnell draws without guidance; past 20 every family burns its colours.
 MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 20.0
-MAX_PROMPT_CHARS = 400
+# The longest prompt any family reads (FLUX.1's T5: 512 tokens); each family's own bound is tighter (the bot's).
+MAX_PROMPT_CHARS = 2000
 MAX_NEGATIVE_CHARS = 300
 # SD1.x is trained at 512 px; the engine publishes the loaded model's own resolution (EngineInfo) at start.
 DEFAULT_RESOLUTION = 512
 MAX_TRAIN_STEPS = 20_000
+# The shapes a user may ask for with --ar; each family turns them into sizes on its own grid (EngineInfo.sizes).
+ASPECT_RATIOS = ("1:1", "3:2", "2:3", "16:9", "9:16")
+AspectRatio = Literal["1:1", "3:2", "2:3", "16:9", "9:16"]
+# --strength: how much of the trained LoRA goes into the picture (0: the base model's picture, 1: as trained).
+MAX_STRENGTH = 2.0
 
 
 class JobKind(StrEnum):
@@ -64,6 +70,9 @@ class DrawPayload(JobPayload):
     # "Variations of #k": each image starts from seed k's noise blended with its own variation seed's noise.
     variation_seeds: list[int] | None = None
     variation_strength: float = Field(0.0, ge=0.0, le=1.0)
+    sampler: str | None = Field(None, max_length=32)  # None: the family's default (EngineInfo.samplers)
+    strength: float = Field(1.0, ge=0.0, le=MAX_STRENGTH)
+    aspect_ratio: AspectRatio | None = None  # None: square at the model's own resolution
 
 
 class ClassImagesPayload(JobPayload):
@@ -120,7 +129,13 @@ class DrawResult(JobResult):
     seeds: list[int]
     prompt_truncated: bool = False
     prompt_tokens: int = 0
+    negative_truncated: bool = False
     variation_seeds: list[int] | None = None
+    # What was really drawn, so a caption can say it and the picture can be reproduced.
+    width: int = 0
+    height: int = 0
+    steps: int = 0
+    sampler: str = ""
 
 
 class ClassImagesResult(JobResult):

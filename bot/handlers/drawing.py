@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.enums import ChatAction
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, Message, Update
+from aiogram.types import CallbackQuery, FSInputFile, InputMediaDocument, Message, Update
 
 from bot.keyboards import DrawAction
 from bot.services.drawing import (
@@ -46,7 +46,7 @@ async def draw(
         return
     user_id, chat_id = message.from_user.id, message.chat.id
     try:
-        prompt, options = parse_draw(command.args or "", drawing.default_steps)
+        prompt, options = parse_draw(command.args or "", drawing.default_steps, await store.engines.current())
         models = await drawing.usable(user_id, chat_id)
         if not models:
             raise DrawInputError(await _why_no_models(message, store))
@@ -97,6 +97,9 @@ async def draw_again(
         await query.answer(t("button_unavailable"), show_alert=True)
         return
     assert isinstance(job.payload, DrawPayload) and isinstance(job.result, DrawResult)
+    if callback_data.action == "png":
+        await _send_pngs(query, job, t, store)
+        return
     if callback_data.action == "vary":
         payload = variations_payload(job.payload, int(job.result.seeds[callback_data.index]))
     else:
@@ -108,6 +111,25 @@ async def draw_again(
         await query.answer(t.plain(pending.key, **pending.values), show_alert=True)
         return
     await query.answer(t("draw_started_short"))
+
+
+async def _send_pngs(query: CallbackQuery, job: Job, t: Texts, store: Storage) -> None:
+    """The pictures as files, byte for byte what the engine drew: Telegram recompresses photos to JPEG."""
+    assert isinstance(job.result, DrawResult) and isinstance(query.message, Message)
+    files = [(store.files.inside(path), seed) for path, seed in zip(job.result.images, job.result.seeds, strict=False)]
+    if not files or not all(path.is_file() for path, _ in files):
+        await query.answer(t.plain("button_expired"), show_alert=True)  # kept RETENTION_DAYS, then gone
+        return
+    await query.answer()
+    names = [f"kabina-{job.id}-{seed}.png" for _, seed in files]
+    if len(files) == 1:
+        (path, seed), name = files[0], names[0]
+        await query.message.answer_document(FSInputFile(path, filename=name), caption=t("draw_png_caption", seed=seed))
+        return
+    await query.message.answer_media_group([
+        InputMediaDocument(media=FSInputFile(path, filename=name), caption=t("draw_png_caption", seed=seed))
+        for (path, seed), name in zip(files, names, strict=True)
+    ])
 
 
 def create_router() -> Router:

@@ -12,17 +12,18 @@ from typing import Any
 from bot.formatting import Markup, code, fit_lines
 from bot.services import Refusal
 from bot.services.models import handles_for
-from storage import DrawPayload, Job, Model, Storage
+from storage import DrawPayload, EngineInfo, Job, Model, Storage
 from storage.contract import (
-    MAX_DRAW_STEPS,
+    ASPECT_RATIOS,
     MAX_GUIDANCE,
     MAX_IMAGES_PER_DRAW,
     MAX_NEGATIVE_CHARS,
     MAX_PROMPT_CHARS,
+    MAX_STRENGTH,
     MIN_GUIDANCE,
 )
 
-MAX_PROMPT_WORDS = 60  # CLIP reads 77 tokens; a longer prompt would be cut silently
+OPTIONS = ("n", "steps", "cfg", "seed", "neg", "sampler", "strength", "ar")
 VARIATION_STRENGTH = 0.3
 BURST_S = 60.0  # refusals this close together are one burst: the user hears about the limit once
 _WORD = re.compile(r"[\w]+", re.UNICODE)
@@ -39,6 +40,20 @@ class DrawOptions:
     cfg: float | None = None  # None: the base model family's own default
     seed: int | None = None
     negative: str = ""
+    sampler: str | None = None  # None: the family's default (DPM++ 2M Karras for SD)
+    strength: float = 1.0  # how much of the trained model: 0 is the base picture
+    aspect_ratio: str | None = None
+
+
+def max_prompt_words(info: EngineInfo) -> int:
+    """Words a prompt may have: about four fifths of the tokens the text encoder reads (CLIP 75 → 60 words;
+    FLUX's T5 reads far more), so a prompt is not cut silently."""
+    return max(20, info.token_limit * 4 // 5)
+
+
+def max_prompt_chars(info: EngineInfo) -> int:
+    """Characters to match: seven per word is generous for English (CLIP's 60 words → 420)."""
+    return min(MAX_PROMPT_CHARS, 7 * max_prompt_words(info))
 
 
 def _number(name: str, raw: str, kind: type, low: float, high: float) -> Any:
@@ -51,8 +66,10 @@ def _number(name: str, raw: str, kind: type, low: float, high: float) -> Any:
     return value
 
 
-def parse_draw(text: str, default_steps: int | None) -> tuple[str, DrawOptions]:
-    """Split `/draw` arguments into the prompt and its `--n/--steps/--cfg/--seed/--neg` options."""
+def parse_draw(text: str, default_steps: int | None, info: EngineInfo | None = None) -> tuple[str, DrawOptions]:
+    """Split `/draw` arguments into the prompt and its options, checked against what the base model allows
+    (`info`: the running engine's family limits; SD1.x's before any engine has started)."""
+    info = info or EngineInfo()
     # Phones turn "--" into an em dash and quotes into curly ones; read them as the user meant.
     text = text.replace("\u2014", "--").replace("\u2013", "--")
     text = text.replace("\u201c", '"').replace("\u201d", '"').replace("\u00ab", '"').replace("\u00bb", '"')
@@ -70,30 +87,48 @@ def parse_draw(text: str, default_steps: int | None) -> tuple[str, DrawOptions]:
             index += 1
             continue
         name = part[2:].lower()
-        if name not in {"n", "steps", "cfg", "seed", "neg"}:
+        if name not in OPTIONS:
             raise DrawInputError("draw_unknown_option", option=part)
         if index + 1 >= len(parts):
             raise DrawInputError("draw_missing_value", option=part)
         raw = parts[index + 1]
         index += 2
-        if name == "n":
-            options["n"] = _number("--n", raw, int, 1, MAX_IMAGES_PER_DRAW)
-        elif name == "steps":
-            options["steps"] = _number("--steps", raw, int, 1, MAX_DRAW_STEPS)
-        elif name == "cfg":
-            options["cfg"] = _number("--cfg", raw.replace(",", "."), float, MIN_GUIDANCE, MAX_GUIDANCE)
-        elif name == "seed":
-            options["seed"] = _number("--seed", raw, int, 0, 2**32 - 1)
-        else:
-            if len(raw) > MAX_NEGATIVE_CHARS:
-                raise DrawInputError("draw_negative_too_long", limit=MAX_NEGATIVE_CHARS)
-            options["negative"] = raw
+        _read_option(name, raw, options, info)
     prompt = " ".join(words).strip()
     if not prompt:
         raise DrawInputError("draw_usage")
-    if len(prompt) > MAX_PROMPT_CHARS or len(_WORD.findall(prompt)) > MAX_PROMPT_WORDS:
-        raise DrawInputError("draw_prompt_too_long", words=MAX_PROMPT_WORDS, chars=MAX_PROMPT_CHARS)
+    limit, chars = max_prompt_words(info), max_prompt_chars(info)
+    if len(prompt) > chars or len(_WORD.findall(prompt)) > limit:
+        raise DrawInputError("draw_prompt_too_long", words=limit, chars=chars)
     return prompt, DrawOptions(**options)
+
+
+def _read_option(name: str, raw: str, options: dict[str, Any], info: EngineInfo) -> None:
+    if name == "n":
+        options["n"] = _number("--n", raw, int, 1, MAX_IMAGES_PER_DRAW)
+    elif name == "steps":
+        options["steps"] = _number("--steps", raw, int, 1, info.max_draw_steps)
+    elif name == "cfg":
+        options["cfg"] = _number("--cfg", raw.replace(",", "."), float, MIN_GUIDANCE, MAX_GUIDANCE)
+    elif name == "seed":
+        options["seed"] = _number("--seed", raw, int, 0, 2**32 - 1)
+    elif name == "strength":
+        options["strength"] = _number("--strength", raw.replace(",", "."), float, 0, MAX_STRENGTH)
+    elif name == "sampler":
+        sampler = raw.lower()
+        if sampler not in info.samplers:
+            raise DrawInputError("draw_bad_sampler", sampler=raw, choices=", ".join(info.samplers), model=info.title)
+        options["sampler"] = sampler
+    elif name == "ar":
+        if raw not in ASPECT_RATIOS:
+            raise DrawInputError("draw_bad_ar", ar=raw, choices=", ".join(ASPECT_RATIOS))
+        options["aspect_ratio"] = raw
+    else:
+        if not info.negative_prompt:
+            raise DrawInputError("draw_no_negative", model=info.title)
+        if len(raw) > MAX_NEGATIVE_CHARS or len(_WORD.findall(raw)) > max_prompt_words(info):
+            raise DrawInputError("draw_negative_too_long", limit=MAX_NEGATIVE_CHARS, words=max_prompt_words(info))
+        options["negative"] = raw
 
 
 @dataclass(frozen=True)
@@ -146,7 +181,8 @@ def draw_payload(model: Model, prompt: str, options: DrawOptions) -> DrawPayload
     seeds = [options.seed + i for i in range(options.n)] if options.seed is not None else None
     # width/height stay None: the base model's own resolution (the engine rounds to what the UNet accepts).
     return DrawPayload(model_id=model.id, prompt=prompt, negative_prompt=options.negative, n=options.n,
-                       steps=options.steps, guidance=options.cfg, seeds=seeds)
+                       steps=options.steps, guidance=options.cfg, seeds=seeds, sampler=options.sampler,
+                       strength=options.strength, aspect_ratio=options.aspect_ratio)
 
 
 def again_payload(previous: DrawPayload) -> DrawPayload:

@@ -44,9 +44,9 @@ async def test_a_forged_again_button_for_someone_elses_drawing_is_refused(
     kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User, worker: StandInWorker
 ) -> None:
     job_id = await _private_drawing(store, fake, ann, worker)
-    for action in ("again", "vary"):
+    for action in ("again", "vary", "png"):
         _press(fake, cleo, cleo.id, DrawAction(action=action, job_id=job_id, index=0).pack())
-    assert await _answers(fake, 2) == [UNAVAILABLE] * 2
+    assert await _answers(fake, 3) == [UNAVAILABLE] * 3
     assert await store.jobs.active_for_owner(cleo.id) == []
     assert "Baker" not in _said_in(fake, cleo.id)
 
@@ -57,9 +57,9 @@ async def test_a_private_drawing_cannot_be_replayed_into_a_group_where_its_model
     job_id = await _private_drawing(store, fake, ann, worker)
     # Cleo in the group, and Ann herself there (her own prompt must not leave her private chat by a forged press).
     for user in (cleo, ann):
-        for action in ("again", "vary"):
+        for action in ("again", "vary", "png"):
             _press(fake, user, GROUP["id"], DrawAction(action=action, job_id=job_id, index=0).pack())
-    assert await _answers(fake, 4) == [UNAVAILABLE] * 4
+    assert await _answers(fake, 6) == [UNAVAILABLE] * 6
     await fake.wait_idle(quiet=0.3)
     assert [j for j in await store.jobs.active_for_owner(cleo.id)] == []
     assert [j for j in await store.jobs.active_for_owner(ann.id)] == []

@@ -35,7 +35,7 @@ async def test_draw_delivers_one_album_with_prompt_and_seeds(
     pressed = [DrawAction.unpack(b["callback_data"]) for row in more.params["reply_markup"]["inline_keyboard"]
                for b in row]
     assert [(p.action, p.job_id, p.index) for p in pressed] == [
-        ("again", job.id, 0), ("vary", job.id, 0), ("vary", job.id, 1), ("vary", job.id, 2)]
+        ("again", job.id, 0), ("png", job.id, 0), ("vary", job.id, 0), ("vary", job.id, 1), ("vary", job.id, 2)]
     status = next(c for c in fake.calls_of("sendMessage", ann.id) if "Drawing" in c.params["text"])
     assert fake.messages[(ann.id, status.result["message_id"])].deleted
 
@@ -51,7 +51,7 @@ async def test_one_picture_comes_as_a_photo_with_buttons(
     (photo,) = await fake.wait_call("sendPhoto", ann.id)
     assert str(seeds[0]) in photo.params["caption"]
     keyboard = photo.params["reply_markup"]["inline_keyboard"]
-    assert [b["text"] for row in keyboard for b in row] == ["🔁 Again", "✨ #1"]
+    assert [b["text"] for row in keyboard for b in row] == ["🔁 Again", "📄 PNG", "✨ #1"]
 
 
 async def test_again_and_variation_buttons_queue_new_drawings(
@@ -66,6 +66,7 @@ async def test_again_and_variation_buttons_queue_new_drawings(
     message = fake.messages[(ann.id, more.result["message_id"])]
     rows = more.params["reply_markup"]["inline_keyboard"]
     again, vary_second = rows[0][0]["callback_data"], rows[1][1]["callback_data"]
+    assert DrawAction.unpack(vary_second).index == 1
     fake.press_button(ann.data, message, again)
     second = await worker.claim("draw")
     assert second.payload.prompt == "sks dog on the beach" and second.payload.seeds is None
@@ -80,6 +81,9 @@ async def test_again_and_variation_buttons_queue_new_drawings(
     ("sks dog --steps many", "--steps must be between"),
     ("sks dog --cfg 99", "--cfg must be between"),
     ("sks dog --size 3", "don't know the option --size"),
+    ("sks dog --sampler lms", "no sampler «lms». Choose one of: dpm++2m-karras, euler-a, euler, ddim, default"),
+    ("sks dog --ar 4:3", "--ar 4:3 is not a shape I draw"),
+    ("sks dog --strength 3", "--strength must be between 0 and 2"),
     ("sks dog --seed", "--seed needs a value"),
     ('sks dog --neg "blurry', "quote is not closed"),
     ("", "Describe the picture"),
@@ -130,3 +134,56 @@ async def test_a_failed_drawing_gets_a_friendly_reason(
     job = await worker.claim("draw")
     await store.jobs.fail(job.id, worker.worker_id, "the engine is restarting, please try again")
     assert "engine is restarting" in await wait_reply(fake, ann.id, "Drawing failed")
+
+
+async def test_samplers_strength_and_shape_reach_the_engine(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    await make_ready_model(store, ann.id)
+    ann.say("/draw sks dog in Paris --sampler Euler-A --strength 0,8 --ar 16:9")
+    job = await worker.claim("draw")
+    assert (job.payload.sampler, job.payload.strength, job.payload.aspect_ratio) == ("euler-a", 0.8, "16:9")
+    ann.say("/draw sks dog in Paris")
+    plain = await worker.claim("draw")
+    assert (plain.payload.sampler, plain.payload.strength, plain.payload.aspect_ratio) == (None, 1.0, None)
+
+
+async def test_the_options_follow_the_base_model_the_engine_serves(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    from storage import EngineInfo
+
+    await make_ready_model(store, ann.id)
+    await store.engines.publish("gpu-1", EngineInfo(
+        family="flux-dev", title="FLUX.1-dev", max_draw_steps=50, default_draw_steps=28, default_guidance=3.5,
+        samplers=("default", "euler", "dpm++2m"), default_sampler="default", negative_prompt=False, token_limit=511))
+    for args, refusal in (("--sampler euler-a", "FLUX.1-dev has no sampler «euler-a»"),
+                          ("--neg blurry", "FLUX.1-dev draws without a negative prompt"),
+                          ("--steps 60", "--steps must be between 1 and 50")):
+        ann.say(f"/draw sks dog {args}")
+        await wait_reply(fake, ann.id, refusal)
+    assert await store.jobs.active_for_owner(ann.id) == []
+    # T5 reads far more than CLIP: a prompt of 80 words is fine for FLUX (it is refused for SD1.x above)
+    ann.say("/draw sks dog " + "very " * 80 + "--sampler dpm++2m --steps 40")
+    job = await worker.claim("draw")
+    assert (job.payload.sampler, job.payload.steps) == ("dpm++2m", 40)
+
+
+async def test_the_png_button_sends_the_pictures_as_files_byte_for_byte(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    await make_ready_model(store, ann.id)
+    ann.say("/draw sks dog in Paris --n 2 --seed 5")
+    job = await worker.claim("draw")
+    await worker.finish_draw(job)
+    await wait_reply(fake, ann.id, "More like this")
+    more = next(c for c in fake.calls_of("sendMessage", ann.id) if "More like this" in c.params["text"])
+    png = next(b["callback_data"] for row in more.params["reply_markup"]["inline_keyboard"] for b in row
+               if DrawAction.unpack(b["callback_data"]).action == "png")
+    fake.press_button(ann.data, fake.messages[(ann.id, more.result["message_id"])], png)
+    (files,) = await fake.wait_call("sendMediaGroup", ann.id,
+                                    where=lambda c: c.params["media"][0]["type"] == "document")
+    drawn = [store.files.inside(p).read_bytes() for p in (await store.jobs.get(job.id)).result.images]
+    assert files.images() == drawn
+    assert [m["type"] for m in files.params["media"]] == ["document", "document"]
+    assert "seed 5" in files.params["media"][0]["caption"] and "seed 6" in files.params["media"][1]["caption"]

@@ -160,3 +160,19 @@ async def test_cancelling_a_running_training_stops_it_and_marks_the_model(store,
     assert job.progress.step < 5000
     model = await store.models.get(model.id)
     assert model.status == "failed" and model.error == FAILURES["cancelled"]
+
+
+async def test_a_draw_job_gets_the_shape_sampler_and_strength_it_asked_for(store, make_worker, engine):
+    from PIL import Image
+
+    wide = await store.jobs.enqueue(_draw_payload(width=None, height=None, aspect_ratio="16:9", sampler="euler-a"),
+                                    owner_id=1, chat_id=1)
+    base = await store.jobs.enqueue(_draw_payload(), owner_id=1, chat_id=1)
+    await make_worker().run()
+    wide, base = await store.jobs.get(wide.id), await store.jobs.get(base.id)
+    assert wide.status == "done", wide.error
+    expected = engine.info().sizes["16:9"]
+    assert (wide.result.width, wide.result.height) == expected and expected[0] > expected[1]
+    with Image.open(store.files.inside(wide.result.images[0])) as picture:
+        assert picture.size == expected
+    assert (wide.result.sampler, base.result.sampler) == ("euler-a", "dpm++2m-karras")
