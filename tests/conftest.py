@@ -63,3 +63,26 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from tests.helpers import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "sd-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_family_dir(tmp_path_factory):
+    """`tiny_family_dir("sdxl")` → the folder of that family's tiny model (engine.tiny_families), built once."""
+    built: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("families")
+
+    def get(name: str) -> Path:
+        if name not in built:
+            import torch
+
+            from engine.tiny_model import build_tiny_pipeline
+
+            state = torch.random.get_rng_state()  # building seeds torch; the rest of the run must not notice
+            try:
+                build_tiny_pipeline(root / name, family=name)
+            finally:
+                torch.random.set_rng_state(state)
+            built[name] = root / name
+        return built[name]
+
+    return get

@@ -22,24 +22,32 @@ from tests.helpers import BotProcess, User, photo_bytes, started, wait_reply
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def engine_worker(settings: Settings, tiny_model_dir: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _engine(settings: Settings, base_model: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
+    """The real `python -m engine` on a tiny model, serving the bot's DATA_DIR."""
     env = {
-        **os.environ, "DATA_DIR": str(settings.data_dir), "BASE_MODEL": str(tiny_model_dir), "DEVICE": "cpu",
+        **os.environ, "DATA_DIR": str(settings.data_dir), "BASE_MODEL": str(base_model), "DEVICE": "cpu",
         "NUM_CLASS_IMAGES": "2", "TRAIN_STEPS": "12", "DRAW_STEPS": "3",
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
     }
-    log_path = tmp_path / "engine.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "engine", "--poll-s", "0.2", "--lease-s", "10"],
-                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    yield process
+    with open(tmp_path / "engine.log", "ab") as log:
+        return subprocess.Popen([sys.executable, "-m", "engine", "--poll-s", "0.2", "--lease-s", "10"],
+                                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _stop(process: subprocess.Popen[bytes], tmp_path: Path) -> None:
     process.send_signal(signal.SIGTERM)
     try:
         process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
-    print(log_path.read_text(errors="replace")[-3000:])
+    print((tmp_path / "engine.log").read_text(errors="replace")[-3000:])
+
+
+@pytest.fixture
+def engine_worker(settings: Settings, tiny_model_dir: Path, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    process = _engine(settings, tiny_model_dir, tmp_path)
+    yield process
+    _stop(process, tmp_path)
 
 
 async def test_photos_train_progress_samples_and_draw(
@@ -102,3 +110,29 @@ async def test_a_bot_killed_after_train_is_queued_delivers_the_real_result_exact
     assert len(fake.calls_of("sendMediaGroup", ann.id)) == 1
     assert sum("Your model is ready" in t for t in ann.replies()) == 1
     assert fake.errors() == []
+
+
+@pytest.mark.parametrize("family", ["sdxl", "flux"])
+async def test_the_whole_story_on_sdxl_and_flux(
+    kabina, fake: FakeTelegram, store, ann: User, settings: Settings, tiny_family_dir, tmp_path: Path, family: str
+) -> None:
+    """Photos → /train → /draw through the bot and the real engine on that family's tiny model."""
+    engine = _engine(settings, tiny_family_dir(family), tmp_path)
+    try:
+        ann.album([photo_bytes(i) for i in (21, 22, 23)])
+        await wait_reply(fake, ann.id, "Saved 3")
+        ann.say("/train dog")
+        ready = await wait_reply(fake, ann.id, "Your model is ready", timeout=240)
+        assert "/draw sks dog in Paris" in ready
+        info = await store.engines.current()
+        assert info.family.startswith(family)
+        ann.say("/draw sks dog in Paris --ar 3:2 --n 2 --seed 5")
+        await wait_reply(fake, ann.id, "More like this", timeout=120)
+        album = fake.calls_of("sendMediaGroup", ann.id)[-1]
+        sizes = [Image.open(io.BytesIO(data)).size for data in album.images()]
+        assert sizes == [tuple(info.sizes["3:2"])] * 2 and sizes[0][0] > sizes[0][1]
+        (model,) = await store.models.list_for_owner(ann.id)
+        assert model.params["family"] == info.family
+        assert fake.errors() == []
+    finally:
+        _stop(engine, tmp_path)
