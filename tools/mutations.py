@@ -232,6 +232,39 @@ MUTATIONS: tuple[Mutation, ...] = (
         "            if len(received) > limit:\n", "            if False:\n",
         ("tests/bot/test_photos.py::test_a_download_is_capped_by_the_bytes_received_not_the_size_declared",),
     ),
+    Mutation(
+        "VAE scaling factor dropped", "engine/objectives.py",
+        "latents = ((batch.latents - (vae.shift_factor or 0.0)) * vae.scaling_factor).to(device)",
+        "latents = (batch.latents - (vae.shift_factor or 0.0)).to(device)",
+        ("tests/engine/test_training_mechanics.py::test_the_unet_learns_on_latents_at_the_vaes_scale",),
+    ),
+    Mutation(
+        "timesteps drawn only from the high end", "engine/objectives.py",
+        "ts = torch.randint(0, timesteps, (latents.shape[0],), generator=gen)",
+        "ts = torch.randint(timesteps // 2, timesteps, (latents.shape[0],), generator=gen)",
+        ("tests/engine/test_training_mechanics.py::test_training_timesteps_cover_the_whole_schedule_evenly",),
+    ),
+    Mutation(
+        "gradient clipping removed", "engine/training.py",
+        "                loss.backward()\n                torch.nn.utils.clip_grad_norm_(params, 1.0)\n",
+        "                loss.backward()\n",
+        ("tests/engine/test_training_mechanics.py::test_gradients_are_clipped_to_norm_one_whatever_the_loss",),
+    ),
+    Mutation(
+        "resume ignores the checkpoint's signature", "engine/training.py",
+        "if ckpt is not None and ckpt.signature == signature:", "if ckpt is not None:",
+        ("tests/engine/test_training_mechanics.py::test_a_checkpoint_of_other_photos_is_not_resumed",),
+    ),
+    Mutation(
+        "LoRA cache ignores that its file changed", "engine/drawing.py",
+        "key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)", "key = (str(path.resolve()), 0, 0)",
+        ("tests/engine/test_training_mechanics.py::test_a_retrained_lora_file_is_read_again_not_served_from_the_cache",),
+    ),
+    Mutation(
+        "LoRA cache never evicts", "engine/drawing.py",
+        "while len(self._adapters) > self.cache_size:", "while False:",
+        ("tests/engine/test_training_mechanics.py::test_the_lora_cache_holds_at_most_its_size",),
+    ),
 )
 
 

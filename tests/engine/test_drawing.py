@@ -15,25 +15,6 @@ def drawer(pipe, runtime):
     d.forget_loras()
 
 
-@pytest.fixture(scope="session")
-def random_lora(tmp_path_factory, tiny_model_dir, runtime):
-    """A second, unrelated LoRA: random non-zero weights on the same attention layers, saved like a trained one."""
-    import torch
-    from peft import LoraConfig
-
-    from engine import lora_files
-    from engine.base_model import load_base_pipeline
-
-    pipe = load_base_pipeline(tiny_model_dir, runtime)
-    torch.manual_seed(3)
-    pipe.unet.add_adapter(
-        LoraConfig(r=4, lora_alpha=4, init_lora_weights=False, target_modules=lora_files.UNET_TARGETS),
-        adapter_name=lora_files.ADAPTER,
-    )
-    target = tmp_path_factory.mktemp("random_lora") / "lora.safetensors"
-    return lora_files.save_diffusers_lora(target, pipe.unet)
-
-
 def _pixels(result):
     return [np.asarray(img) for img in result.images]
 
