@@ -47,6 +47,9 @@ def test_the_toy_base_model_draws_dogs_in_many_colours(toy_pipe):
 def test_the_experiment_runs_at_five_training_seeds_or_more(toy_eval):
     assert [run.seed for run in toy_eval.runs] == list(ToyEvalConfig().seeds)
     assert len(set(ToyEvalConfig().seeds)) >= 5
+    # The seed really reaches the training: no two seeds train the same LoRA.
+    trained = {(run.fidelity_trained, run.drift_with_prior, run.drift_without_prior) for run in toy_eval.runs}
+    assert len(trained) == len(toy_eval.runs), toy_eval.table()
 
 
 def test_at_every_seed_the_token_learns_to_draw_the_users_dog(toy_eval):
@@ -122,7 +125,9 @@ def test_the_report_card_warns_for_the_run_that_drifted_most_and_not_for_the_lea
     assert cards["without_prior"].warn, (most.figures(), cards["without_prior"].drift)
     assert not cards["with_prior"].warn, (least.figures(), cards["with_prior"].drift)
     card = cards["without_prior"]
+    # The figure is measured on every seed drawn, not only on the pairs the card shows.
     assert len(card.before) == len(card.after) == len(DRIFT_SEEDS)
+    assert card.drift == metrics.class_drift(card.before, card.after)
     assert card.image.width > card.image.height > 0
     # Without the LoRA the "before" row is exactly the base model's pictures at those seeds.
     base = sample(pipe, class_prompt("dog"), list(DRIFT_SEEDS[:4]), config.sample_steps, config.guidance)
