@@ -250,7 +250,7 @@ class Deliverer:
             card = self._file(result.report_card_path)
             if card is not None:
                 key = "report_card_warning" if result.drift_warning else "report_card"
-                caption = t(key, drift=f"{result.class_drift:.2f}", name=escape(class_word))
+                caption = t(key, drift=f"{result.class_drift:.3f}", name=escape(class_word))
                 file = BufferedInputFile(card.read_bytes(), filename=f"report-{job.id}.png")
                 await steps.run("report_card", lambda: self._photo(chat_id, file, caption, None, None))
         elif job.status == "cancelled":

@@ -119,7 +119,7 @@ async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_tok
     # the drift the bot shows is the card's own figure, and the warning follows it by the one rule
     from engine.report_card import drift_warning
 
-    assert 0 < done[0].result.class_drift < 1
+    assert -0.1 < done[0].result.class_drift < 1  # an energy distance: about 0 when the class did not move
     assert done[0].result.drift_warning is drift_warning(done[0].result.class_drift)
     assert model.params["class_drift"] == done[0].result.class_drift
     events = await store.jobs.events_after(0, limit=1000)

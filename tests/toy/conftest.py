@@ -1,4 +1,4 @@
-"""One DreamBooth experiment in the toy world, shared by the tests that judge it (it is the slow part)."""
+"""One DreamBooth experiment in the toy world at every training seed, shared by the tests that judge it (the slow part)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,6 @@ def toy_work_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def toy_eval(toy_pipe, toy_work_dir) -> ToyEvalResult:
-    """Four photos of an orange dog, trained twice through engine.training.train: prior weight 1, then 0."""
+    """Four photos of an orange dog trained at each seed of ToyEvalConfig, with and without prior preservation."""
     pipe, runtime = toy_pipe
     return run_toy_eval(ToyEvalConfig(), work_dir=toy_work_dir, pipe=pipe, runtime=runtime)

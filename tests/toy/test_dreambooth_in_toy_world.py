@@ -1,22 +1,39 @@
-"""DreamBooth measured end to end on the toy base model: the token learns the subject, the prior keeps the class."""
+"""DreamBooth measured end to end on the toy base model, at every training seed: the token learns the subject, the
+prior keeps the class, and the drift warning tells the two apart by a threshold derived from measured references.
+
+Each bar below is set from the figures of `python -m engine eval-toy` (quoted next to it) with room to spare on
+both sides, so a claim that holds only at some seeds, or only by luck of the measurement, fails here.
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
 
 import numpy as np
+import pytest
 
 from engine import metrics
-from engine.report_card import DRIFT_WARNING_THRESHOLD, drift_warning, report_card
+from engine.report_card import DRIFT_SEEDS, DRIFT_WARNING_THRESHOLD, drift_warning, report_card
 from engine.tokens import IDENTIFIER_POOL, class_prompt, usable_pool
-from engine.toy import world
-from engine.toy.evaluation import eval_toy_main, sample
+from engine.toy import evaluation, world
+from engine.toy.evaluation import ToyEvalConfig, eval_toy_main, sample
 
 
-def test_every_identifier_and_prompt_word_is_one_token_of_the_toy_model(toy_pipe):
+def test_the_identifier_is_one_token_the_toy_base_model_never_learnt_a_meaning_for(toy_pipe):
+    """DreamBooth's rare token: one token of the model's vocabulary that no caption of its training used, so
+    what it comes to mean is the user's subject alone."""
+    from engine.toy.build import caption_table
+    from engine.toy.evaluation import ToyEvalConfig
+
     pipe, _ = toy_pipe
-    assert usable_pool(pipe.tokenizer) == list(IDENTIFIER_POOL)
-    assert all(len(pipe.tokenizer.tokenize(w)) == 1 for w in ("a", "photo", "of", *world.CLASSES))
+    token = ToyEvalConfig().token
+    assert token in usable_pool(pipe.tokenizer) and token == IDENTIFIER_POOL[0]
+    taught = {word for caption in caption_table() for word in caption.split()}
+    assert token not in taught
+    assert {"a", "photo", "of", *world.CLASSES} <= taught
+    # the vocabulary really is a BPE one: a word the world never used falls apart into pieces
+    assert len(pipe.tokenizer.tokenize("orange")) > 1
 
 
 def test_the_toy_base_model_draws_each_class_as_its_shape(toy_pipe):
@@ -37,45 +54,116 @@ def test_the_toy_base_model_draws_dogs_in_many_colours(toy_pipe):
     assert colours.std(axis=0).mean() > 0.12, "the base model's dogs should not share one colour"
 
 
-def test_after_dreambooth_the_token_draws_the_users_dog(toy_eval):
-    # Measured: 0.0 before, 0.51 after (python -m engine.toy eval); the bars leave room for other CPUs' rounding.
-    assert toy_eval.fidelity_base < 0.1, toy_eval.figures()
-    assert toy_eval.fidelity_trained > 0.4, toy_eval.figures()
-    assert toy_eval.fidelity_trained > toy_eval.fidelity_base + 0.3, toy_eval.figures()
+def test_the_experiment_runs_at_five_training_seeds_or_more(toy_eval):
+    assert [run.seed for run in toy_eval.runs] == list(ToyEvalConfig().seeds)
+    assert len(set(ToyEvalConfig().seeds)) >= 5
+    # The seed really reaches the training: no two seeds train the same LoRA.
+    trained = {(run.fidelity_trained, run.drift_with_prior, run.drift_without_prior) for run in toy_eval.runs}
+    assert len(trained) == len(toy_eval.runs), toy_eval.table()
 
 
-def test_with_prior_preservation_other_dogs_stay_as_they_were(toy_eval):
-    assert toy_eval.drift_with_prior < DRIFT_WARNING_THRESHOLD, toy_eval.figures()
-    assert not drift_warning(toy_eval.drift_with_prior)
+def test_at_every_seed_the_token_learns_to_draw_the_users_dog(toy_eval):
+    # Measured: 0.0 before at every seed; after 0.19 .. 0.52, mean 0.34 (seeds 6..10: 0.24 .. 0.39, mean 0.33).
+    for run in toy_eval.runs:
+        assert run.fidelity_base < 0.05, run.figures()
+        assert run.fidelity_trained > run.fidelity_base + 0.1, run.figures()
+    assert toy_eval.summary()["fidelity_trained"]["mean"] > 0.25, toy_eval.summary()
 
 
-def test_without_prior_preservation_every_dog_drifts_towards_the_users(toy_eval):
-    # Measured: 0.129 with the prior term, 0.157 without it.
-    assert toy_eval.drift_without_prior > 1.15 * toy_eval.drift_with_prior, toy_eval.figures()
-    assert drift_warning(toy_eval.drift_without_prior), toy_eval.figures()
-    photos = toy_eval.pictures["photos"]
-    # The drift is towards the subject, not random: bare "dog" samples now look like the user's dog.
-    likeness_before = metrics.subject_fidelity(toy_eval.pictures["class_base"], photos)
-    likeness_after = metrics.subject_fidelity(toy_eval.pictures["class_without_prior"], photos)
-    likeness_with_prior = metrics.subject_fidelity(toy_eval.pictures["class_with_prior"], photos)
-    # Measured: 0.06 before, 0.20 without the prior term.
-    assert likeness_after > likeness_before + 0.1, (likeness_before, likeness_after)
-    assert likeness_with_prior < likeness_after, (likeness_with_prior, likeness_after)
+def test_prior_preservation_lowers_the_class_drift_at_every_seed_and_by_more_than_its_spread(toy_eval):
+    # Measured: the prior saves 0.009 .. 0.032 of drift, mean 0.021, std 0.010 (seeds 6..10: 0.009 .. 0.037,
+    # mean 0.026, std 0.011).
+    saved = [run.drift_saved_by_prior for run in toy_eval.runs]
+    assert min(saved) > 0.004, toy_eval.table()
+    # Not a difference a luckier draw of seeds would erase: the mean saving is larger than its spread.
+    assert statistics.fmean(saved) > statistics.stdev(saved), saved
 
 
-def test_report_card_shows_the_class_before_and_after_with_a_warning(toy_pipe, toy_work_dir, toy_eval):
+def test_the_drift_warning_flags_every_run_without_prior_and_most_runs_with_it_pass(toy_eval):
+    # Measured against the threshold 0.026: without the prior 0.030 .. 0.048 (mean 0.039), with it 0.010 ..
+    # 0.027 (mean 0.019). The worst seed with the prior (5, at 0.0265) sits on the line, so "no run with the
+    # prior is flagged" does not hold at every seed; what holds with room is asserted.
+    without = [run.drift_without_prior for run in toy_eval.runs]
+    with_prior = [run.drift_with_prior for run in toy_eval.runs]
+    assert all(drift_warning(d) for d in without), without
+    assert statistics.fmean(without) > 1.3 * DRIFT_WARNING_THRESHOLD, without
+    assert statistics.fmean(with_prior) < 0.85 * DRIFT_WARNING_THRESHOLD, with_prior
+    assert sum(drift_warning(d) for d in with_prior) < len(with_prior) / 2, with_prior
+
+
+def test_without_prior_preservation_the_class_drifts_towards_the_users_dog(toy_eval):
+    # The drift is towards the subject, not random: bare "dog" samples come to look like the user's dog.
+    # Measured: 0.05 for the base model; 0.23 .. 0.33 without the prior term, 0.09 .. 0.16 with it, at least
+    # 0.07 lower at every seed.
+    for run in toy_eval.runs:
+        assert run.class_likeness_without_prior > run.class_likeness_base + 0.1, run.figures()
+        assert run.class_likeness_with_prior < run.class_likeness_without_prior - 0.03, run.figures()
+
+
+def test_the_drift_threshold_follows_its_rule_on_freshly_measured_references(toy_eval):
+    refs = toy_eval.references
+    # The metric's two ends: about zero for the class drawn again, clearly more for another class.
+    # Measured: noise floor -0.0020, cat 0.0547.
+    assert abs(refs.noise_floor) < 0.01, refs.figures()
+    assert refs.other_class > refs.noise_floor + 0.03, refs.figures()
+    assert min(refs.other_class_sets) > max(refs.noise_floor_sets), refs.figures()
+    # The threshold in use is the rule's answer for today's metric and model, to within the rounding of the
+    # comment that derives it; a changed metric, model or rule moves the answer and fails here.
+    assert refs.threshold == pytest.approx(DRIFT_WARNING_THRESHOLD, abs=0.0015), refs.figures()
+
+
+def test_the_report_card_measures_drift_on_as_many_pictures_as_the_calibration():
+    # The threshold's references and the experiment are judged on this many pictures; the card must not measure on
+    # fewer, where the figure's noise would decide the warning.
+    assert len(DRIFT_SEEDS) >= len(ToyEvalConfig().sample_seeds)
+
+
+def test_the_report_card_warns_for_the_run_that_drifted_most_and_not_for_the_least(toy_pipe, toy_work_dir, toy_eval):
+    # The card measures on its own seeds (DRIFT_SEEDS), so it must agree with the experiment where the experiment
+    # is clear: the most-drifted run without the prior, and the least-drifted run with it.
     pipe, _ = toy_pipe
-    pipe.load_lora_weights(str(toy_work_dir / "without_prior" / "lora.safetensors"), adapter_name="card")
-    try:
-        card = report_card(pipe, "dog", steps=20, guidance=4.0)
-    finally:
-        pipe.unload_lora_weights()
-    assert len(card.before) == len(card.after) == 4
-    assert card.warn and card.drift > DRIFT_WARNING_THRESHOLD
+    config = ToyEvalConfig()
+    most = max(toy_eval.runs, key=lambda run: run.drift_without_prior)
+    least = min(toy_eval.runs, key=lambda run: run.drift_with_prior)
+    cards = {}
+    for name, run in (("without_prior", most), ("with_prior", least)):
+        pipe.load_lora_weights(str(toy_work_dir / f"seed_{run.seed}" / name / "lora.safetensors"), adapter_name="card")
+        try:
+            cards[name] = report_card(pipe, "dog", steps=config.sample_steps, guidance=config.guidance)
+        finally:
+            pipe.unload_lora_weights()
+    assert cards["without_prior"].warn, (most.figures(), cards["without_prior"].drift)
+    assert not cards["with_prior"].warn, (least.figures(), cards["with_prior"].drift)
+    card = cards["without_prior"]
+    # The figure is measured on every seed drawn, not only on the pairs the card shows.
+    assert len(card.before) == len(card.after) == len(DRIFT_SEEDS)
+    assert card.drift == metrics.class_drift(card.before, card.after)
     assert card.image.width > card.image.height > 0
     # Without the LoRA the "before" row is exactly the base model's pictures at those seeds.
-    base = sample(pipe, class_prompt("dog"), [11, 22, 33, 44], steps=20, guidance=4.0)
-    assert [np.asarray(b).tolist() for b in base] == [np.asarray(b).tolist() for b in card.before]
+    base = sample(pipe, class_prompt("dog"), list(DRIFT_SEEDS[:4]), config.sample_steps, config.guidance)
+    assert [np.asarray(b).tolist() for b in base] == [np.asarray(b).tolist() for b in card.before[:4]]
+
+
+def test_eval_toy_prints_one_entry_per_seed_with_mean_and_spread(toy_eval, monkeypatch, capsys):
+    asked = []
+
+    def measured(config, *args, **kwargs):
+        asked.append(config)
+        return toy_eval
+
+    monkeypatch.setattr(evaluation, "run_toy_eval", measured)
+    assert eval_toy_main(["--seeds", "3", "8", "13"]) == 0
+    assert asked[0].seeds == (3, 8, 13)
+    out = json.loads(capsys.readouterr().out)
+    assert [row["seed"] for row in out["seeds"]] == [run.seed for run in toy_eval.runs]
+    figures = ("fidelity_base", "fidelity_trained", "drift_with_prior", "drift_without_prior")
+    assert all(name in row for row in out["seeds"] for name in figures)
+    for name in figures:
+        assert set(out["summary"][name]) == {"mean", "std", "min", "max"}
+    values = [run.drift_with_prior for run in toy_eval.runs]
+    assert out["summary"]["drift_with_prior"]["mean"] == pytest.approx(statistics.fmean(values), abs=1e-4)
+    assert out["summary"]["drift_with_prior"]["std"] == pytest.approx(statistics.stdev(values), abs=1e-4)
+    assert out["references"]["threshold_by_rule"] == pytest.approx(toy_eval.references.threshold, abs=1e-4)
 
 
 def test_eval_toy_reports_a_missing_model_clearly(tmp_path, capsys):
