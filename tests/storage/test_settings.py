@@ -21,7 +21,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_defaults_match_the_architecture_table() -> None:
     s = load_settings()
     assert s.data_dir == Path("./data")
-    assert (s.device, s.num_class_images, s.draw_steps, s.min_photos, s.max_photos) == ("auto", 200, 25, 3, 20)
+    assert (s.device, s.num_class_images, s.draw_steps, s.min_photos, s.max_photos) == ("auto", 200, None, 3, 20)
     assert s.train_steps is None and s.allowed_users == frozenset() and s.admin_ids == frozenset()
 
 
