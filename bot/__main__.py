@@ -7,15 +7,18 @@ import logging
 import signal
 import sys
 
-from bot.app import main
+from bot.app import InvalidToken, main
 from storage import ConfigError, load_settings
-from storage.logs import setup_logging
+from storage.logs import log_loop_exceptions, setup_logging
 
 
 async def _serve() -> None:
     settings = load_settings()
     token = settings.bot_token.get_secret_value() if settings.bot_token else ""
+    # Every way out of the process (uncaught exceptions, the loop's complaints, warnings) goes through the
+    # redacting handler from here on.
     setup_logging("bot", secrets=[token], level=settings.log_level)
+    log_loop_exceptions(asyncio.get_running_loop(), "bot")
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -29,7 +32,7 @@ async def _serve() -> None:
 def run() -> int:
     try:
         asyncio.run(_serve())
-    except ConfigError as exc:
+    except (ConfigError, InvalidToken) as exc:
         print(f"kabina bot: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -12,26 +12,30 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramAPIError
+from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.types import (
     BotCommand,
     BotCommandScopeAllGroupChats,
     BotCommandScopeAllPrivateChats,
     CallbackQuery,
     Message,
+    User,
 )
 
 from bot.config import BotTuning
 from bot.delivery import Deliverer
 from bot.handlers import all_routers, photos
 from bot.handlers.errors import on_error
+from bot.keyboards import DrawAction
+from bot.leadership import Leadership
 from bot.middlewares import PerUserRateLimit, RetryAfter, UserContext
-from bot.polling import poll_updates
+from bot.polling import Poller, backoff, describe_problem
 from bot.services.drawing import DrawService
 from bot.services.photos import AlbumCollector, PhotoIntake
 from bot.services.training import TrainingService
 from bot.texts import LANGUAGES, Texts
-from storage import Settings, Storage
+from storage import Settings, Storage, StorageUnavailable
+from storage.logs import report_storage_trouble
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +52,7 @@ def create_bot(token: str, api_url: str | None = None, tuning: BotTuning | None 
 
 def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | None = None) -> Dispatcher:
     tuning = tuning or BotTuning()
-    albums = AlbumCollector(tuning.album_wait_s, photos.album_reporter(store, settings))
+    albums = AlbumCollector(store, tuning.album_wait_s, photos.album_reporter(store, settings))
     drawing = DrawService(store, settings.draw_steps, settings.max_pending_draws)
     dp = Dispatcher(
         store=store,
@@ -71,7 +75,11 @@ def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | No
 def _is_draw(event: Message | CallbackQuery) -> bool:
     """A /draw command, in a text or a caption, or a press of a button under a picture."""
     if isinstance(event, CallbackQuery):
-        return True  # the middleware sits on the drawing router, whose only buttons make drawings
+        # The middleware sits on the drawing router: its buttons make drawings, but for the one that sends files.
+        try:
+            return DrawAction.unpack(event.data or "").action != "png"
+        except (TypeError, ValueError):
+            return True
     text = event.text or event.caption
     return bool(text and re.match(r"^/draw(@\w+)?(\s|$)", text))
 
@@ -86,33 +94,88 @@ async def set_commands(bot: Bot) -> None:
                                   scope=BotCommandScopeAllGroupChats(), language_code=code)
 
 
+class InvalidToken(Exception):
+    """The Bot API server refused BOT_TOKEN: nothing will work until the operator fixes it."""
+
+
+async def whoami(bot: Bot, tuning: BotTuning) -> User:
+    """getMe, tried again through any trouble of the Bot API server; a refused token is InvalidToken at once."""
+    failures = 0
+    while True:
+        try:
+            return await bot.me()
+        except TelegramUnauthorizedError:
+            raise InvalidToken("the Bot API server refused BOT_TOKEN (401 Unauthorized): put the token @BotFather "
+                               "gave you into .env as BOT_TOKEN=...") from None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failures += 1
+            wait = backoff(failures, tuning.poll_retry_s, tuning.poll_max_wait_s)
+            log.warning("getMe failed: %s; trying again in %.1f s", describe_problem(exc)[1], wait)
+            await asyncio.sleep(wait)
+
+
 async def run_bot(bot: Bot, dp: Dispatcher, store: Storage, tuning: BotTuning) -> None:
-    """Polls and delivers until cancelled."""
-    with contextlib.suppress(TelegramAPIError):
+    """Polls and delivers until cancelled — while this bot holds the lead over the database; a second bot on the
+    same data waits as a standby until the lead is free."""
+    me = await whoami(bot, tuning)
+    settings: Settings = dp["settings"]
+    leadership = Leadership(store, settings.leader_lease_s)
+    try:
+        while True:
+            await leadership.acquire()
+            await _lead(bot, dp, store, tuning, leadership, me)
+    finally:
+        await leadership.release()
+
+
+async def _lead(bot: Bot, dp: Dispatcher, store: Storage, tuning: BotTuning, leadership: Leadership,
+                me: User) -> None:
+    """Serve as the leader; returns when another bot has taken the lead over."""
+    with contextlib.suppress(Exception):
         await bot.delete_webhook(drop_pending_updates=False)
     try:
         await set_commands(bot)
-    except TelegramAPIError as exc:
-        log.warning("could not set the command menus: %s", exc)
-    me = await bot.me()
+    except Exception as exc:
+        log.warning("could not set the command menus: %s", describe_problem(exc)[1])
     log.info("Kabina is online as @%s", me.username)
-    deliverer = Deliverer(bot, store, tuning)
+    albums: AlbumCollector = dp["albums"]
+    albums.bind(bot)
+    try:
+        await albums.resume()
+    except Exception:
+        log.exception("could not look for albums still owed a summary")
     settings: Settings = dp["settings"]
+    keeper = asyncio.create_task(leadership.keep(), name="lead")
     tasks = [
-        asyncio.create_task(poll_updates(bot, dp, store, tuning.poll_timeout_s), name="polling"),
-        asyncio.create_task(deliverer.run(), name="deliveries"),
+        asyncio.create_task(Poller(bot, dp, store, tuning).run(), name="polling"),
+        asyncio.create_task(Deliverer(bot, store, tuning, leadership).run(), name="deliveries"),
         asyncio.create_task(sweep_forever(store, settings.retention_days, tuning.sweep_every_s), name="retention"),
+        keeper,
     ]
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
+            if task is keeper and leadership.lost.is_set():
+                return
             task.result()
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        albums: AlbumCollector = dp["albums"]
-        await albums.flush()
+        if not leadership.lost.is_set():
+            await albums.flush()
+
+
+async def open_storage(settings: Settings) -> Storage:
+    """Storage, once it can be opened: a read-only or full DATA_DIR is one line a minute until it is fixed."""
+    while True:
+        try:
+            return await Storage.open(settings.data_dir)
+        except StorageUnavailable as exc:
+            report_storage_trouble(exc, log)
+            await asyncio.sleep(5.0)
 
 
 async def sweep_forever(store: Storage, retention_days: int, every_s: float) -> None:
@@ -132,7 +195,7 @@ async def sweep_forever(store: Storage, retention_days: int, every_s: float) -> 
 async def main(settings: Settings, tuning: BotTuning | None = None) -> None:
     tuning = tuning or BotTuning()
     token = settings.require_bot_token()
-    store = await Storage.open(settings.data_dir)
+    store = await open_storage(settings)
     bot = create_bot(token, settings.telegram_api_url, tuning)
     try:
         await run_bot(bot, create_dispatcher(store, settings, tuning), store, tuning)
@@ -141,4 +204,4 @@ async def main(settings: Settings, tuning: BotTuning | None = None) -> None:
         await store.close()
 
 
-__all__ = ["create_bot", "create_dispatcher", "main", "run_bot", "set_commands", "sweep_forever"]
+__all__ = ["InvalidToken", "create_bot", "create_dispatcher", "main", "run_bot", "set_commands", "sweep_forever"]

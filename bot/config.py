@@ -30,3 +30,19 @@ class BotTuning:
     # How often deleted models' late files, finished trainings' checkpoints, pictures past RETENTION_DAYS and old
     # records are swept: "deleted" means gone within a minute.
     sweep_every_s: float = 30.0
+    # Polling: a failed getUpdates is retried after this pause, doubling up to the cap.
+    poll_retry_s: float = 1.0
+    poll_max_wait_s: float = 30.0
+    # While updates are being handled Telegram answers getUpdates at once with them again; look for new ones
+    # this often, and hold at most this many updates at a time (the offset waits for the oldest).
+    busy_poll_s: float = 0.05
+    max_updates_in_flight: int = 100
+    # An update still unfinished after this long (a big download, a reply to a chat under 429) is taken into the
+    # database's keeping, so the offset moves on: Telegram hands out at most 100 updates past the offset, and one
+    # slow update must not hide everyone else's new ones.
+    keep_after_s: float = 1.0
+    # Deliveries: a result that could not be sent (5xx, network, 429) is tried again after this pause,
+    # doubling up to the cap, until it is sent; an unexpected error (a bug) is tried this many times.
+    delivery_retry_s: float = 1.0
+    delivery_max_wait_s: float = 300.0
+    unexpected_error_attempts: int = 5

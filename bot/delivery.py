@@ -1,4 +1,5 @@
-"""Follows the job event feed and tells users: progress edited in place, results delivered exactly once."""
+"""The durable outbox: follows the job event feed and tells users — progress edited in place, every result retried
+until it is delivered (exactly once) or recorded as undeliverable; chats served in parallel, each in order."""
 
 from __future__ import annotations
 
@@ -8,24 +9,52 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from aiogram import Bot
 from aiogram.enums import ChatAction
-from aiogram.exceptions import TelegramAPIError, TelegramBadRequest
+from aiogram.exceptions import (
+    ClientDecodeError,
+    TelegramAPIError,
+    TelegramBadRequest,
+    TelegramEntityTooLarge,
+    TelegramForbiddenError,
+    TelegramMigrateToChat,
+    TelegramNotFound,
+    TelegramRetryAfter,
+)
 from aiogram.types import BufferedInputFile, ReplyParameters
 from aiogram.utils.media_group import MediaGroupBuilder
 
 from bot.config import BotTuning
 from bot.formatting import escape
 from bot.keyboards import draw_keyboard
+from bot.lanes import Lanes
+from bot.leadership import Leadership, LeadLost
+from bot.polling import backoff, describe_problem
 from bot.texts import Texts
-from storage import DrawPayload, DrawResult, Job, JobEvent, PathEscape, Storage, TrainResult
+from storage import (
+    DrawPayload,
+    DrawResult,
+    Job,
+    JobEvent,
+    PathEscape,
+    Storage,
+    StorageUnavailable,
+    TrainResult,
+)
+from storage.logs import report_storage_trouble
 
 log = logging.getLogger(__name__)
 
+# The feed position below which every event is handled: every result there is delivered or recorded as
+# undeliverable. Events past it may be handled already (other chats); a restart reads them again and skips those.
 CURSOR = "bot.events"
+FINAL_EVENTS = {"done", "failed", "cancelled"}
+# What a delivery record's state can be once nothing more will be sent.
+SETTLED_STATES = {"sent", "failed"}
 CAPTION_LIMIT = 1024
 ALBUM_LIMIT = 10
 
@@ -75,44 +104,87 @@ class _Live:
 
 
 class Deliverer:
-    def __init__(self, bot: Bot, store: Storage, tuning: BotTuning) -> None:
+    def __init__(self, bot: Bot, store: Storage, tuning: BotTuning, leadership: Leadership | None = None) -> None:
         self.bot = bot
         self.store = store
         self.tuning = tuning
+        self.leadership = leadership
         self._live: dict[int, _Live] = {}
-        self._drawing: dict[int, int] = {}
+        self._drawing: dict[int, int] = {}  # draw job id → chat id, for the "uploading photo" action
+        self._lanes = Lanes("deliveries")
+        self._pending: set[int] = set()  # feed events handed to a chat's lane and not finished yet
+        self._read = 0  # the last feed event read
+        self._saved = 0  # the cursor as stored
+        self._cursor_lock = asyncio.Lock()
         # A progress message still "pending" from before this start belongs to a handler that died mid-way.
-        self.started_at = time.time()  # draw job id → chat id, for the "uploading photo" action
+        self.started_at = time.time()
 
     # --- the loop ---------------------------------------------------------------------------------
     async def run(self) -> None:
-        cursor = await self.store.cursors.get(CURSOR)
+        self._read = self._saved = await self.store.cursors.get(CURSOR)
         ticker = asyncio.get_running_loop().create_task(self._chat_actions())
         try:
-            async for event in self.store.jobs.follow(cursor, poll_s=self.tuning.feed_poll_s):
+            while True:
                 try:
-                    await self.handle(event)
+                    await self._follow()
                 except asyncio.CancelledError:
                     raise
-                except Exception:
-                    log.exception("could not handle job event %s (%s of job %s)", event.id, event.kind, event.job_id)
-                await self.store.cursors.set(CURSOR, event.id)
+                except Exception as exc:  # the database hiccuped: read the feed again from where we were
+                    if isinstance(exc, StorageUnavailable):
+                        report_storage_trouble(exc, log)
+                    else:
+                        log.exception("reading the job feed failed")
+                    await asyncio.sleep(max(self.tuning.feed_poll_s, 1.0))
         finally:
             ticker.cancel()
+            await self._lanes.close()
             for live in self._live.values():
                 if live.task is not None:
                     live.task.cancel()
+
+    async def _follow(self) -> None:
+        async for event in self.store.jobs.follow(self._read, poll_s=self.tuning.feed_poll_s):
+            job = await self.store.jobs.get(event.job_id)
+            if job is not None and job.chat_id is not None and job.kind in {"train", "draw"}:
+                # Each chat has its own lane: its events in order, while a chat under 429 delays nobody else.
+                self._pending.add(event.id)
+                self._lanes.submit(job.chat_id, partial(self._in_lane, event))
+            self._read = event.id
+            await self._advance()
+
+    async def _in_lane(self, event: JobEvent) -> None:
+        try:
+            await self.handle(event)
+        except LeadLost:
+            return  # another bot leads now and delivers it: the cursor must not pass it
+        except Exception:
+            log.exception("job event %s (%s of job %s) was not handled", event.id, event.kind, event.job_id)
+            if event.kind in FINAL_EVENTS:
+                return  # the result stays owed: the cursor waits below it, and the next start tries again
+        self._pending.discard(event.id)
+        await self._advance()
+
+    async def _advance(self) -> None:
+        """Store the cursor just below the oldest event not yet finished: it never passes an undelivered result."""
+        if self.leadership is not None and not self.leadership.ok():
+            return  # a bot that may have lost the lead writes nothing
+        async with self._cursor_lock:
+            low = min(self._pending) - 1 if self._pending else self._read
+            if low <= self._saved:
+                return
+            try:
+                await self.store.cursors.set(CURSOR, low)
+                self._saved = low
+            except StorageUnavailable as exc:
+                report_storage_trouble(exc, log)
 
     async def handle(self, event: JobEvent) -> None:
         job = await self.store.jobs.get(event.job_id)
         if job is None or job.chat_id is None or job.kind not in {"train", "draw"}:
             return
-        if event.kind in {"done", "failed", "cancelled"}:
+        if event.kind in FINAL_EVENTS:
             self._drawing.pop(job.id, None)
-            if job.kind == "train":
-                await self._finish_training(job)
-            else:
-                await self._finish_drawing(job)
+            await self._deliver(job)
             return
         if job.status.finished:
             return  # an old event replayed after a restart; the final one follows
@@ -121,7 +193,63 @@ class Deliverer:
                 self._drawing[job.id] = job.chat_id
                 await self._chat_action(job.chat_id)
             return
-        await self._show_progress(job)
+        try:
+            await self._show_progress(job)
+        except (TelegramAPIError, ClientDecodeError) as exc:  # progress is best effort; the next report tries again
+            log.warning("progress of job %s not shown: %s", job.id, describe_problem(exc)[1])
+
+    # --- the outbox ---------------------------------------------------------------------------------
+    async def _deliver(self, job: Job) -> None:
+        """Send the job's result, trying again after 5xx, network trouble and 429 until it is sent; a permanent
+        refusal (blocked by the user, chat gone, unreadable text) is recorded once, and never retried."""
+        steps = await _ResultSteps.load(self.store, job, self._fence)
+        if steps is None:
+            return  # delivered (or given up) before
+        failures = unexpected = 0
+        while True:
+            try:
+                if job.kind == "train":
+                    await self._finish_training(job, steps)
+                else:
+                    await self._finish_drawing(job, steps)
+                await steps.finish()
+                return
+            except (asyncio.CancelledError, LeadLost):
+                raise
+            except Exception as exc:
+                transient = _transient(exc)
+                if transient is None:
+                    unexpected += 1
+                    log.exception("delivering the result of job %s failed unexpectedly", job.id)
+                    transient = unexpected < self.tuning.unexpected_error_attempts
+                if not transient:
+                    await self._give_up(job, steps, exc)
+                    return
+                failures += 1
+                wait = backoff(failures, self.tuning.delivery_retry_s, self.tuning.delivery_max_wait_s)
+                if isinstance(exc, TelegramRetryAfter):
+                    wait = max(wait, float(exc.retry_after))
+                if isinstance(exc, StorageUnavailable):
+                    report_storage_trouble(exc, log)
+                else:
+                    log.warning("the result of job %s did not reach chat %s (%s); trying again in %.1f s",
+                                job.id, job.chat_id, describe_problem(exc)[1], wait)
+                await asyncio.sleep(wait)
+
+    async def _give_up(self, job: Job, steps: _ResultSteps, exc: BaseException) -> None:
+        log.warning("the result of job %s cannot be delivered to chat %s (%s); recorded as undeliverable",
+                    job.id, job.chat_id, describe_problem(exc)[1])
+        while True:
+            try:
+                await steps.give_up(describe_problem(exc)[1])
+                return
+            except StorageUnavailable as trouble:
+                report_storage_trouble(trouble, log)
+                await asyncio.sleep(max(1.0, self.tuning.delivery_retry_s))
+
+    async def _fence(self) -> None:
+        if self.leadership is not None:
+            await self.leadership.fence()
 
     # --- helpers ----------------------------------------------------------------------------------
     async def _request(self, job: Job) -> dict[str, Any]:
@@ -196,7 +324,10 @@ class Deliverer:
         wait = live.last_edit + self.tuning.progress_every_s - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)
-        await self._edit(job_id, live)
+        try:
+            await self._edit(job_id, live)
+        except (TelegramAPIError, ClientDecodeError, StorageUnavailable) as exc:  # best effort: the next one tries
+            log.warning("progress of job %s not shown: %s", job_id, describe_problem(exc)[1])
 
     async def _edit(self, job_id: int, live: _Live) -> None:
         text, live.pending = live.pending, None
@@ -231,17 +362,14 @@ class Deliverer:
         )
 
     # --- results ----------------------------------------------------------------------------------
-    async def _finish_training(self, job: Job) -> None:
-        steps = await _ResultSteps.load(self.store, job)
-        if steps is None:
-            return
+    async def _finish_training(self, job: Job, steps: _ResultSteps) -> None:
         t = await self._texts(job)
         chat_id = int(job.chat_id)  # type: ignore[arg-type]
         if job.status == "done" and isinstance(job.result, TrainResult):
             result = job.result
             token, class_word = result.token, result.class_word
             minutes = max(1, round(result.seconds / 60))
-            await self._final_progress(job, t("progress_done", minutes=minutes))
+            await steps.run("progress", lambda: self._final_progress(job, t("progress_done", minutes=minutes)))
             samples = [p for p in (self._file(s) for s in result.sample_paths) if p is not None]
             caption = t("train_ready_caption", name=escape(class_word), token=escape(token))
             await self._send_images(steps, chat_id, samples, caption, None, None, f"sample-{job.id}")
@@ -251,31 +379,24 @@ class Deliverer:
             if card is not None:
                 key = "report_card_warning" if result.drift_warning else "report_card"
                 caption = t(key, drift=f"{result.class_drift:.3f}", name=escape(class_word))
-                file = BufferedInputFile(card.read_bytes(), filename=f"report-{job.id}.png")
+                file = BufferedInputFile(await asyncio.to_thread(card.read_bytes), filename=f"report-{job.id}.png")
                 await steps.run("report_card", lambda: self._photo(chat_id, file, caption, None, None))
         elif job.status == "cancelled":
-            await self._final_progress(job, t("progress_cancelled"))
+            await steps.run("progress", lambda: self._final_progress(job, t("progress_cancelled")))
             if job.model_id is not None:
                 model = await self.store.models.get(job.model_id)
                 if model is not None and model.status != "ready":
                     await self.store.models.delete(job.model_id)
         else:
-            await self._final_progress(job, t("progress_failed"))
+            await steps.run("progress", lambda: self._final_progress(job, t("progress_failed")))
             reason = escape(job.error or t("unknown_reason"))
             await steps.run("failed", lambda: self._text(chat_id, t("train_failed", reason=reason), None))
-        await steps.finish()
 
-    async def _finish_drawing(self, job: Job) -> None:
-        steps = await _ResultSteps.load(self.store, job)
-        if steps is None:
-            return
+    async def _finish_drawing(self, job: Job, steps: _ResultSteps) -> None:
         request = await self._request(job)
         t = Texts(request.get("lang", "en"))
         chat_id = int(job.chat_id)  # type: ignore[arg-type]
         reply = self._reply(request)
-        status = await self.store.deliveries.get(job.id, "status")
-        if status is not None and status.message_id is not None:
-            await steps.run("status", lambda: self._delete(chat_id, status.message_id))  # type: ignore[arg-type]
         if job.status == "done" and isinstance(job.result, DrawResult) and isinstance(job.payload, DrawPayload):
             result = job.result
             images = [p for p in (self._file(s) for s in result.images) if p is not None]
@@ -296,13 +417,16 @@ class Deliverer:
         else:
             text = t("draw_failed", reason=escape(job.error or t("unknown_reason")))
             await steps.run("failed", lambda: self._text(chat_id, text, reply))
-        await steps.finish()
+        # "Drawing…" goes away only now that the result (or the reason there is none) is in the chat.
+        status = await self.store.deliveries.get(job.id, "status")
+        if status is not None and status.message_id is not None:
+            await steps.run("status", lambda: self._delete(chat_id, status.message_id))  # type: ignore[arg-type]
 
     async def _text(self, chat_id: int, text: str, reply: ReplyParameters | None, keyboard: Any = None) -> int:
         return (await self.bot.send_message(chat_id, text, reply_parameters=reply, reply_markup=keyboard)).message_id
 
     async def _delete(self, chat_id: int, message_id: int) -> None:
-        with contextlib.suppress(TelegramAPIError):
+        with contextlib.suppress(TelegramBadRequest):  # already gone (deleted by the user, or too old to delete)
             await self.bot.delete_message(chat_id, message_id)
 
     async def _send_images(
@@ -310,8 +434,9 @@ class Deliverer:
         keyboard: Any, name: str, more_text: str | None = None,
     ) -> None:
         """One photo with its caption and buttons, or albums of 2–10 (buttons cannot sit on an album)."""
-        files = [BufferedInputFile(p.read_bytes(), filename=f"{name}-{i + 1}{p.suffix or '.png'}")
-                 for i, p in enumerate(paths)]
+        contents = await asyncio.to_thread(lambda: [p.read_bytes() for p in paths])
+        files = [BufferedInputFile(data, filename=f"{name}-{i + 1}{p.suffix or '.png'}")
+                 for i, (p, data) in enumerate(zip(paths, contents, strict=True))]
         if not files:
             return
         if len(files) == 1:
@@ -341,28 +466,43 @@ class Deliverer:
         return sent[0].message_id
 
 
+def _transient(exc: BaseException) -> bool | None:
+    """True: worth another try (5xx, network, 429, a garbled answer, storage trouble). False: Telegram refuses this
+    delivery for good (403 blocked, 400 chat not found / can't parse entities, 404, too large). None: unknown."""
+    if isinstance(exc, TelegramEntityTooLarge | TelegramForbiddenError | TelegramBadRequest | TelegramNotFound
+                  | TelegramMigrateToChat):
+        return False
+    if isinstance(exc, TelegramAPIError | ClientDecodeError | TimeoutError | OSError):
+        return True
+    return None
+
+
 class _ResultSteps:
     """The Telegram calls that deliver one result, each recorded the moment it succeeds: a bot restarted in the
-    middle of a delivery repeats none of them. (Telegram has no idempotency keys, so a crash between a call's
-    answer and this record is the one window left; it is a few milliseconds wide.)"""
+    middle of a delivery repeats none of them, and a retry skips what already went out (kept in memory too, for
+    when the record itself cannot be written). Telegram has no idempotency keys, so a crash between a call's
+    answer and this record is the one window left; it is a few milliseconds wide."""
 
-    def __init__(self, store: Storage, job: Job, done: list[str], message_id: int | None) -> None:
+    def __init__(self, store: Storage, job: Job, done: list[str], message_id: int | None,
+                 fence: Callable[[], Awaitable[None]]) -> None:
         self.store = store
         self.job = job
         self.done = done
         self.message_id = message_id
+        self.fence = fence
 
     @classmethod
-    async def load(cls, store: Storage, job: Job) -> _ResultSteps | None:
+    async def load(cls, store: Storage, job: Job, fence: Callable[[], Awaitable[None]]) -> _ResultSteps | None:
         saved = await store.deliveries.get(job.id, "result")
-        if saved is not None and saved.state == "sent":
+        if saved is not None and saved.state in SETTLED_STATES:
             return None
         done = list(saved.data.get("steps", [])) if saved else []
-        return cls(store, job, done, saved.message_id if saved else None)
+        return cls(store, job, done, saved.message_id if saved else None, fence)
 
     async def run(self, name: str, call: Callable[[], Awaitable[int | None]]) -> None:
         if name in self.done:
             return
+        await self.fence()  # a bot that lost the lead sends nothing more
         message_id = await call()
         self.done.append(name)
         self.message_id = self.message_id or message_id
@@ -371,6 +511,12 @@ class _ResultSteps:
     async def finish(self) -> None:
         await self._save("sent")
 
-    async def _save(self, state: str) -> None:
+    async def give_up(self, reason: str) -> None:
+        await self._save("failed", reason)
+
+    async def _save(self, state: str, error: str | None = None) -> None:
+        data: dict[str, Any] = {"steps": self.done}
+        if error is not None:
+            data["error"] = error
         await self.store.deliveries.save(self.job.id, "result", chat_id=int(self.job.chat_id or 0),
-                                         message_id=self.message_id, state=state, data={"steps": self.done})
+                                         message_id=self.message_id, state=state, data=data)

@@ -8,13 +8,16 @@ drawn with (a PNG text chunk), so pictures drawn two ways never end up in one fo
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
+
+from storage.files import write_atomic_with
+
+log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[dict], None]
 StopFn = Callable[[], bool]
@@ -55,21 +58,25 @@ def existing_class_images(folder: Path) -> list[Path]:
 
 
 def _save_png(image: Image.Image, target: Path, recipe: str | None = None) -> None:
-    # Temp file + rename: a crash never leaves a half-written picture that a later run would trust.
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=".tmp")
+    # Storage's atomic writer: a crash never leaves a half-written picture that a later run would trust.
     info = None
     if recipe is not None:
         from PIL.PngImagePlugin import PngInfo
 
         info = PngInfo()
         info.add_text(RECIPE_KEY, recipe)
+    write_atomic_with(target, lambda tmp: image.save(tmp, format="PNG", pnginfo=info))
+
+
+def _decodes(path: Path) -> bool:
+    """A cached picture is trusted only if it decodes: a damaged one is drawn again, not fed to every training."""
     try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with Image.open(path) as image:
+            image.load()
+    except Exception as exc:
+        log.warning("class image %s does not decode (%s); drawing it again", path, exc)
+        return False
+    return True
 
 
 def ensure_class_images(
@@ -106,7 +113,7 @@ def ensure_class_images(
     folder.mkdir(parents=True, exist_ok=True)
     recipe = json.dumps({"family": family.name, "prompt": prompt, "resolution": int(resolution), "steps": steps,
                          "guidance": guidance, "sampler": sampler}, sort_keys=True)
-    existing = existing_class_images(folder)
+    existing = [p for p in existing_class_images(folder) if _decodes(p)]
     _check_recipe(existing, recipe)
     have = {int(p.stem) for p in existing}
     missing = [i for i in range(count) if i not in have]

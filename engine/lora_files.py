@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from storage.files import atomic_dir, write_atomic, write_atomic_with
+
 UNET_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 TEXT_ENCODER_TARGETS = ["q_proj", "k_proj", "v_proj", "out_proj"]
 ADAPTER = "kabina_training"
-
-
-def _replace_atomically(tmp: Path, target: Path) -> Path:
-    os.replace(tmp, target)
-    return target
 
 
 def adapter_state(module, adapter: str = ADAPTER) -> dict[str, Any]:
@@ -48,16 +43,14 @@ def save_diffusers_lora(target: Path, unet, text_encoder=None, adapter: str = AD
     if text_encoder is not None and adapter in getattr(text_encoder, "peft_config", {}):
         te_layers = convert_state_dict_to_diffusers(adapter_state(text_encoder, adapter))
         te_meta = adapter_metadata(text_encoder, adapter)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".partial-") as tmp:
-        StableDiffusionPipeline.save_lora_weights(
-            tmp,
-            unet_lora_layers=unet_layers,
-            text_encoder_lora_layers=te_layers,
-            weight_name="lora.safetensors",
-            unet_lora_adapter_metadata=adapter_metadata(unet, adapter),
-            text_encoder_lora_adapter_metadata=te_meta,
-        )
-        return _replace_atomically(Path(tmp) / "lora.safetensors", target)
+    return write_atomic_with(target, lambda tmp: StableDiffusionPipeline.save_lora_weights(
+        tmp.parent,
+        unet_lora_layers=unet_layers,
+        text_encoder_lora_layers=te_layers,
+        weight_name=tmp.name,
+        unet_lora_adapter_metadata=adapter_metadata(unet, adapter),
+        text_encoder_lora_adapter_metadata=te_meta,
+    ))
 
 
 def save_lora(target: Path, pipe, adapter: str = ADAPTER) -> Path:
@@ -88,9 +81,8 @@ def save_lora(target: Path, pipe, adapter: str = ADAPTER) -> Path:
                 layers[f"{name}_lora_layers"] = convert_state_dict_to_diffusers(adapter_state(encoder, adapter))
                 layers[f"{name}_lora_adapter_metadata"] = adapter_metadata(encoder, adapter)
     pipeline_class = getattr(diffusers, family.pipeline)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".partial-") as tmp:
-        pipeline_class.save_lora_weights(tmp, weight_name="lora.safetensors", **layers)
-        return _replace_atomically(Path(tmp) / "lora.safetensors", target)
+    return write_atomic_with(target, lambda tmp: pipeline_class.save_lora_weights(
+        tmp.parent, weight_name=tmp.name, **layers))
 
 
 def save_kohya_lora(target: Path, pipe, adapter: str = ADAPTER, resolution: int | None = None) -> Path:
@@ -112,10 +104,7 @@ def save_kohya_lora(target: Path, pipe, adapter: str = ADAPTER, resolution: int 
             encoders.append((adapter_state(encoder, adapter), encoder.peft_config[adapter].lora_alpha))
     state = kohya_layout(family, adapter_state(model, adapter), config.lora_alpha, model.config, encoders)
     metadata = kohya_metadata(family, config.r, config.lora_alpha, resolution or training_resolution(pipe))
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".partial-", suffix=".tmp")
-    os.close(fd)
-    save_file(state, tmp, metadata=metadata)
-    return _replace_atomically(Path(tmp), target)
+    return write_atomic_with(target, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
 
 # --- checkpoints -----------------------------------------------------------------------------------------------
@@ -140,23 +129,16 @@ def save_checkpoint(folder: Path, step: int, total: int, signature: str, modules
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder, prefix=".partial-"))
     state = {}
     for name, module in modules.items():
         if ADAPTER in (getattr(module, "peft_config", None) or {}):
             state.update({f"{name}.{k}": v for k, v in adapter_state(module).items()})
-    save_file(state, tmp / "lora.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     final = folder / f"step-{step:06d}"
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    with atomic_dir(final) as tmp:
+        save_file(state, tmp / "lora.safetensors")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     pointer = {"step": step, "total": total, "folder": final.name, "signature": signature}
-    fd, tmp_json = tempfile.mkstemp(dir=folder, prefix=".partial-", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(pointer, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp_json, folder / "latest.json")
+    write_atomic(folder / "latest.json", json.dumps(pointer).encode())
     for old in folder.glob("step-*"):
         if old != final:
             shutil.rmtree(old, ignore_errors=True)

@@ -26,6 +26,7 @@ from engine.lora_files import ADAPTER
 from engine.objectives import EncodedImages, Objective, StepBatch, sdxl_time_ids, step_batch
 from engine.photos import crop_geometry
 from engine.tokens import class_prompt, instance_prompt
+from storage.files import write_atomic_with
 
 log = logging.getLogger(__name__)
 
@@ -490,8 +491,7 @@ def draw_samples(pipe, spec: TrainSpec, folder: Path, resolution: int, report: P
         image = render(pipe, [spec.instance_prompt], [torch.Generator("cpu").manual_seed(seed)],
                        steps=spec.sample_steps, guidance=family.guidance, width=resolution, height=resolution,
                        sampler=family.default_sampler)[0]
-        path = folder / f"sample_{seed}.png"
-        image.save(path)
+        path = write_atomic_with(folder / f"sample_{seed}.png", lambda tmp, im=image: im.save(tmp, format="PNG"))
         paths.append(path)
         report({"stage": "samples", "step": i + 1, "total": total, "loss": None, "eta_s": None})
     return paths

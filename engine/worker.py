@@ -31,7 +31,9 @@ from storage.contract import (
     TrainPayload,
     TrainResult,
 )
-from storage.logs import job_context
+from storage.errors import StorageUnavailable
+from storage.files import write_atomic_with
+from storage.logs import job_context, report_storage_trouble
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,10 @@ LONG_KINDS = {JobKind.TRAIN, JobKind.CLASS_IMAGES}
 PROGRESS_EVERY_S = 1.0  # progress rows are events the bot turns into message edits: ~1/s is plenty
 # While a training runs, how often to look for draws to slip in between its steps (a claim costs ~0.2 ms).
 INTERLEAVE_POLL_S = 0.1
+# How often to try again to record a job's end while the database cannot be written (a full disk).
+PERSIST_RETRY_S = 2.0
+# What a user reads when their job could not be saved (the operator gets the details in the log).
+NO_ROOM = "There is no room to save the result on the server right now. Please try again later."
 
 
 class JobFailed(Exception):
@@ -168,8 +174,8 @@ class Engine:
                            pause_point=pause_point)
             # The trained adapter is still active: draw the bare class prompt without and with it.
             card = report_card(self.pipe, spec.class_word, steps=spec.sample_steps)
-            card_path = Path(spec.output_dir) / "report_card.png"
-            card.image.save(card_path)
+            card_path = write_atomic_with(Path(spec.output_dir) / "report_card.png",
+                                          lambda tmp: card.image.save(tmp, format="PNG"))
             result.params["class_drift"] = round(card.drift, 4)
             return result, card_path, card.drift
         finally:
@@ -227,6 +233,8 @@ class JobRun:
             except LeaseLost:
                 self.lease_lost = True
                 return
+            except StorageUnavailable as exc:  # a full disk: nobody else can take the job either
+                report_storage_trouble(exc, log)
             except Exception:  # a busy database must not kill the job; the next beat retries
                 log.exception("heartbeat of job %s failed", self.job.id)
             await asyncio.sleep(0.2)
@@ -299,6 +307,8 @@ class Worker:
             interleaver = asyncio.create_task(self._interleave_draws()) if job.kind in LONG_KINDS else None
             try:
                 await self._serve(job)
+            except Exception:  # even recording the job's end failed: its lease runs out and it is retried
+                log.exception("job %s could not be brought to an end", job.id)
             finally:
                 if interleaver is not None:
                     interleaver.cancel()
@@ -326,20 +336,37 @@ class Worker:
                     await self.on_gpu(_free_gpu_memory)
                     continue
                 break
+            if result is None:
+                await self._settle(run)
+            else:
+                from storage import LeaseLost
+
+                try:
+                    await self._persist(run, lambda: self.store.jobs.complete(job.id, wid, result))
+                    log.info("job %s done", job.id)
+                except LeaseLost:
+                    log.warning("job %s finished after its lease was lost; another worker owns it now", job.id)
         finally:
             pump.cancel()
-        if result is None:
-            await self._settle(run)
-        else:
-            from storage import LeaseLost
 
+    async def _persist(self, run: JobRun, write) -> None:
+        """Record a job's end; while nothing can be saved (a full disk) keep trying, the lease kept alive by the
+        pump, until it works, the lease is lost or the worker stops."""
+        while True:
             try:
-                await self.store.jobs.complete(job.id, wid, result)
-                log.info("job %s done", job.id)
-            except LeaseLost:
-                log.warning("job %s finished after its lease was lost; another worker owns it now", job.id)
+                await write()
+                return
+            except StorageUnavailable as exc:
+                report_storage_trouble(exc, log)
+                if run.lease_lost or self.stopping.is_set():
+                    raise
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), timeout=PERSIST_RETRY_S)
 
     def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, StorageUnavailable):
+            report_storage_trouble(exc, log)
+            return NO_ROOM
         if is_out_of_memory(exc):
             return failure("out_of_memory")
         if isinstance(exc, FloatingPointError):
@@ -355,13 +382,14 @@ class Worker:
         try:
             if error is not None:
                 if job.kind == "train" and job.model_id:
-                    await self.store.models.set_status(job.model_id, "failed", error=error)
-                await self.store.jobs.fail(job.id, wid, error)
+                    await self._persist(run, lambda: self.store.models.set_status(job.model_id, "failed", error=error))
+                await self._persist(run, lambda: self.store.jobs.fail(job.id, wid, error))
                 log.info("job %s failed: %s", job.id, error)
             elif run.cancelled:
                 if job.kind == "train" and job.model_id:
-                    await self.store.models.set_status(job.model_id, "failed", error=failure("cancelled"))
-                await self.store.jobs.cancelled(job.id, wid)
+                    await self._persist(run, lambda: self.store.models.set_status(
+                        job.model_id, "failed", error=failure("cancelled")))
+                await self._persist(run, lambda: self.store.jobs.cancelled(job.id, wid))
             elif self.stopping.is_set():
                 await self.store.jobs.release(job.id, wid)
                 log.info("job %s handed back; its checkpoint is kept", job.id)
@@ -407,10 +435,7 @@ class Worker:
             result = await self.on_gpu(self.engine.draw, request, lighter)
         except DrawError as exc:
             raise JobFailed(str(exc)) from exc
-        folder = self.store.files.job_dir(run.job.id)
-        paths = []
-        for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
-            paths.append(str(self.store.files.write_atomic(folder / f"{index}_{seed}.png", _png(image))))
+        paths = await asyncio.to_thread(self._save_images, run.job.id, result)
         return DrawResult(
             images=paths,
             seeds=result.seeds,
@@ -420,6 +445,20 @@ class Worker:
             variation_seeds=request.variation_seeds if request.variation_strength > 0 else None,
             width=result.width, height=result.height, steps=result.steps, sampler=result.sampler,
         )
+
+    def _save_images(self, job_id: int, result) -> list[str]:
+        """Every picture of a draw, or none: a failed save (a full disk) takes the ones already written back."""
+        folder = self.store.files.job_dir(job_id)
+        paths: list[str] = []
+        try:
+            for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
+                paths.append(str(self.store.files.write_atomic(folder / f"{index}_{seed}.png", _png(image))))
+        except BaseException:
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    self.store.files.remove(path)
+            raise
+        return paths
 
     async def class_images(self, run: JobRun, p: ClassImagesPayload) -> ClassImagesResult:
         prompt = class_prompt(p.class_word)

@@ -29,12 +29,26 @@ from storage.errors import (
     PathEscape,
     SchemaTooNew,
     StorageError,
+    StorageUnavailable,
     TokenTaken,
 )
 from storage.files import FileStore
+from storage.leases import LeaseRepo
 from storage.queue import PRIORITY, JobQueue
-from storage.records import Chat, Delivery, Job, JobEvent, JobStatus, Model, ModelStatus, Photo, User
+from storage.records import (
+    AlbumPart,
+    Chat,
+    Delivery,
+    Job,
+    JobEvent,
+    JobStatus,
+    Model,
+    ModelStatus,
+    Photo,
+    User,
+)
 from storage.repos import (
+    AlbumRepo,
     ChatRepo,
     CursorRepo,
     DeliveryRepo,
@@ -49,18 +63,22 @@ from storage.retention import ForgetReport, Retention, SweepReport
 from storage.settings import Settings, load_settings
 
 __all__ = [
-    "PRIORITY", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError", "ContractError", "Delivery",
-    "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "ForgetReport", "Job", "JobCancelled", "JobEvent",
-    "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound", "PathEscape", "Photo",
-    "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError", "SweepReport", "TokenTaken", "TrainPayload", "TrainResult",
-    "User", "contract", "load_settings",
+    "PRIORITY", "AlbumPart", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError", "ContractError",
+    "Delivery", "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "ForgetReport", "Job",
+    "JobCancelled", "JobEvent", "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound",
+    "PathEscape", "Photo", "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError",
+    "StorageUnavailable", "SweepReport", "TokenTaken", "TrainPayload", "TrainResult", "User", "contract",
+    "load_settings",
 ]
 
 
 class Storage:
     """Everything persistent, opened once per process."""
 
-    def __init__(self, db: Database, files: FileStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, db: Database, files: FileStore, clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.db = db
         self.files = files
         self.users = UserRepo(db)
@@ -68,19 +86,26 @@ class Storage:
         self.photos = PhotoRepo(db, files)
         self.models = ModelRepo(db, files)
         self.shares = ShareRepo(db)
-        self.jobs = JobQueue(db, clock)
+        self.jobs = JobQueue(db, clock, monotonic)
         self.deliveries = DeliveryRepo(db)
         self.cursors = CursorRepo(db)
         self.updates = UpdateLog(db)
         self.engines = EngineRepo(db)
         self.retention = Retention(db, files, self.jobs, self.models)
+        self.leases = LeaseRepo(db, clock, monotonic)
+        self.albums = AlbumRepo(db)
 
     @classmethod
-    async def open(cls, data_dir: str | Path, *, clock: Callable[[], float] = time.time) -> Storage:
+    async def open(
+        cls, data_dir: str | Path, *, clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> Storage:
+        """`clock` is the wall clock shared with other processes (lease expiry); `monotonic` measures this
+        process's own intervals (how long it watched a lease lapse). Tests inject both."""
         files = FileStore(Path(data_dir))
         files.sweep_partials()
         db = await Database.open(files.database_path)
-        return cls(db, files, clock)
+        return cls(db, files, clock, monotonic)
 
     async def close(self) -> None:
         await self.db.close()

@@ -5,15 +5,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from storage.errors import SchemaTooNew
+from storage.errors import SchemaTooNew, StorageUnavailable
+from storage.files import filesystem_state
 from storage.migrations import LATEST_VERSION, MIGRATIONS
+
+# SQLite's primary result codes that mean "nothing can be saved now", not "this statement is wrong".
+_UNAVAILABLE_CODES = {sqlite3.SQLITE_FULL: "no_space", sqlite3.SQLITE_READONLY: "read_only",
+                      sqlite3.SQLITE_IOERR: "io", sqlite3.SQLITE_CANTOPEN: "io"}
+
+
+def storage_trouble(exc: BaseException, path: Path | None = None) -> StorageUnavailable | None:
+    """The StorageUnavailable an sqlite3 error really is (disk full, read-only, I/O), or None."""
+    if isinstance(exc, StorageUnavailable):
+        return exc
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return None
+    code = getattr(exc, "sqlite_errorcode", None)
+    reason = _UNAVAILABLE_CODES.get(code & 0xFF) if isinstance(code, int) else None
+    if reason is None:
+        text = str(exc).lower()
+        if "disk is full" in text:
+            reason = "no_space"
+        elif "readonly" in text or "read-only" in text:
+            reason = "read_only"
+        else:
+            return None
+    if reason == "io" and path is not None:
+        # SQLite reports a read-only or full filesystem under its files as an I/O or open error.
+        reason = filesystem_state(path) or reason
+    what = {"no_space": "the disk is full", "read_only": "it is read-only"}.get(reason, "an I/O error")
+    return StorageUnavailable(reason, f"the database {path or ''} cannot be written ({what}): {exc}")
+
+
+@contextlib.contextmanager
+def _translated(path: Path | None = None) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        trouble = storage_trouble(exc, path)
+        if trouble is None:
+            raise
+        raise trouble from exc
 
 
 class Database:
@@ -26,14 +65,20 @@ class Database:
 
     @classmethod
     async def open(cls, path: Path, *, target_version: int = LATEST_VERSION) -> Database:
-        conn = await aiosqlite.connect(path, isolation_level=None, timeout=30)
+        with _translated(path):
+            conn = await aiosqlite.connect(path, isolation_level=None, timeout=30)
         conn.row_factory = aiosqlite.Row
-        # WAL lets readers run beside the writer; NORMAL sync is durable at each checkpoint and
-        # never corrupts on power loss, at a fraction of FULL's fsyncs.
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute("PRAGMA busy_timeout=30000")
+        try:
+            with _translated(path):
+                # WAL lets readers run beside the writer; NORMAL sync is durable at each checkpoint and
+                # never corrupts on power loss, at a fraction of FULL's fsyncs.
+                await conn.execute("PRAGMA journal_mode=WAL")
+                await conn.execute("PRAGMA synchronous=NORMAL")
+                await conn.execute("PRAGMA foreign_keys=ON")
+                await conn.execute("PRAGMA busy_timeout=30000")
+        except BaseException:
+            await conn.close()
+            raise
         db = cls(conn, path)
         try:
             await db._migrate(target_version)
@@ -64,24 +109,29 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction taken at once (BEGIN IMMEDIATE), so two processes never both think they won."""
+        """A write transaction taken at once (BEGIN IMMEDIATE), so two processes never both think they won.
+
+        A full disk or a read-only database comes out as StorageUnavailable, and the transaction is always
+        closed (a COMMIT that failed is rolled back), so the connection works again once space returns."""
         async with self._lock:
-            try:
-                await self._conn.execute("BEGIN IMMEDIATE")
-                yield self._conn
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await self._close_transaction()
-                raise
+            with _translated(self.path):
+                try:
+                    await self._conn.execute("BEGIN IMMEDIATE")
+                    yield self._conn
+                    await self._conn.execute("COMMIT")
+                except BaseException:
+                    await self._close_transaction()
+                    raise
 
     async def _close_transaction(self) -> None:
         """Roll back whatever the interrupted transaction left open, even when we were cancelled mid-statement.
 
         A cancelled await does not stop the statement: aiosqlite still runs it (a BEGIN, say) on its thread, in
-        order. So a ROLLBACK is always queued behind it and awaited to the end, even through a second cancel;
-        "no transaction is active" just means nothing was left open for the next caller to trip over."""
+        order. So a ROLLBACK is always queued behind it and awaited to the end, even through a second cancel.
+        Its own error is never the story: "no transaction is active" means nothing was left open (SQLite rolls a
+        transaction back by itself on a full disk), and the caller re-raises the error that mattered."""
         rollback = asyncio.ensure_future(self._conn.execute("ROLLBACK"))
-        with contextlib.suppress(asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError, sqlite3.Error):
             await asyncio.shield(rollback)
         await asyncio.wait([rollback])
         with contextlib.suppress(sqlite3.Error):
@@ -90,20 +140,24 @@ class Database:
     async def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """One autocommitted statement; returns the number of rows it changed."""
         async with self._lock:
-            cursor = await self._conn.execute(sql, tuple(params))
-            return cursor.rowcount
+            with _translated(self.path):
+                cursor = await self._conn.execute(sql, tuple(params))
+                return cursor.rowcount
 
     async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
         async with self._lock:
-            cursor = await self._conn.execute(sql, tuple(params))
-            return int(cursor.lastrowid)
+            with _translated(self.path):
+                cursor = await self._conn.execute(sql, tuple(params))
+                return int(cursor.lastrowid)
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self._lock:
-            cursor = await self._conn.execute(sql, tuple(params))
-            return await cursor.fetchone()
+            with _translated(self.path):
+                cursor = await self._conn.execute(sql, tuple(params))
+                return await cursor.fetchone()
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[aiosqlite.Row]:
         async with self._lock:
-            cursor = await self._conn.execute(sql, tuple(params))
-            return list(await cursor.fetchall())
+            with _translated(self.path):
+                cursor = await self._conn.execute(sql, tuple(params))
+                return list(await cursor.fetchall())

@@ -41,3 +41,18 @@ class JobCancelled(StorageError):
 
 class LeaseLost(StorageError):
     """The worker no longer holds the job (its lease expired and another worker took it)."""
+
+
+class StorageUnavailable(StorageError, OSError):
+    """Nothing can be saved right now: the disk is full, or the database or DATA_DIR is read-only.
+
+    An OSError too, so code that already copes with a failed write copes with this one; `reason` is
+    "no_space" or "read_only" (or "io" for other storage trouble the operator must look at)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail

@@ -64,6 +64,7 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE TABLE engines (worker_id TEXT PRIMARY KEY, info TEXT NOT NULL, seen_at REAL NOT NULL)",
     ],
+    # 4 (security): indexes for fair claims, deleting a model's or user's jobs, ending shares, pruning by age
     [
         # security: indexes for fair claims (an owner's last start), deleting a model's or user's jobs, ending a
         # chat's shares, and pruning events, updates and deliveries by age
@@ -75,6 +76,22 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX shares_chat ON shares (chat_id)",
         "CREATE INDEX processed_updates_at ON processed_updates (processed_at)",
         "CREATE INDEX deliveries_updated ON deliveries (updated_at)",
+    ],
+    # 5 (faults): job leases judged on the claimer's own clock (length and renewal count), the bot's leader lease,
+    # album parts waiting for their one summary (so a restarted bot still sends it), and the updates a bot took
+    # into its own keeping while they were slow to finish (so the offset need not wait for them)
+    [
+        "ALTER TABLE jobs ADD COLUMN lease_s REAL",
+        "ALTER TABLE jobs ADD COLUMN lease_renewals INTEGER NOT NULL DEFAULT 0",
+        """CREATE TABLE leases (
+            name TEXT PRIMARY KEY, holder TEXT, expires_at REAL, lease_s REAL NOT NULL,
+            renewals INTEGER NOT NULL DEFAULT 0, updated_at REAL NOT NULL)""",
+        """CREATE TABLE album_parts (
+            chat_id INTEGER NOT NULL, media_group_id TEXT NOT NULL, update_id INTEGER NOT NULL,
+            owner_id INTEGER NOT NULL, result TEXT NOT NULL, reply_to INTEGER, lang TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (chat_id, media_group_id, update_id))""",
+        "CREATE TABLE kept_updates (update_id INTEGER PRIMARY KEY, raw TEXT NOT NULL, kept_at REAL NOT NULL)",
     ],
 ]
 

@@ -13,6 +13,7 @@ import aiosqlite
 from storage.contract import RESULTS, ContractError, JobKind, JobPayload, JobResult, Progress
 from storage.db import Database
 from storage.errors import JobCancelled, LeaseLost, NotFound
+from storage.leases import LeaseWatch
 from storage.records import Job, JobEvent, JobStatus
 
 # Interactive work goes first: a /draw should never wait behind a 10-minute training.
@@ -35,12 +36,18 @@ def _exhausted_message(job: aiosqlite.Row) -> str:
 Clock = Callable[[], float]
 
 
+# The lease of a job claimed before leases recorded their own length.
+DEFAULT_LEASE_S = 30.0
+
+
 class JobQueue:
-    def __init__(self, db: Database, clock: Clock = time.time) -> None:
+    def __init__(self, db: Database, clock: Clock = time.time, monotonic: Clock = time.monotonic) -> None:
         self._db = db
         # Wall-clock seconds, shared by every process on the database (leases are judged by other processes);
         # tests inject their own to move time on without sleeping.
         self._now = clock
+        # An expired-looking lease is only taken after this process watched it lapse on its own clock.
+        self._leases = LeaseWatch(monotonic)
 
     async def _event(self, conn: aiosqlite.Connection, job_id: int, kind: str, data: dict[str, Any] | None = None) -> None:
         await conn.execute(
@@ -86,15 +93,18 @@ class JobQueue:
             kind_filter = f" AND kind IN ({','.join('?' * len(kinds))})"
             kind_args = tuple(kinds)
         async with self._db.transaction() as conn:
-            await self._settle_abandoned(conn, now)
+            lapsed = await self._lapsed_leases(conn, now)
+            await self._settle_abandoned(conn, lapsed, now)
+            abandoned = ",".join(str(int(job_id)) for job_id in lapsed) or "NULL"
             cursor = await conn.execute(
-                f"""UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?,
-                        attempts = attempts + 1, started_at = coalesce(started_at, ?)
+                f"""UPDATE jobs SET status = 'running', lease_owner = ?, lease_expires_at = ?, lease_s = ?,
+                        lease_renewals = lease_renewals + 1, attempts = attempts + 1,
+                        started_at = coalesce(started_at, ?)
                     WHERE id = (SELECT id FROM jobs
-                                WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at < ?)){kind_filter}
+                                WHERE (status = 'queued' OR (status = 'running' AND id IN ({abandoned}))){kind_filter}
                                 ORDER BY priority DESC, {FAIR_TURN}, id LIMIT 1)
                     RETURNING *""",
-                (worker_id, now + lease_s, now, now, *kind_args),
+                (worker_id, now + lease_s, lease_s, now, *kind_args),
             )
             row = await cursor.fetchone()
             await cursor.close()
@@ -106,13 +116,28 @@ class JobQueue:
             )
         return job
 
-    async def _settle_abandoned(self, conn: aiosqlite.Connection, now: float) -> None:
-        """Abandoned jobs that must not run again: out of attempts, or cancelled while their worker was dead."""
+    async def _lapsed_leases(self, conn: aiosqlite.Connection, now: float) -> list[int]:
+        """Running jobs whose worker is gone: the wall clock says their lease is over, and this process has itself
+        watched it stay un-renewed for a whole lease period. A forward jump of the wall clock makes a healthy
+        job look expired for a moment only: its worker renews (every third of a lease) long before that."""
         rows = await (
             await conn.execute(
-                """SELECT * FROM jobs WHERE status = 'running' AND lease_expires_at < ?
-                   AND (attempts >= max_attempts OR cancel_requested = 1)""",
+                "SELECT id, lease_owner, lease_renewals, lease_s FROM jobs WHERE status = 'running' AND lease_expires_at < ?",
                 (now,),
+            )
+        ).fetchall()
+        self._leases.keep_only(r["id"] for r in rows)
+        return [r["id"] for r in rows
+                if self._leases.lapsed(r["id"], (r["lease_owner"], r["lease_renewals"]), r["lease_s"] or DEFAULT_LEASE_S)]
+
+    async def _settle_abandoned(self, conn: aiosqlite.Connection, lapsed: list[int], now: float) -> None:
+        """Abandoned jobs that must not run again: out of attempts, or cancelled while their worker was dead."""
+        if not lapsed:
+            return
+        rows = await (
+            await conn.execute(
+                f"""SELECT * FROM jobs WHERE id IN ({','.join(str(int(i)) for i in lapsed)})
+                   AND (attempts >= max_attempts OR cancel_requested = 1)""",
             )
         ).fetchall()
         for row in rows:
@@ -144,7 +169,10 @@ class JobQueue:
         """Renew the lease; raises JobCancelled when someone asked to cancel, LeaseLost when it is gone."""
         async with self._db.transaction() as conn:
             row = await self._owned(conn, job_id, worker_id)
-            await conn.execute("UPDATE jobs SET lease_expires_at = ? WHERE id = ?", (self._now() + lease_s, job_id))
+            await conn.execute(
+                "UPDATE jobs SET lease_expires_at = ?, lease_s = ?, lease_renewals = lease_renewals + 1 WHERE id = ?",
+                (self._now() + lease_s, lease_s, job_id),
+            )
         if row["cancel_requested"]:
             raise JobCancelled(f"job {job_id} was cancelled")
 

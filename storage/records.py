@@ -178,3 +178,22 @@ class Delivery:
     def from_row(cls, r: Any) -> Delivery:
         return cls(r["job_id"], r["what"], r["chat_id"], r["message_id"], r["state"], _json(r["data"], {}),
                    r["updated_at"])
+
+
+@dataclass(frozen=True, slots=True)
+class AlbumPart:
+    """One photo of an album and what became of it, kept until the album's summary is sent."""
+
+    chat_id: int
+    media_group_id: str
+    update_id: int
+    owner_id: int
+    result: dict[str, Any]
+    reply_to: int | None
+    lang: str
+    created_at: float
+
+    @classmethod
+    def from_row(cls, r: Any) -> AlbumPart:
+        return cls(r["chat_id"], r["media_group_id"], r["update_id"], r["owner_id"], _json(r["result"], {}),
+                   r["reply_to"], r["lang"], r["created_at"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import secrets
@@ -12,9 +13,9 @@ from typing import Any
 
 from storage.contract import EngineInfo
 from storage.db import Database
-from storage.errors import DuplicatePhoto, NotFound, TokenTaken
+from storage.errors import DuplicatePhoto, NotFound, StorageUnavailable, TokenTaken
 from storage.files import FileStore
-from storage.records import Chat, Delivery, Model, ModelStatus, Photo, User
+from storage.records import AlbumPart, Chat, Delivery, Model, ModelStatus, Photo, User
 
 
 class UserRepo:
@@ -75,13 +76,15 @@ class PhotoRepo:
         return row is not None
 
     async def add(self, owner_id: int, *, file_unique_id: str, data: bytes, width: int, height: int) -> Photo:
-        sha = hashlib.sha256(data).hexdigest()
+        # Hashing and writing megabytes (with an fsync) happen off the event loop.
+        sha = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
         if await self.knows_file(owner_id, file_unique_id):
             raise DuplicatePhoto("same_file")
         if await self._db.fetchone("SELECT 1 FROM photos WHERE owner_id = ? AND sha256 = ?", (owner_id, sha)):
             raise DuplicatePhoto("same_content")
         # The file lands first: a row never points at a missing file.
-        path = self._files.write_atomic(self._files.photo_path(owner_id, sha), data)
+        target = self._files.photo_path(owner_id, sha)
+        path = await asyncio.to_thread(self._files.write_atomic, target, data)
         try:
             async with self._db.transaction() as conn:
                 cursor = await conn.execute(
@@ -93,6 +96,11 @@ class PhotoRepo:
         except sqlite3.IntegrityError:
             # A concurrent add of the same photo won the race; its file is the same bytes.
             raise DuplicatePhoto("same_content") from None
+        except StorageUnavailable:
+            # Nothing half-saved stays behind: a file no row points at is removed again.
+            if await self._db.fetchone("SELECT 1 FROM photos WHERE path = ?", (str(path),)) is None:
+                self._files.remove(path)
+            raise
         return Photo.from_row(row)
 
     async def list(self, owner_id: int) -> list[Photo]:
@@ -418,13 +426,72 @@ class UpdateLog:
         return await self._db.fetchone("SELECT 1 FROM processed_updates WHERE update_id = ?", (update_id,)) is not None
 
     async def mark(self, update_id: int) -> None:
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO processed_updates (update_id, processed_at) VALUES (?, ?)",
+                (update_id, time.time()),
+            )
+            await conn.execute("DELETE FROM kept_updates WHERE update_id = ?", (update_id,))
+
+    async def keep(self, update_id: int, raw: dict[str, Any]) -> None:
+        """Take an update still being handled into our own keeping: Telegram may forget it (the offset may pass
+        it), because a restarted bot handles it from here."""
         await self._db.execute(
-            "INSERT OR IGNORE INTO processed_updates (update_id, processed_at) VALUES (?, ?)", (update_id, time.time())
+            "INSERT OR IGNORE INTO kept_updates (update_id, raw, kept_at) VALUES (?, ?, ?)",
+            (update_id, json.dumps(raw), time.time()),
         )
+
+    async def kept(self) -> list[tuple[int, dict[str, Any]]]:
+        """Updates taken into keeping and not finished, oldest first."""
+        rows = await self._db.fetchall(
+            """SELECT update_id, raw FROM kept_updates
+               WHERE update_id NOT IN (SELECT update_id FROM processed_updates) ORDER BY update_id"""
+        )
+        return [(int(r["update_id"]), json.loads(r["raw"])) for r in rows]
 
     async def last_id(self) -> int | None:
         row = await self._db.fetchone("SELECT max(update_id) FROM processed_updates")
         return int(row[0]) if row and row[0] is not None else None
+
+
+class AlbumRepo:
+    """The parts of albums whose one summary has not been sent yet; a restarted bot still sends it."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def add_part(
+        self, chat_id: int, media_group_id: str, update_id: int, *, owner_id: int, result: dict[str, Any],
+        reply_to: int | None, lang: str,
+    ) -> None:
+        """The first outcome recorded for an update stands: the same update handled again after a restart
+        (its photo already saved) must not turn "saved" into "already in your set"."""
+        await self._db.execute(
+            """INSERT OR IGNORE INTO album_parts
+                   (chat_id, media_group_id, update_id, owner_id, result, reply_to, lang, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            (chat_id, media_group_id, update_id, owner_id, json.dumps(result), reply_to, lang, time.time()),
+        )
+
+    async def parts(self, chat_id: int, media_group_id: str) -> list[AlbumPart]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM album_parts WHERE chat_id = ? AND media_group_id = ? ORDER BY update_id",
+            (chat_id, media_group_id),
+        )
+        return [AlbumPart.from_row(r) for r in rows]
+
+    async def waiting(self) -> list[tuple[int, str]]:
+        """(chat id, media group id) of every album still owed its summary, oldest first."""
+        rows = await self._db.fetchall(
+            """SELECT chat_id, media_group_id FROM album_parts GROUP BY chat_id, media_group_id
+               ORDER BY min(created_at)"""
+        )
+        return [(int(r["chat_id"]), str(r["media_group_id"])) for r in rows]
+
+    async def forget(self, chat_id: int, media_group_id: str) -> None:
+        await self._db.execute(
+            "DELETE FROM album_parts WHERE chat_id = ? AND media_group_id = ?", (chat_id, media_group_id)
+        )
 
 
 class EngineRepo:

@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     max_pending_draws: int = Field(3, ge=1, le=100, description="queued-or-running draw jobs per user")
     retention_days: int = Field(30, ge=1, le=3_650, description="days drawn pictures are kept")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    leader_lease_s: float = Field(
+        15.0, ge=1.0, le=600.0,
+        description="seconds a bot's lead over DATA_DIR lasts unrenewed; a standby bot takes over after twice that",
+    )
 
     @field_validator("allowed_users", "admin_ids", mode="before")
     @classmethod

@@ -12,12 +12,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 BOT_ID = 7000001
 BOT_USERNAME = "kabina_test_bot"
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
+
+# What a reverse proxy in front of the Bot API answers when the upstream is down: HTML, not JSON, and it echoes the
+# request path — which carries the bot token.
+PROXY_ERROR_PAGE = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n<center><h1>502 Bad Gateway</h1></center>\r\n"
+    "<p>The upstream server did not answer the request for {path}.</p>\r\n<hr><center>nginx/1.24.0</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
 
 # aiogram sends scalars JSON-encoded and strings raw; these fields must stay strings even when they look like JSON.
 _STRING_FIELDS = {
@@ -114,6 +123,9 @@ class FakeTelegram:
         self._new_update = asyncio.Condition()
         self._changed = asyncio.Event()
         self._fail_next: dict[str, list[int]] = {}
+        self._answers: list[_Answer] = []
+        self._chat_pace: dict[int, float] = {}
+        self._chat_last_sent: dict[int, float] = {}
         self._holds: list[Hold] = []
         self.acknowledged_offset = 0
         self._closing = False
@@ -339,6 +351,71 @@ class FakeTelegram:
         """The next `times` calls of `method` get 429 Too Many Requests with this retry_after."""
         self._fail_next.setdefault(method, []).extend([retry_after] * times)
 
+    def answer_next(
+        self, method: str, status: int, body: str, content_type: str = "text/html", times: int = 1,
+        where: Callable[[Call], bool] | None = None,
+    ) -> None:
+        """The next `times` calls of `method` (matching `where`) get this raw HTTP answer instead of the Bot API's:
+        a proxy's HTML error page, a truncated body, garbage. `{path}` in `body` becomes the request path (token
+        included, as a careless error page shows it), `{quoted_path}` the same URL-quoted."""
+        self._answers.append(_Answer(method, status, body, content_type, times, where))
+
+    def fail_next_with(
+        self, method: str, status: int, description: str, times: int = 1,
+        where: Callable[[Call], bool] | None = None, retry_after: int | None = None,
+    ) -> None:
+        """The next `times` calls of `method` get the Bot API's own JSON error: 500 Internal Server Error,
+        403 "Forbidden: bot was blocked by the user", 400 "Bad Request: chat not found", 401, 409, 429…"""
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if retry_after is not None:
+            body["parameters"] = {"retry_after": retry_after}
+        self._answers.append(_Answer(method, status, json.dumps(body), "application/json", times, where))
+
+    def answers_left(self) -> int:
+        """Injected answers not served yet."""
+        return sum(a.times for a in self._answers)
+
+    def clear_injected(self) -> None:
+        """The Bot API is well again: no more injected answers."""
+        self._answers.clear()
+
+    def last_update_id(self) -> int:
+        """The id of the update pushed last."""
+        return int(self._history[-1]["update_id"])
+
+    def pace_chat(self, chat_id: int, every_s: float) -> None:
+        """Telegram's flood control for one busy chat: a message to it sooner than `every_s` after the last one that
+        went through gets 429 with the retry_after it would take."""
+        self._chat_pace[chat_id] = every_s
+
+    def send_unreadable(self, user: dict) -> int:
+        """Pushes an update aiogram cannot parse: a forward from a hidden user without the `sender_user_name` the
+        Bot API documents as required (Telegram really sends such forwards of very old messages; aiogram #1840)."""
+        message = self._message(user, None, text="an old forward")
+        message["forward_origin"] = {"type": "hidden_user", "date": 1422450181}
+        return self.push_update({"message": message})
+
+    def _injected(self, call: Call) -> _Answer | None:
+        for answer in self._answers:
+            if answer.method == call.method and answer.times > 0 and (answer.where is None or answer.where(call)):
+                answer.times -= 1
+                if answer.times == 0:
+                    self._answers.remove(answer)
+                return answer
+        return None
+
+    def _paced(self, call: Call) -> int | None:
+        """The retry_after for a call to a paced chat that comes too soon, else None (and the call goes through)."""
+        chat_id = call.chat_id
+        if chat_id not in self._chat_pace or call.method not in _FLOOD_COUNTED:
+            return None
+        last = self._chat_last_sent.get(chat_id)
+        every = self._chat_pace[chat_id]
+        if last is not None and call.at - last < every:
+            return max(1, int(every - (call.at - last) + 0.999))
+        self._chat_last_sent[chat_id] = call.at
+        return None
+
     def hold(self, method: str, where: Callable[[Call], bool] | None = None) -> Hold:
         """The next call of `method` (matching `where`) gets no answer until `hold.release()`; a bot killed
         meanwhile dies with that request in flight. `download` holds a file download."""
@@ -453,6 +530,13 @@ class FakeTelegram:
         method_name = request.match_info["method"]
         params, files = await self._read_params(request)
         call = Call(method=method_name, params=params, files=files)
+        injected = self._injected(call)
+        if injected is not None:
+            call.error = f"{injected.status} injected"
+            self.calls.append(call)
+            self._changed.set()
+            body = injected.body.replace("{path}", request.path).replace("{quoted_path}", quote(request.path, safe=""))
+            return web.Response(status=injected.status, text=body, content_type=injected.content_type)
         if method_name == "getUpdates":
             return await self._get_updates(params)
         self.calls.append(call)
@@ -462,6 +546,10 @@ class FakeTelegram:
             except _Dropped:
                 call.error = "dropped"
                 return self._error(502, "Bad Gateway")
+            paced = self._paced(call)
+            if paced is not None:
+                call.error = f"429 paced retry_after={paced}"
+                return self._error(429, f"Too Many Requests: retry after {paced}", retry_after=paced)
             queue = self._fail_next.get(method_name)
             if queue:
                 retry_after = queue.pop(0)
@@ -715,6 +803,18 @@ _FLOOD_COUNTED = {"sendMessage", "editMessageText", "sendPhoto", "sendMediaGroup
 
 class _BadRequest(Exception):
     pass
+
+
+@dataclass
+class _Answer:
+    """A raw answer the test injected for the next calls of a method."""
+
+    method: str
+    status: int
+    body: str
+    content_type: str
+    times: int
+    where: Callable[[Call], bool] | None = None
 
 
 class _Dropped(Exception):

@@ -98,16 +98,95 @@ def eventually_sync(predicate: Callable[[], Any], timeout: float = 60.0, what: s
 
 
 class ManualClock:
-    """A wall clock the test moves on by hand: leases expire when the test says so, not after a sleep."""
+    """A wall clock and a monotonic clock the test moves on by hand: leases expire when the test says so, not
+    after a sleep. Open storage with both: `Storage.open(dir, clock=clock, monotonic=clock.monotonic)`."""
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self.now = start
+        self.elapsed = 0.0
 
     def __call__(self) -> float:
         return self.now
 
+    def monotonic(self) -> float:
+        return self.elapsed
+
     def advance(self, seconds: float) -> None:
+        """Time passes, for both clocks."""
         self.now += seconds
+        self.elapsed += seconds
+
+    def jump(self, seconds: float) -> None:
+        """Only the wall clock jumps (an NTP step, a resumed VM): no time has passed for any process."""
+        self.now += seconds
+
+
+# --- a real full (or read-only) filesystem ----------------------------------------------------------------------------
+
+
+class TightDisk:
+    """A small real filesystem (tmpfs) mounted at `path` that the test fills to the brim, frees, or turns read-only,
+    so storage meets a genuine ENOSPC / EROFS from the kernel. Needs root and mount permission: `possible()` says
+    whether this machine allows it (tests fall back to an injected ENOSPC, or skip, where it does not)."""
+
+    def __init__(self, path: Path, size: int = 4 * 1024 * 1024) -> None:
+        self.path = Path(path)
+        self.size = size
+        self._filler = self.path / "filler.bin"
+
+    @staticmethod
+    def possible() -> bool:
+        global _MOUNT_POSSIBLE
+        if _MOUNT_POSSIBLE is None:
+            import tempfile
+
+            probe = Path(tempfile.mkdtemp(prefix="kabina-mount-probe-"))
+            try:
+                _MOUNT_POSSIBLE = _mount(["-t", "tmpfs", "-o", "size=64k", "tmpfs", str(probe)])
+                if _MOUNT_POSSIBLE:
+                    _mount(["-l", str(probe)], command="umount")
+            finally:
+                with contextlib.suppress(OSError):
+                    probe.rmdir()
+        return _MOUNT_POSSIBLE
+
+    def __enter__(self) -> TightDisk:
+        self.path.mkdir(parents=True, exist_ok=True)
+        if not _mount(["-t", "tmpfs", "-o", f"size={self.size}", "tmpfs", str(self.path)]):
+            raise RuntimeError(f"could not mount a tmpfs at {self.path}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _mount(["-l", str(self.path)], command="umount")
+
+    def fill(self) -> None:
+        """Take every byte that is left (a write of one more page then fails with ENOSPC)."""
+        with open(self._filler, "ab", buffering=0) as handle:
+            for chunk in (1 << 16, 1 << 12, 1):
+                with contextlib.suppress(OSError):
+                    while True:
+                        handle.write(b"\0" * chunk)
+
+    def free(self) -> None:
+        self._filler.unlink(missing_ok=True)
+
+    def read_only(self) -> None:
+        assert _mount(["-o", "remount,ro", str(self.path)]), "could not remount read-only"
+
+    def writable(self) -> None:
+        assert _mount(["-o", "remount,rw", str(self.path)]), "could not remount read-write"
+
+
+_MOUNT_POSSIBLE: bool | None = None
+
+
+def _mount(args: list[str], command: str = "mount") -> bool:
+    if os.geteuid() != 0:
+        return False
+    try:
+        return subprocess.run([command, *args], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
 # --- data made through storage -------------------------------------------------------------------------------------
@@ -287,13 +366,18 @@ async def wait_reply(fake: FakeTelegram, chat_id: int, contains: str, timeout: f
 
 
 async def settled(store: Storage, job_id: int, timeout: float = 15.0) -> None:
-    """Waits until the bot has handled the job's final event (delivered its result, or given up on it)."""
+    """Waits until the bot has handled the job's final event: its result is recorded in the outbox as delivered or
+    as undeliverable (or the feed cursor has passed the event, for a job the bot has nothing to deliver for)."""
     from bot.delivery import CURSOR
 
     async def passed() -> bool:
         events = [e for e in await store.jobs.events_after(0, limit=100_000)
                   if e.job_id == job_id and e.kind in {"done", "failed", "cancelled"}]
-        return bool(events) and await store.cursors.get(CURSOR) >= events[-1].id
+        if not events:
+            return False
+        record = await store.deliveries.get(job_id, "result")
+        # "sent" / "failed": the outbox's end states (bot.delivery.SETTLED_STATES)
+        return (record is not None and record.state in {"sent", "failed"}) or await store.cursors.get(CURSOR) >= events[-1].id
 
     await eventually(passed, timeout, what=f"the bot to settle job {job_id}")
 
@@ -338,7 +422,7 @@ class RunningBot:
 class BotProcess:
     """`python -m bot` as a real process that the test can kill -9 and start again."""
 
-    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, settings: Settings, extra_env: dict[str, str] | None = None, name: str = "bot") -> None:
         self.env = {
             **os.environ,
             "BOT_TOKEN": settings.require_bot_token(),
@@ -349,7 +433,7 @@ class BotProcess:
             **(extra_env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None
-        self.log = Path(settings.data_dir).parent / "bot.log"
+        self.log = Path(settings.data_dir).parent / f"{name}.log"
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
@@ -364,6 +448,17 @@ class BotProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def exit_code(self, timeout: float = 30.0) -> int:
+        """Waits for the process to end by itself and returns its exit status."""
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the bot did not exit within {timeout} s:\n{self.output()[-2000:]}") from None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
 
 async def started(fake: FakeTelegram, process: BotProcess, menus_before: int) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from weakref import WeakKeyDictionary
 
 from aiogram import Bot, F, Router
 from aiogram.filters import Command
-from aiogram.types import BufferedInputFile, Message
+from aiogram.types import BufferedInputFile, Message, ReplyParameters, Update
 
 from bot.services.downloads import download_capped
-from bot.services.images import DOWNLOAD_LIMIT, contact_sheet
+from bot.services.images import DOWNLOAD_LIMIT, contact_sheet, off_loop
 from bot.services.photos import (
     AlbumCollector,
     AlbumDone,
@@ -19,7 +21,18 @@ from bot.services.photos import (
     PhotoIntake,
 )
 from bot.texts import Texts
-from storage import Settings, Storage
+from storage import AlbumPart, Settings, Storage
+
+# Downloads at once (each up to 20 MB in memory); the others wait their turn.
+DOWNLOADS_AT_ONCE = 4
+_download_slots: WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = WeakKeyDictionary()
+
+
+def _download_slot() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    if loop not in _download_slots:
+        _download_slots[loop] = asyncio.Semaphore(DOWNLOADS_AT_ONCE)
+    return _download_slots[loop]
 
 
 def incoming(message: Message) -> IncomingImage:
@@ -33,8 +46,9 @@ def incoming(message: Message) -> IncomingImage:
 
 def downloader(bot: Bot, file_id: str) -> Callable[[], Awaitable[bytes]]:
     async def download() -> bytes:
-        # Capped by the bytes received (a local Bot API server has no 20 MB limit of its own).
-        return await download_capped(bot, file_id, DOWNLOAD_LIMIT)
+        # Capped by the bytes received (a local Bot API server has no 20 MB limit of its own); a few at a time.
+        async with _download_slot():
+            return await download_capped(bot, file_id, DOWNLOAD_LIMIT)
 
     return download
 
@@ -62,13 +76,15 @@ def summary(t: Texts, results: list[IntakeResult], count: int, settings: Setting
 
 
 async def photo_received(
-    message: Message, bot: Bot, t: Texts, store: Storage, settings: Settings, intake: PhotoIntake,
-    albums: AlbumCollector,
+    message: Message, bot: Bot, event_update: Update, t: Texts, store: Storage, settings: Settings,
+    intake: PhotoIntake, albums: AlbumCollector,
 ) -> None:
     file_id = message.photo[-1].file_id if message.photo else message.document.file_id  # type: ignore[union-attr]
     result = await intake.accept(message.chat.id, incoming(message), downloader(bot, file_id))
     if message.media_group_id:
-        albums.add(message.chat.id, message.chat.id, message.media_group_id, result, (message, t))
+        # Recorded before the update counts as handled: the summary is owed even if the bot dies now.
+        await albums.add(message.chat.id, message.chat.id, message.media_group_id, event_update.update_id, result,
+                         reply_to=message.message_id, lang=t.language)
         return
     count = await store.photos.count(message.chat.id)
     await message.reply(summary(t, [result], count, settings))
@@ -77,10 +93,13 @@ async def photo_received(
 def album_reporter(store: Storage, settings: Settings) -> AlbumDone:
     """What the AlbumCollector calls once an album is complete: one reply for all its photos."""
 
-    async def report(chat_id: int, owner_id: int, results: list[IntakeResult], context: object) -> None:
-        message, t = context  # type: ignore[misc]
-        count = await store.photos.count(owner_id)
-        await message.reply(summary(t, results, count, settings))
+    async def report(bot: Bot, chat_id: int, parts: list[AlbumPart]) -> None:
+        last = parts[-1]
+        t = Texts(last.lang)
+        count = await store.photos.count(last.owner_id)
+        reply = ReplyParameters(message_id=last.reply_to, allow_sending_without_reply=True) if last.reply_to else None
+        text = summary(t, [IntakeResult.from_json(p.result) for p in parts], count, settings)
+        await bot.send_message(chat_id, text, reply_parameters=reply)
 
     return report
 
@@ -90,7 +109,8 @@ async def show_photos(message: Message, t: Texts, store: Storage, settings: Sett
     if not photos:
         await message.answer(t("photos_none", min=settings.min_photos))
         return
-    sheet = contact_sheet([p.path for p in photos])
+    # Twenty 40 MP photos take seconds to shrink: on the image threads, never on the event loop.
+    sheet = await off_loop(contact_sheet, [p.path for p in photos])
     caption = t("photos_sheet", count=len(photos), min=settings.min_photos, max=settings.max_photos)
     await message.answer_photo(BufferedInputFile(sheet, filename="photos.jpg"), caption=caption)
 

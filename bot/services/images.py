@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from PIL import Image, ImageDraw, ImageOps
 
@@ -14,6 +18,17 @@ from engine.photos import PhotoRejected, inspect_photo
 # Telegram's getFile refuses files above this size, so the bot refuses them before asking.
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
+
+# Decoding, inspecting and drawing pictures is CPU work: it runs on these few threads, never on the event loop, so a
+# user's 40 MP photos never delay another user's /help; at most this many pictures are in memory decoded at once.
+IMAGE_WORKERS = 2
+_image_pool = ThreadPoolExecutor(IMAGE_WORKERS, thread_name_prefix="images")
+T = TypeVar("T")
+
+
+async def off_loop(work: Callable[..., T], *args: object) -> T:
+    """Run picture work on the image threads (bounded: the rest wait their turn)."""
+    return await asyncio.get_running_loop().run_in_executor(_image_pool, work, *args)
 
 
 class ImageRefused(Refusal):
@@ -57,6 +72,8 @@ def contact_sheet(paths: list[str], thumb: int = 160, columns: int = 5) -> bytes
         x, y = (index % columns) * thumb, (index // columns) * thumb
         try:
             with Image.open(path) as image:
+                # A JPEG decodes straight at 1/2…1/8 size: a 40 MP photo becomes a thumbnail in milliseconds.
+                image.draft("RGB", (thumb * 2, thumb * 2))
                 image = ImageOps.exif_transpose(image) or image
                 tile = ImageOps.fit(image.convert("RGB"), (thumb - 4, thumb - 4))
             sheet.paste(tile, (x + 2, y + 2))

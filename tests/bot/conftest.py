@@ -21,6 +21,12 @@ FAST = BotTuning(
     draw_limit=RateLimit(4, 60.0),
     photo_limit=RateLimit(30, 60.0),
     sweep_every_s=0.2,
+    poll_retry_s=0.05,
+    poll_max_wait_s=0.2,
+    busy_poll_s=0.05,
+    delivery_retry_s=0.05,
+    delivery_max_wait_s=0.5,
+    keep_after_s=5.0,  # the offset visibly waits for a slow update here; test_restart shows the keeping
 )
 
 
@@ -43,8 +49,10 @@ async def kabina(settings: Settings, tuning: BotTuning, fake: FakeTelegram) -> A
     await running.start()
     await fake.wait_call("setMyCommands", count=4, timeout=10)
     yield running
-    running.check_alive()
-    await running.stop()
+    try:
+        running.check_alive()
+    finally:
+        await running.stop()  # even after a crash: its database connection must not keep the process alive
 
 
 @pytest.fixture

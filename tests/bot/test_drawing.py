@@ -37,7 +37,10 @@ async def test_draw_delivers_one_album_with_prompt_and_seeds(
     assert [(p.action, p.job_id, p.index) for p in pressed] == [
         ("again", job.id, 0), ("png", job.id, 0), ("vary", job.id, 0), ("vary", job.id, 1), ("vary", job.id, 2)]
     status = next(c for c in fake.calls_of("sendMessage", ann.id) if "Drawing" in c.params["text"])
+    (deleted,) = await fake.wait_call("deleteMessage", ann.id)  # "Drawing…" goes only once the result is out
+    assert deleted.params["message_id"] == status.result["message_id"]
     assert fake.messages[(ann.id, status.result["message_id"])].deleted
+    assert deleted.at > more.at
 
 
 async def test_one_picture_comes_as_a_photo_with_buttons(

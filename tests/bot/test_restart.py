@@ -147,3 +147,112 @@ async def test_a_bot_killed_in_the_middle_of_a_delivery_sends_the_rest_and_repea
     await settled(store, job.id, timeout=20)
     assert len(fake.calls_of("sendMediaGroup", ann.id)) == 1
     assert sum("More like this" in t for t in ann.replies()) == 1
+
+
+async def test_a_bot_killed_in_the_middle_of_an_album_acknowledges_all_of_it_once_after_its_restart(
+    fake: FakeTelegram, store: Storage, ann: User, bot_process: BotProcess
+) -> None:
+    await started(fake, bot_process, 0)
+    # the third photo's download is in flight when the bot dies; the first two are saved
+    third = fake.hold("download", where=lambda c: len(fake.calls_of("download")) >= 2)
+    ann.album([photo_bytes(i) for i in range(3)])
+    await asyncio.wait_for(third.arrived.wait(), 20)
+    bot_process.kill()
+    third.release(drop=True)
+    await started(fake, bot_process, 4)
+    summary = await wait_reply(fake, ann.id, "Saved", timeout=20)
+    await fake.wait_idle(quiet=1.0, timeout=20)
+    assert "Saved 3" in summary
+    assert sum("Saved" in t for t in ann.replies()) == 1
+    assert await store.photos.count(ann.id) == 3
+
+
+async def test_a_bot_killed_before_it_acknowledged_an_album_sends_the_summary_after_its_restart(
+    fake: FakeTelegram, store: Storage, ann: User, bot_process: BotProcess
+) -> None:
+    await started(fake, bot_process, 0)
+    summary = fake.hold("sendMessage", where=lambda c: "Saved" in str(c.params.get("text")))
+    ann.album([photo_bytes(i) for i in range(3)])
+    await asyncio.wait_for(summary.arrived.wait(), 20)  # every photo saved, the summary on its way
+    bot_process.kill()
+    summary.release(drop=True)
+    await started(fake, bot_process, 4)
+    await fake.wait_idle(quiet=2.0, timeout=20)
+    assert sum("Saved 3" in t for t in ann.replies()) == 1
+    assert await store.photos.count(ann.id) == 3
+
+
+async def test_a_result_the_bot_api_kept_refusing_is_delivered_by_the_next_start(
+    fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker, bot_process: BotProcess
+) -> None:
+    await make_ready_model(store, ann.id)
+    await started(fake, bot_process, 0)
+    ann.say("/draw sks dog in Paris --n 2")
+    job = await worker.claim("draw")
+    await wait_reply(fake, ann.id, "Drawing")
+    fake.fail_next_with("sendMediaGroup", 502, "Bad Gateway", times=1000)
+    await worker.finish_draw(job)
+    await fake.wait_for(lambda: sum(c.method == "sendMediaGroup" for c in fake.calls) >= 2, 20,
+                        what="the bot to try twice")
+    bot_process.kill()  # the delivery is left half-way ("sending")
+    fake.clear_injected()
+    await started(fake, bot_process, 4)
+    await settled(store, job.id, timeout=30)
+    await fake.wait_idle(quiet=0.5, timeout=20)
+    assert len(fake.calls_of("sendMediaGroup", ann.id)) == 1
+    assert sum("More like this" in t for t in ann.replies()) == 1
+    assert (await store.deliveries.get(job.id, "result")).state == "sent"
+
+
+async def test_two_bots_on_one_database_deliver_each_result_once_and_the_standby_takes_over(
+    fake: FakeTelegram, store: Storage, settings: Settings, ann: User, worker: StandInWorker,
+    bot_process: BotProcess,
+) -> None:
+    await make_ready_model(store, ann.id)
+    await started(fake, bot_process, 0)
+    standby = BotProcess(settings, name="standby")
+    standby.start()
+    try:
+        await fake.wait_for(lambda: "waits as a standby" in standby.output(), 30, what="the second bot to stand by")
+        ann.say("/draw sks dog in Paris --n 2")
+        first = await worker.claim("draw")
+        await worker.finish_draw(first)
+        await settled(store, first.id, timeout=20)
+        await fake.wait_idle(quiet=1.0, timeout=20)
+        assert len(fake.calls_of("sendMediaGroup", ann.id)) == 1
+        assert len(fake.calls_of("setMyCommands")) == 4  # only the leader set up (and polls)
+        bot_process.kill()  # the leader dies; the standby sees its process is gone and takes over
+        await fake.wait_call("setMyCommands", count=8, timeout=30)
+        ann.say("/draw sks dog on the moon --n 2")
+        second = await worker.claim("draw", timeout=20)
+        await worker.finish_draw(second)
+        await settled(store, second.id, timeout=20)
+        await fake.wait_idle(quiet=1.0, timeout=20)
+        assert len(fake.calls_of("sendMediaGroup", ann.id)) == 2
+        assert sum("More like this" in t for t in ann.replies()) == 2
+        assert "takes over" in standby.output()
+    finally:
+        standby.kill()
+    assert "Traceback" not in standby.output()
+
+
+async def test_an_update_slow_to_finish_is_kept_so_the_offset_moves_on_and_a_restart_still_handles_it(
+    fake: FakeTelegram, store: Storage, ann: User, boris: User, bot_process: BotProcess
+) -> None:
+    await started(fake, bot_process, 0)
+    download = fake.hold("download")
+    ann.photo(photo_bytes(1))
+    photo_update = fake.last_update_id()
+    await asyncio.wait_for(download.arrived.wait(), 20)
+    boris.say("/help")
+    await wait_reply(fake, boris.id, "Кабина", timeout=20)
+    # Telegram hands out at most 100 updates past the offset: a slow one must not hold it for long
+    await fake.wait_for(lambda: fake.acknowledged_offset > photo_update, 20,
+                        what="the offset to move past Ann's unfinished update")
+    bot_process.kill()  # Telegram has forgotten Ann's photo: only the bot's own keeping has it now
+    download.release(drop=True)
+    await started(fake, bot_process, 4)
+    await wait_reply(fake, ann.id, "Saved 1", timeout=20)
+    await fake.wait_idle(quiet=1.0, timeout=20)
+    assert sum("Saved" in t for t in ann.replies()) == 1
+    assert await store.photos.count(ann.id) == 1

@@ -98,3 +98,23 @@ def test_a_folder_filled_one_way_refuses_pictures_drawn_another_way(pipe, tmp_pa
     with pytest.raises(ClassImageMismatch):
         ensure_class_images(pipe, tmp_path, "a photo of dog", 2, 64, steps=3)
     assert len(ensure_class_images(pipe, tmp_path, "a photo of dog", 2, 64, steps=2)) == 2
+def test_a_cached_class_image_that_does_not_decode_is_drawn_again(pipe, tmp_path):
+    from engine.class_images import ensure_class_images
+
+    paths = ensure_class_images(pipe, tmp_path, "a photo of dog", 3, 64, steps=2, batch_size=1)
+    good = paths[1].read_bytes()
+    paths[1].write_bytes(good[: len(good) // 3])  # a disk error or an old crash cut it short
+    again = ensure_class_images(pipe, tmp_path, "a photo of dog", 3, 64, steps=2, batch_size=1)
+    assert _decodes(again[1])  # a training opens every one of them
+    assert again[1].read_bytes() == good  # drawn again from its own seed
+
+
+def _decodes(path) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+    except OSError:
+        return False
+    return True

@@ -7,7 +7,7 @@ import torch
 
 from engine.messages import FAILURES
 from storage import TrainPayload
-from tests.helpers import add_photos
+from tests.helpers import TightDisk, add_photos
 
 
 @pytest.fixture
@@ -176,3 +176,22 @@ async def test_a_draw_job_gets_the_shape_sampler_and_strength_it_asked_for(store
     with Image.open(store.files.inside(wide.result.images[0])) as picture:
         assert picture.size == expected
     assert (wide.result.sampler, base.result.sampler) == ("euler-a", "dpm++2m-karras")
+
+
+@pytest.mark.skipif(not TightDisk.possible(), reason="needs root and mount to make a real full filesystem")
+async def test_a_full_disk_fails_the_draw_with_a_clear_message_and_the_worker_serves_the_next(
+    store, make_worker, caplog
+):
+    with TightDisk(store.files.root / "jobs", size=256 * 1024) as disk:
+        disk.fill()
+        doomed = await store.jobs.enqueue(_draw_payload(), owner_id=1, chat_id=1)
+        await make_worker().run()
+        doomed = await store.jobs.get(doomed.id)
+        assert doomed.status == "failed"
+        assert "no room to save" in doomed.error and "try again later" in doomed.error, doomed.error
+        assert not any((store.files.root / "jobs").rglob("*.png"))  # nothing half-saved left behind
+        assert sum("cannot save: no space left" in r.getMessage() for r in caplog.records) == 1
+        disk.free()
+        good = await store.jobs.enqueue(_draw_payload(), owner_id=1, chat_id=1)
+        await make_worker().run()
+        assert (await store.jobs.get(good.id)).status == "done"

@@ -27,6 +27,7 @@ from storage import (
 from tests.helpers import ManualClock
 
 LEASE = 30.0
+HOLD_LEASE = 2.0  # the lease of the worker processes that are killed (real time passes for them)
 
 
 def train(model_id: int = 1) -> TrainPayload:
@@ -44,8 +45,8 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 async def store(data_dir: Path, clock: ManualClock) -> AsyncIterator[Storage]:
-    """Storage whose queue reads the test's clock: a lease expires when the test moves time on."""
-    opened = await Storage.open(data_dir, clock=clock)
+    """Storage whose queue reads the test's clocks: a lease expires when the test moves time on."""
+    opened = await Storage.open(data_dir, clock=clock, monotonic=clock.monotonic)
     yield opened
     await opened.close()
 
@@ -119,20 +120,23 @@ async def test_a_job_whose_worker_was_killed_is_claimed_again_and_fails_clearly_
     data_dir: Path, start_worker
 ) -> None:
     clock = ManualClock(time.time())  # the worker processes use the real clock; this one jumps past their leases
-    store = await Storage.open(data_dir, clock=clock)
+    store = await Storage.open(data_dir, clock=clock, monotonic=clock.monotonic)
     try:
         job = await store.jobs.enqueue(train(), max_attempts=2)
         for attempt in (1, 2):
-            worker = start_worker(data_dir, f"doomed{attempt}", "hold", lease_s=LEASE)
+            worker = start_worker(data_dir, f"doomed{attempt}", "hold", lease_s=HOLD_LEASE)
             line = json.loads(worker.stdout.readline())
             assert line == {"claimed": job.id, "attempts": attempt}
             worker.send_signal(signal.SIGKILL)
             worker.wait()
             # the lease is still held: nobody may take the job yet
             assert await store.jobs.claim("other") is None
-            clock.advance(LEASE + 1)
+            clock.advance(time.time() - clock() + HOLD_LEASE + 1)
+            # expired, but this claimer has only now begun to watch it lapse
+            assert await store.jobs.claim("other") is None
             if attempt == 1:
                 assert (await store.jobs.get(job.id)).status == JobStatus.RUNNING
+        clock.advance(HOLD_LEASE + 1)
         # past max_attempts: the next claim does not hand it out but fails it with a user-facing reason
         assert await store.jobs.claim("survivor") is None
         failed = await store.jobs.get(job.id)
@@ -152,6 +156,8 @@ async def test_an_expired_lease_is_resumed_by_another_worker_with_the_attempt_co
     clock.advance(LEASE - 1)
     assert await store.jobs.claim("alive") is None  # not expired yet
     clock.advance(2)
+    assert await store.jobs.claim("alive") is None  # expired: from now on "alive" watches it stay un-renewed
+    clock.advance(LEASE)
     again = await store.jobs.claim("alive")
     assert again is not None, "an expired lease was not taken over"
     assert again.id == job.id and again.attempts == 2 and again.lease_owner == "alive"
@@ -172,6 +178,36 @@ async def test_heartbeat_keeps_a_long_job_from_being_taken(store: Storage, clock
         await store.jobs.heartbeat(job.id, "w", lease_s=LEASE)
         assert await store.jobs.claim("thief") is None
     assert (await store.jobs.get(job.id)).lease_owner == "w"
+
+
+async def test_a_forward_jump_of_the_wall_clock_lets_nobody_take_a_healthy_job(
+    store: Storage, clock: ManualClock
+) -> None:
+    job = await store.jobs.enqueue(train())
+    await store.jobs.claim("w", lease_s=LEASE)
+    clock.jump(3600)  # every lease now looks an hour overdue
+    assert await store.jobs.claim("thief") is None
+    for _ in range(4):  # the owner keeps beating on its own schedule (a third of a lease)
+        clock.advance(LEASE / 3)
+        await store.jobs.heartbeat(job.id, "w", lease_s=LEASE)
+        assert await store.jobs.claim("thief") is None
+    assert (await store.jobs.get(job.id)).lease_owner == "w"
+
+
+async def test_a_forward_jump_of_the_wall_clock_never_fails_a_job_on_its_last_attempt(
+    store: Storage, clock: ManualClock
+) -> None:
+    job = await store.jobs.enqueue(draw(), max_attempts=1)
+    await store.jobs.claim("w", lease_s=LEASE)
+    clock.jump(3600)
+    assert await store.jobs.claim("other") is None
+    assert (await store.jobs.get(job.id)).status == JobStatus.RUNNING
+    clock.advance(LEASE / 3)
+    await store.jobs.heartbeat(job.id, "w", lease_s=LEASE)
+    clock.advance(LEASE)
+    assert await store.jobs.claim("other") is None
+    await store.jobs.complete(job.id, "w", DrawResult(images=[], seeds=[]))
+    assert (await store.jobs.get(job.id)).status == JobStatus.DONE
 
 
 async def test_cancelling_a_queued_job_cancels_it_at_once(store: Storage) -> None:
@@ -198,6 +234,8 @@ async def test_a_cancelled_job_whose_worker_died_ends_cancelled_not_retried(stor
     await store.jobs.claim("dead", lease_s=LEASE)
     await store.jobs.cancel(job.id)
     clock.advance(LEASE + 1)
+    assert await store.jobs.claim("w") is None
+    clock.advance(LEASE)
     assert await store.jobs.claim("w") is None
     assert (await store.jobs.get(job.id)).status == JobStatus.CANCELLED
 
