@@ -379,9 +379,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "a rollback after SQLite's own hides the full disk", "storage/db.py",
-        "                    if self._conn.in_transaction:\n                        with contextlib.suppress(sqlite3.Error):\n"
-        '                            await self._conn.execute("ROLLBACK")',
-        '                    await self._conn.execute("ROLLBACK")',
+        "        with contextlib.suppress(asyncio.CancelledError, sqlite3.Error):\n            await asyncio.shield(rollback)",
+        "        with contextlib.suppress(asyncio.CancelledError):\n            await asyncio.shield(rollback)",
         ("tests/storage/test_full_disk.py::test_a_full_disk_refuses_database_writes_clearly_and_they_work_again_when_space_returns",),
         "SQLite rolls a transaction back itself on SQLITE_FULL; a second ROLLBACK fails and hides why",
     ),
@@ -427,7 +426,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "a broken cached class image is trusted", "engine/class_images.py",
-        "for p in existing_class_images(folder) if _decodes(p)}", "for p in existing_class_images(folder)}",
+        "existing = [p for p in existing_class_images(folder) if _decodes(p)]",
+        "existing = list(existing_class_images(folder))",
         ("tests/engine/test_class_images.py::test_a_cached_class_image_that_does_not_decode_is_drawn_again",),
     ),
     Mutation(
