@@ -48,11 +48,17 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(data_dir: Path) -> AsyncIterator[Storage]:
-    """Real storage (SQLite file + files) on the test's own DATA_DIR."""
+def database_url() -> str | None:
+    """DATABASE_URL for the test's storage: None is SQLite in DATA_DIR (tests/storage runs PostgreSQL too)."""
+    return None
+
+
+@pytest.fixture
+async def store(data_dir: Path, database_url: str | None) -> AsyncIterator[Storage]:
+    """Real storage (the database `database_url` names + files) on the test's own DATA_DIR."""
     from storage import Storage
 
-    opened = await Storage.open(data_dir)
+    opened = await Storage.open(data_dir, database_url=database_url)
     yield opened
     await opened.close()
 
