@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.postgres import SKIP_REASON, fresh_schema, configured_url
+from tests.postgres import SKIP_REASON, configured_url, fresh_schema
 
 WORKER = Path(__file__).with_name("queue_worker.py")
 
