@@ -119,6 +119,9 @@ class PgDatabase:
         )
         try:
             with _translated(where):
+                # One plain connection first: a wrong host or password is told at once, in the server's words,
+                # not as a pool that timed out.
+                await (await psycopg.AsyncConnection.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S)).close()
                 await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
                 async with pool.connection() as conn:
                     schema = (await (await conn.execute("SELECT current_schema()")).fetchone())[0]
