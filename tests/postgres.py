@@ -6,7 +6,8 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote
+
+from storage.pg import with_search_path
 
 ENV = "KABINA_TEST_DATABASE_URL"
 SKIP_REASON = f"PostgreSQL tests are off: set {ENV}=postgresql://root@127.0.0.1:5432/test to run them"
@@ -24,9 +25,8 @@ def fresh_schema(url: str) -> Iterator[str]:
     schema = f"kabina_{secrets.token_hex(6)}"
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}")
-    joiner = "&" if "?" in url else "?"
     try:
-        yield f"{url}{joiner}options={quote(f'-csearch_path={schema}')}"
+        yield with_search_path(url, schema)
     finally:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
