@@ -170,3 +170,28 @@ async def test_an_unreachable_server_is_one_clear_storage_unavailable_without_th
     with pytest.raises(StorageUnavailable) as caught:
         await PgDatabase.open(url, pool_size=1)
     assert "cannot be reached" in str(caught.value) and "s3cret" not in str(caught.value)
+
+
+async def test_connections_the_server_dropped_are_storage_unavailable_once_then_replaced(
+    pg_url: str, data_dir: Path
+) -> None:
+    from storage import StorageUnavailable
+
+    name = f"kabina-test-{id(data_dir)}"
+    store = await Storage.open(data_dir, database_url=f"{pg_url}&application_name={name}")
+    try:
+        await store.users.upsert(1)
+        with psycopg.connect(pg_url, autocommit=True) as admin:  # as a server restart would
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                          (name,))
+        failures = 0
+        for _ in range(10):
+            try:
+                assert (await store.users.get(1)).id == 1
+                break
+            except StorageUnavailable as exc:
+                assert "cannot be reached" in str(exc)
+                failures += 1
+        assert 1 <= failures < 10  # the pool let go of the dead connection and opened a new one
+    finally:
+        await store.close()
