@@ -100,6 +100,12 @@ class Database:
     async def close(self) -> None:
         await self._conn.close()
 
+    async def announce_events(self, conn: aiosqlite.Connection) -> None:
+        """Nothing to do: SQLite followers poll (a file has no one to tell)."""
+
+    async def wait_for_events(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
+
     async def version(self) -> int:
         row = await self.fetchone("PRAGMA user_version")
         return int(row[0])

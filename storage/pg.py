@@ -5,6 +5,7 @@ turns it into psycopg's form and hands back rows usable as `row["col"]` and `row
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import zlib
@@ -107,9 +108,14 @@ class PgDatabase:
 
     def __init__(self, pool: AsyncConnectionPool, url: str, lock_key: int) -> None:
         self._pool = pool
+        self._conninfo = url.replace("postgres://", "postgresql://", 1)
         self.url = redacted(url)
         self.path = None
         self._lock_key = lock_key
+        # The channel new events are announced on, one per schema like the lock.
+        self.events_channel = f"kabina_events_{lock_key}"
+        self._listener: psycopg.AsyncConnection[Any] | None = None
+        self._listening = asyncio.Lock()  # one connection, so one wait on it at a time
 
     @classmethod
     async def open(cls, url: str, *, target_version: int = LATEST_VERSION, pool_size: int = POOL_SIZE) -> PgDatabase:
@@ -147,7 +153,33 @@ class PgDatabase:
         return db
 
     async def close(self) -> None:
+        if self._listener is not None:
+            await self._listener.close()
         await self._pool.close()
+
+    async def announce_events(self, conn: _Conn) -> None:
+        """Wake followers when this transaction commits (NOTIFY is delivered at commit, never before)."""
+        await conn.execute(f"NOTIFY {self.events_channel}")
+
+    async def wait_for_events(self, timeout: float) -> None:
+        """Until an event may have been written, or `timeout`. Only a wake-up: a follower still reads the feed
+        itself, so a notification lost with a connection costs at most one `timeout`."""
+        async with self._listening:
+            await self._wait_for_events(timeout)
+
+    async def _wait_for_events(self, timeout: float) -> None:
+        try:
+            if self._listener is None or self._listener.closed:
+                self._listener = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+                await self._listener.execute(f"LISTEN {self.events_channel}")
+            async for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+                pass
+        except psycopg.Error:
+            with contextlib.suppress(psycopg.Error):
+                if self._listener is not None:
+                    await self._listener.close()
+            self._listener = None
+            await asyncio.sleep(timeout)
 
     async def version(self) -> int:
         row = await self.fetchone("SELECT version FROM schema_version")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -54,6 +53,7 @@ class JobQueue:
             "INSERT INTO job_events (job_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
             (job_id, kind, json.dumps(data or {}), self._now()),
         )
+        await self._db.announce_events(conn)
 
     @staticmethod
     async def _insert_job(conn: aiosqlite.Connection, params: tuple[Any, ...]) -> int:
@@ -305,7 +305,8 @@ class JobQueue:
                 cursor = event.id
                 yield event
             if not events:
-                await asyncio.sleep(poll_s)
+                # PostgreSQL wakes us when an event commits (LISTEN/NOTIFY); SQLite waits out `poll_s`.
+                await self._db.wait_for_events(poll_s)
 
     # --- bounded work per user, fair positions, and everything of one model ---------------------------------------
     async def enqueue_within(

@@ -195,3 +195,21 @@ async def test_connections_the_server_dropped_are_storage_unavailable_once_then_
         assert 1 <= failures < 10  # the pool let go of the dead connection and opened a new one
     finally:
         await store.close()
+
+
+async def test_a_follower_is_woken_by_a_committed_event_long_before_its_poll(pg_url: str, data_dir: Path) -> None:
+    """LISTEN/NOTIFY is only a wake-up: with an hour between polls, the event still arrives as it commits."""
+    producer = await Storage.open(data_dir, database_url=pg_url)
+    follower = await Storage.open(data_dir, database_url=pg_url)
+    try:
+        feed = follower.jobs.follow(0, poll_s=3600)
+        first = await producer.jobs.enqueue(draw("a"))
+        assert (await asyncio.wait_for(anext(feed), timeout=60)).job_id == first.id
+        waiting = asyncio.create_task(anext(feed))  # now asleep on an empty feed
+        await asyncio.sleep(0.2)
+        second = await producer.jobs.enqueue(draw("b"))
+        assert (await asyncio.wait_for(waiting, timeout=60)).job_id == second.id
+        await feed.aclose()
+    finally:
+        await follower.close()
+        await producer.close()
