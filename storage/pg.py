@@ -92,7 +92,8 @@ def _translated(where: str) -> Iterator[None]:
         raise
     except psycopg.OperationalError as exc:
         # Lost or refused connections (a restarted server, a pool that cannot connect): nothing can be saved now.
-        raise StorageUnavailable("io", f"the database {where} cannot be reached: {exc}") from exc
+        reason = " ".join(str(exc).split())  # libpq's messages run over several lines
+        raise StorageUnavailable("io", f"the database {where} cannot be reached: {reason}") from exc
 
 
 class PgDatabase:
