@@ -1,10 +1,12 @@
-"""Kabina's storage: the SQLite database, the files under DATA_DIR and the durable job queue."""
+"""Kabina's storage: the database (SQLite, or PostgreSQL by DATABASE_URL), the files under DATA_DIR and the durable
+job queue."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storage import contract
 from storage.contract import (
@@ -19,9 +21,10 @@ from storage.contract import (
     TrainPayload,
     TrainResult,
 )
-from storage.db import Database
+from storage.db import Database, open_database
 from storage.errors import (
     ConfigError,
+    Conflict,
     DuplicatePhoto,
     JobCancelled,
     LeaseLost,
@@ -62,8 +65,12 @@ from storage.repos import (
 from storage.retention import ForgetReport, Retention, SweepReport
 from storage.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from storage.pg import PgDatabase
+
 __all__ = [
-    "PRIORITY", "AlbumPart", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError", "ContractError",
+    "PRIORITY", "AlbumPart", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError", "Conflict",
+    "ContractError",
     "Delivery", "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "ForgetReport", "Job",
     "JobCancelled", "JobEvent", "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound",
     "PathEscape", "Photo", "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError",
@@ -76,7 +83,7 @@ class Storage:
     """Everything persistent, opened once per process."""
 
     def __init__(
-        self, db: Database, files: FileStore, clock: Callable[[], float] = time.time,
+        self, db: Database | PgDatabase, files: FileStore, clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
@@ -97,14 +104,15 @@ class Storage:
 
     @classmethod
     async def open(
-        cls, data_dir: str | Path, *, clock: Callable[[], float] = time.time,
+        cls, data_dir: str | Path, *, database_url: str | None = None, clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> Storage:
-        """`clock` is the wall clock shared with other processes (lease expiry); `monotonic` measures this
-        process's own intervals (how long it watched a lease lapse). Tests inject both."""
+        """`database_url` is DATABASE_URL: None means SQLite in `data_dir`, as always. `clock` is the wall clock
+        shared with other processes (lease expiry); `monotonic` measures this process's own intervals (how long
+        it watched a lease lapse). Tests inject both."""
         files = FileStore(Path(data_dir))
         files.sweep_partials()
-        db = await Database.open(files.database_path)
+        db = await open_database(database_url, files.database_path)
         return cls(db, files, clock, monotonic)
 
     async def close(self) -> None:

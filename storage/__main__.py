@@ -15,6 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     bench = sub.add_parser("bench", help="queue throughput and claim latency (JSON)")
     bench.add_argument("--jobs", type=int, default=2000)
+    bench.add_argument("--database-url", default=None,
+                       help="postgresql://… to measure PostgreSQL (in a schema of its own); default: SQLite")
     sub.add_parser("migrate", help="create or upgrade the database in DATA_DIR")
     sub.add_parser("health", help="exit 0 if the database opens at this version and DATA_DIR is writable")
     args = parser.parse_args(argv)
@@ -22,12 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from storage.bench import main as run_bench
 
-            print(json.dumps(run_bench(args.jobs)))
+            print(json.dumps(run_bench(args.jobs, args.database_url)))
         elif args.command == "health":
             settings = load_settings()
 
             async def health() -> None:
-                store = await Storage.open(settings.data_dir)
+                store = await Storage.open(settings.data_dir, database_url=settings.database_url)
                 try:
                     await store.db.fetchone("SELECT count(*) FROM jobs")
                     store.files.write_atomic(store.files.root / "tmp" / "health", b"ok")
@@ -40,12 +42,17 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings()
 
             async def migrate() -> int:
-                store = await Storage.open(settings.data_dir)
+                store = await Storage.open(settings.data_dir, database_url=settings.database_url)
                 version = await store.db.version()
                 await store.close()
                 return version
 
-            print(f"database at schema version {asyncio.run(migrate())} in {settings.data_dir}")
+            where = store_url = settings.database_url
+            if store_url.startswith("postgres"):
+                from storage.pg import redacted
+
+                where = redacted(store_url)
+            print(f"database at schema version {asyncio.run(migrate())} in {where}")
     except (StorageError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

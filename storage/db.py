@@ -1,4 +1,5 @@
-"""The SQLite connection: WAL mode, migrations at start-up, and serialised transactions."""
+"""The SQLite connection: WAL mode, migrations at start-up, and serialised transactions; and the choice of backend
+by DATABASE_URL (storage/pg.py is the PostgreSQL one, with the same interface)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import sqlite3
 from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiosqlite
 
-from storage.errors import SchemaTooNew, StorageUnavailable
+from storage.errors import ConfigError, Conflict, SchemaTooNew, StorageUnavailable
 from storage.files import filesystem_state
 from storage.migrations import LATEST_VERSION, MIGRATIONS
+
+if TYPE_CHECKING:
+    from storage.pg import PgDatabase
 
 # SQLite's primary result codes that mean "nothing can be saved now", not "this statement is wrong".
 _UNAVAILABLE_CODES = {sqlite3.SQLITE_FULL: "no_space", sqlite3.SQLITE_READONLY: "read_only",
@@ -48,6 +52,8 @@ def storage_trouble(exc: BaseException, path: Path | None = None) -> StorageUnav
 def _translated(path: Path | None = None) -> Iterator[None]:
     try:
         yield
+    except sqlite3.IntegrityError as exc:
+        raise Conflict(str(exc)) from exc
     except sqlite3.DatabaseError as exc:
         trouble = storage_trouble(exc, path)
         if trouble is None:
@@ -57,6 +63,10 @@ def _translated(path: Path | None = None) -> Iterator[None]:
 
 class Database:
     """One aiosqlite connection; a lock keeps coroutines from interleaving inside a transaction."""
+
+    dialect = "sqlite"
+    # SQLite has no row locks: BEGIN IMMEDIATE already makes a claim the only writer.
+    skip_locked = ""
 
     def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
         self._conn = conn
@@ -89,6 +99,12 @@ class Database:
 
     async def close(self) -> None:
         await self._conn.close()
+
+    async def announce_events(self, conn: aiosqlite.Connection) -> None:
+        """Nothing to do: SQLite followers poll (a file has no one to tell)."""
+
+    async def wait_for_events(self, timeout: float) -> None:
+        await asyncio.sleep(timeout)
 
     async def version(self) -> int:
         row = await self.fetchone("PRAGMA user_version")
@@ -145,10 +161,9 @@ class Database:
                 return cursor.rowcount
 
     async def insert(self, sql: str, params: Iterable[Any] = ()) -> int:
-        async with self._lock:
-            with _translated(self.path):
-                cursor = await self._conn.execute(sql, tuple(params))
-                return int(cursor.lastrowid)
+        """An INSERT … RETURNING id; returns the new row's id."""
+        row = await self.fetchone(sql, params)
+        return int(row[0])
 
     async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> aiosqlite.Row | None:
         async with self._lock:
@@ -161,3 +176,25 @@ class Database:
             with _translated(self.path):
                 cursor = await self._conn.execute(sql, tuple(params))
                 return list(await cursor.fetchall())
+
+
+def sqlite_path(url: str) -> Path:
+    """`sqlite:///relative/file` or `sqlite:////absolute/file` → the file."""
+    rest = url.removeprefix("sqlite:///")
+    if rest == url or not rest:
+        raise ConfigError(f"DATABASE_URL={url!r}: expected sqlite:///path/to/file.sqlite3")
+    return Path(rest)
+
+
+async def open_database(url: str | None, default_path: Path) -> Database | PgDatabase:
+    """The backend DATABASE_URL names: SQLite (the default, at `default_path`) or PostgreSQL."""
+    if url is None or not url.strip():
+        return await Database.open(default_path)
+    url = url.strip()
+    if url.startswith(("postgresql://", "postgres://")):
+        from storage.pg import PgDatabase
+
+        return await PgDatabase.open(url)
+    if url.startswith("sqlite:"):
+        return await Database.open(sqlite_path(url))
+    raise ConfigError("DATABASE_URL must start with sqlite:/// or postgresql:// (e.g. postgresql://user@host/db)")

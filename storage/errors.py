@@ -35,6 +35,10 @@ class TokenTaken(StorageError):
     """The owner already has a live model with that identifier token."""
 
 
+class Conflict(StorageError):
+    """A write broke a uniqueness rule (the same on SQLite and PostgreSQL); repositories turn it into what it means."""
+
+
 class JobCancelled(StorageError):
     """The job was cancelled; the worker must stop it."""
 

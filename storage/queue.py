@@ -1,8 +1,7 @@
-"""The durable job queue over SQLite: enqueue, atomic claim, leases, progress, results and an event feed."""
+"""The durable job queue over SQLite or PostgreSQL: enqueue, atomic claim, leases, progress, results and an event feed."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -54,6 +53,19 @@ class JobQueue:
             "INSERT INTO job_events (job_id, kind, data, created_at) VALUES (?, ?, ?, ?)",
             (job_id, kind, json.dumps(data or {}), self._now()),
         )
+        await self._db.announce_events(conn)
+
+    @staticmethod
+    async def _insert_job(conn: aiosqlite.Connection, params: tuple[Any, ...]) -> int:
+        cursor = await conn.execute(
+            """INSERT INTO jobs (kind, status, priority, payload, owner_id, chat_id, model_id, max_attempts,
+                                 created_at)
+               VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING id""",
+            params,
+        )
+        row = await cursor.fetchone()
+        await cursor.close()
+        return int(row[0])
 
     @staticmethod
     async def _row(conn: aiosqlite.Connection, job_id: int) -> aiosqlite.Row | None:
@@ -73,14 +85,11 @@ class JobQueue:
         if priority is None:
             priority = PRIORITY.get(kind, DEFAULT_PRIORITY)
         async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                """INSERT INTO jobs (kind, status, priority, payload, owner_id, chat_id, model_id, max_attempts,
-                                     created_at)
-                   VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)""",
+            job_id = await self._insert_job(
+                conn,
                 (kind, priority, json.dumps(payload.to_json()), owner_id, chat_id, model_id, max_attempts,
                  self._now()),
             )
-            job_id = int(cursor.lastrowid)
             await self._event(conn, job_id, "queued", {"kind": kind})
             row = await self._row(conn, job_id)
         return Job.from_row(row)
@@ -102,7 +111,7 @@ class JobQueue:
                         started_at = coalesce(started_at, ?)
                     WHERE id = (SELECT id FROM jobs
                                 WHERE (status = 'queued' OR (status = 'running' AND id IN ({abandoned}))){kind_filter}
-                                ORDER BY priority DESC, {FAIR_TURN}, id LIMIT 1)
+                                ORDER BY priority DESC, {FAIR_TURN}, id LIMIT 1{self._db.skip_locked})
                     RETURNING *""",
                 (worker_id, now + lease_s, lease_s, now, *kind_args),
             )
@@ -220,7 +229,7 @@ class JobQueue:
             await self._owned(conn, job_id, worker_id)
             await conn.execute(
                 """UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL,
-                   attempts = max(attempts - 1, 0) WHERE id = ?""",
+                   attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = ?""",
                 (job_id,),
             )
             await self._event(conn, job_id, "requeued", {"worker": worker_id})
@@ -266,7 +275,7 @@ class JobQueue:
     async def active_for_owner(self, owner_id: int, kind: str | None = None) -> list[Job]:
         rows = await self._db.fetchall(
             """SELECT * FROM jobs WHERE owner_id = ? AND status IN ('queued', 'running')
-               AND (? IS NULL OR kind = ?) ORDER BY id""",
+               AND (CAST(? AS TEXT) IS NULL OR kind = ?) ORDER BY id""",
             (owner_id, kind, kind),
         )
         return [Job.from_row(r) for r in rows]
@@ -288,15 +297,16 @@ class JobQueue:
         return [JobEvent.from_row(r) for r in rows]
 
     async def follow(self, cursor: int = 0, poll_s: float = 0.2) -> AsyncIterator[JobEvent]:
-        """Every event after `cursor`, in order, forever. Events commit in id order (SQLite has one writer),
-        so a follower that restarts from the last id it handled neither misses nor repeats one."""
+        """Every event after `cursor`, in order, forever. Events commit in id order (SQLite has one writer;
+        PostgreSQL's write transactions take turns on an advisory lock, storage/pg.py), so a follower that restarts from the last id it handled neither misses nor repeats one."""
         while True:
             events = await self.events_after(cursor)
             for event in events:
                 cursor = event.id
                 yield event
             if not events:
-                await asyncio.sleep(poll_s)
+                # PostgreSQL wakes us when an event commits (LISTEN/NOTIFY); SQLite waits out `poll_s`.
+                await self._db.wait_for_events(poll_s)
 
     # --- bounded work per user, fair positions, and everything of one model ---------------------------------------
     async def enqueue_within(
@@ -313,14 +323,11 @@ class JobQueue:
             )).fetchone()
             if int(row[0]) >= limit:
                 return None
-            cursor = await conn.execute(
-                """INSERT INTO jobs (kind, status, priority, payload, owner_id, chat_id, model_id, max_attempts,
-                                     created_at)
-                   VALUES (?, 'queued', ?, ?, ?, ?, ?, ?, ?)""",
+            job_id = await self._insert_job(
+                conn,
                 (kind, PRIORITY.get(kind, DEFAULT_PRIORITY), json.dumps(payload.to_json()), owner_id, chat_id,
                  model_id, max_attempts, self._now()),
             )
-            job_id = int(cursor.lastrowid)
             await self._event(conn, job_id, "queued", {"kind": kind})
             created = await self._row(conn, job_id)
         return Job.from_row(created)

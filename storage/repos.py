@@ -6,14 +6,13 @@ import asyncio
 import hashlib
 import json
 import secrets
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from storage.contract import EngineInfo
 from storage.db import Database
-from storage.errors import DuplicatePhoto, NotFound, StorageUnavailable, TokenTaken
+from storage.errors import Conflict, DuplicatePhoto, NotFound, StorageUnavailable, TokenTaken
 from storage.files import FileStore
 from storage.records import AlbumPart, Chat, Delivery, Model, ModelStatus, Photo, User
 
@@ -89,11 +88,12 @@ class PhotoRepo:
             async with self._db.transaction() as conn:
                 cursor = await conn.execute(
                     """INSERT INTO photos (owner_id, file_unique_id, sha256, size, width, height, path, created_at)
-                       VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+                       VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
                     (owner_id, file_unique_id, sha, len(data), width, height, str(path), time.time()),
                 )
-                row = await (await conn.execute("SELECT * FROM photos WHERE id = ?", (cursor.lastrowid,))).fetchone()
-        except sqlite3.IntegrityError:
+                row = await cursor.fetchone()
+                await cursor.close()
+        except Conflict:
             # A concurrent add of the same photo won the race; its file is the same bytes.
             raise DuplicatePhoto("same_content") from None
         except StorageUnavailable:
@@ -145,10 +145,11 @@ class ModelRepo:
             async with self._db.transaction() as conn:
                 cursor = await conn.execute(
                     """INSERT INTO models (owner_id, name, class_word, token, status, params, created_at, updated_at)
-                       VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)""",
+                       VALUES (?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING id""",
                     (owner_id, name, class_word, token, json.dumps(params), now, now),
                 )
-                model_id = int(cursor.lastrowid)
+                model_id = int((await cursor.fetchone())[0])
+                await cursor.close()
                 # The model keeps its own names for the photos, so /clear never breaks a training.
                 photo_dir = self._files.model_dir(model_id) / "photos"
                 linked = [
@@ -156,7 +157,7 @@ class ModelRepo:
                     for i, p in enumerate(photos)
                 ]
                 await conn.execute("UPDATE models SET photo_paths = ? WHERE id = ?", (json.dumps(linked), model_id))
-        except sqlite3.IntegrityError:
+        except Conflict:
             raise TokenTaken(f"token {token!r} is already used by one of this user's models") from None
         return await self._require(model_id)
 
@@ -199,7 +200,7 @@ class ModelRepo:
     async def set_token(self, model_id: int, token: str) -> None:
         try:
             await self._update(model_id, token=token)
-        except sqlite3.IntegrityError:
+        except Conflict:
             raise TokenTaken(f"token {token!r} is already used by one of this user's models") from None
 
     async def set_status(self, model_id: int, status: str, error: str | None = None) -> bool:
@@ -267,8 +268,8 @@ class ShareRepo:
 
     async def share(self, model_id: int, chat_id: int, by_user_id: int, *, via_link: str | None = None) -> bool:
         changed = await self._db.execute(
-            """INSERT OR IGNORE INTO shares (model_id, chat_id, by_user_id, created_at, via_link)
-               VALUES (?, ?, ?, ?, ?)""",
+            """INSERT INTO shares (model_id, chat_id, by_user_id, created_at, via_link)
+               VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
             (model_id, chat_id, by_user_id, time.time(), via_link),
         )
         return changed > 0
@@ -320,8 +321,9 @@ class ShareRepo:
         """A group became a supergroup (a new chat id): its shares follow it. Returns how many moved."""
         async with self._db.transaction() as conn:
             cursor = await conn.execute(
-                """INSERT OR IGNORE INTO shares (model_id, chat_id, by_user_id, created_at, via_link)
-                   SELECT model_id, ?, by_user_id, created_at, via_link FROM shares WHERE chat_id = ?""",
+                """INSERT INTO shares (model_id, chat_id, by_user_id, created_at, via_link)
+                   SELECT model_id, CAST(? AS BIGINT), by_user_id, created_at, via_link FROM shares WHERE chat_id = ?
+                   ON CONFLICT DO NOTHING""",
                 (new_chat_id, old_chat_id),
             )
             moved = cursor.rowcount
@@ -428,7 +430,7 @@ class UpdateLog:
     async def mark(self, update_id: int) -> None:
         async with self._db.transaction() as conn:
             await conn.execute(
-                "INSERT OR IGNORE INTO processed_updates (update_id, processed_at) VALUES (?, ?)",
+                "INSERT INTO processed_updates (update_id, processed_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 (update_id, time.time()),
             )
             await conn.execute("DELETE FROM kept_updates WHERE update_id = ?", (update_id,))
@@ -437,7 +439,7 @@ class UpdateLog:
         """Take an update still being handled into our own keeping: Telegram may forget it (the offset may pass
         it), because a restarted bot handles it from here."""
         await self._db.execute(
-            "INSERT OR IGNORE INTO kept_updates (update_id, raw, kept_at) VALUES (?, ?, ?)",
+            "INSERT INTO kept_updates (update_id, raw, kept_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (update_id, json.dumps(raw), time.time()),
         )
 
@@ -467,9 +469,9 @@ class AlbumRepo:
         """The first outcome recorded for an update stands: the same update handled again after a restart
         (its photo already saved) must not turn "saved" into "already in your set"."""
         await self._db.execute(
-            """INSERT OR IGNORE INTO album_parts
+            """INSERT INTO album_parts
                    (chat_id, media_group_id, update_id, owner_id, result, reply_to, lang, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
             (chat_id, media_group_id, update_id, owner_id, json.dumps(result), reply_to, lang, time.time()),
         )
 

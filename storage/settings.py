@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     bot_token: SecretStr | None = Field(None, description="Telegram bot token (secret; never logged)")
     telegram_api_url: str | None = Field(None, description="base URL of the Bot API server; empty = Telegram cloud")
     data_dir: Path = Field(Path("./data"), description="SQLite database and all files")
+    database_url: str = Field(
+        "", repr=False, description="sqlite:///path or postgresql://user:password@host/db; empty = sqlite:///$DATA_DIR/kabina.sqlite3"
+    )
     base_model: Path | None = Field(None, description="local diffusers folder or single-file .safetensors checkpoint")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     train_steps: int | None = Field(None, ge=1, le=20_000, description="training steps; empty = chosen from the photo count")
@@ -83,6 +86,21 @@ class Settings(BaseSettings):
         if not _DEVICE.match(value):
             raise ValueError("expected auto, cpu, cuda or cuda:N")
         return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("expected sqlite:///path/to/file.sqlite3 or postgresql://user:password@host:port/database")
+        return value
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            # The settings are frozen once built; this fills in the one default that depends on another value.
+            object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'kabina.sqlite3'}")
+        return self
 
     @field_validator("log_level")
     @classmethod

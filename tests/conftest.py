@@ -27,7 +27,7 @@ os.environ["OMP_NUM_THREADS"] = "1"
 _ROOT = str(Path(__file__).resolve().parents[1])
 os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
 # The developer's own configuration must not leak into the tests (each test sets what it needs).
-for _name in ("BOT_TOKEN", "TELEGRAM_API_URL", "BASE_MODEL", "DATA_DIR", "TRAIN_STEPS", "ALLOWED_USERS"):
+for _name in ("BOT_TOKEN", "TELEGRAM_API_URL", "BASE_MODEL", "DATA_DIR", "TRAIN_STEPS", "ALLOWED_USERS", "DATABASE_URL"):
     os.environ.pop(_name, None)
 
 
@@ -48,11 +48,17 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def store(data_dir: Path) -> AsyncIterator[Storage]:
-    """Real storage (SQLite file + files) on the test's own DATA_DIR."""
+def database_url() -> str | None:
+    """DATABASE_URL for the test's storage: None is SQLite in DATA_DIR (tests/storage runs PostgreSQL too)."""
+    return None
+
+
+@pytest.fixture
+async def store(data_dir: Path, database_url: str | None) -> AsyncIterator[Storage]:
+    """Real storage (the database `database_url` names + files) on the test's own DATA_DIR."""
     from storage import Storage
 
-    opened = await Storage.open(data_dir)
+    opened = await Storage.open(data_dir, database_url=database_url)
     yield opened
     await opened.close()
 

@@ -21,8 +21,8 @@ def _result(job):
                        drift_warning=False)
 
 
-async def main(data_dir: str, worker_id: str, mode: str, lease_s: float) -> None:
-    store = await Storage.open(data_dir)
+async def main(data_dir: str, worker_id: str, mode: str, lease_s: float, database_url: str) -> None:
+    store = await Storage.open(data_dir, database_url=database_url or None)
     if mode == "drain":
         # Claim and complete until the queue stays empty; print what happened as one JSON line at the end.
         # A completion refused because someone else holds the job is recorded, not fatal: the test judges it.
@@ -54,4 +54,4 @@ async def main(data_dir: str, worker_id: str, mode: str, lease_s: float) -> None
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), sys.argv[5]))

@@ -1,4 +1,7 @@
-"""A full disk or a read-only filesystem under DATA_DIR: one clear StorageUnavailable, and recovery once it is fixed."""
+"""A full disk or a read-only filesystem under DATA_DIR: one clear StorageUnavailable, and recovery once it is fixed.
+
+SQLite only: the database file lives in DATA_DIR here (a tmpfs too small for it); a PostgreSQL server's disk is
+the server's, and its lost connections are tested in test_postgres.py."""
 
 from __future__ import annotations
 

@@ -23,8 +23,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def store(data_dir: Path, clock: ManualClock) -> AsyncIterator[Storage]:
-    opened = await Storage.open(data_dir, clock=clock, monotonic=clock.monotonic)
+async def store(data_dir: Path, database_url: str | None, clock: ManualClock) -> AsyncIterator[Storage]:
+    opened = await Storage.open(data_dir, database_url=database_url, clock=clock, monotonic=clock.monotonic)
     yield opened
     await opened.close()
 

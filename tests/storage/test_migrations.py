@@ -1,3 +1,6 @@
+"""Schema migrations on SQLite. SQLite only: they read PRAGMA user_version, WAL mode and the database file itself;
+PostgreSQL's schema_version table has its own tests in test_postgres.py."""
+
 from __future__ import annotations
 
 from pathlib import Path

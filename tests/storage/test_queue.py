@@ -44,9 +44,9 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def store(data_dir: Path, clock: ManualClock) -> AsyncIterator[Storage]:
+async def store(data_dir: Path, database_url: str | None, clock: ManualClock) -> AsyncIterator[Storage]:
     """Storage whose queue reads the test's clocks: a lease expires when the test moves time on."""
-    opened = await Storage.open(data_dir, clock=clock, monotonic=clock.monotonic)
+    opened = await Storage.open(data_dir, database_url=database_url, clock=clock, monotonic=clock.monotonic)
     yield opened
     await opened.close()
 
@@ -91,9 +91,9 @@ def _train_result():
 
 
 async def test_jobs_claimed_by_several_processes_are_each_completed_exactly_once(
-    data_dir: Path, start_worker
+    data_dir: Path, database_url: str | None, start_worker
 ) -> None:
-    store = await Storage.open(data_dir)
+    store = await Storage.open(data_dir, database_url=database_url)
     try:
         workers = [start_worker(data_dir, f"w{i}", "drain") for i in range(3)]
         jobs = []
@@ -117,10 +117,10 @@ async def test_jobs_claimed_by_several_processes_are_each_completed_exactly_once
 
 
 async def test_a_job_whose_worker_was_killed_is_claimed_again_and_fails_clearly_past_its_attempts(
-    data_dir: Path, start_worker
+    data_dir: Path, database_url: str | None, start_worker
 ) -> None:
     clock = ManualClock(time.time())  # the worker processes use the real clock; this one jumps past their leases
-    store = await Storage.open(data_dir, clock=clock, monotonic=clock.monotonic)
+    store = await Storage.open(data_dir, database_url=database_url, clock=clock, monotonic=clock.monotonic)
     try:
         job = await store.jobs.enqueue(train(), max_attempts=2)
         for attempt in (1, 2):
@@ -263,13 +263,15 @@ async def test_progress_result_and_failure_reach_the_job_and_the_feed(store: Sto
     assert (ok.id, "progress") in feed and (ok.id, "done") in feed and (bad.id, "failed") in feed
 
 
-async def test_a_follower_restarted_from_its_cursor_sees_every_event_exactly_once(data_dir: Path) -> None:
-    producer = await Storage.open(data_dir)
+async def test_a_follower_restarted_from_its_cursor_sees_every_event_exactly_once(
+    data_dir: Path, database_url: str | None
+) -> None:
+    producer = await Storage.open(data_dir, database_url=database_url)
     seen: list[int] = []
 
     async def follow_for_a_while(stop_after: int) -> None:
         # A fresh connection each time, as a restarted bot process would have.
-        follower = await Storage.open(data_dir)
+        follower = await Storage.open(data_dir, database_url=database_url)
         try:
             cursor = await follower.cursors.get("bot")
             async for event in follower.jobs.follow(cursor, poll_s=0.01):

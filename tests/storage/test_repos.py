@@ -95,13 +95,15 @@ async def test_a_deleted_model_disappears_with_its_files_and_shares(store: Stora
     assert await store.models.tokens_in_use(1) == set()
 
 
-async def test_deliveries_cursors_and_processed_updates_survive_a_reopen(tmp_path: Path) -> None:
-    store = await Storage.open(tmp_path)
+async def test_deliveries_cursors_and_processed_updates_survive_a_reopen(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    store = await Storage.open(tmp_path, database_url=database_url)
     await store.deliveries.save(5, "result", chat_id=9, message_id=77, state="sent", data={"n": 4})
     await store.cursors.set("bot", 42)
     await store.updates.mark(1001)
     await store.close()
-    store = await Storage.open(tmp_path)
+    store = await Storage.open(tmp_path, database_url=database_url)
     try:
         delivery = await store.deliveries.get(5, "result")
         assert (delivery.chat_id, delivery.message_id, delivery.state, delivery.data) == (9, 77, "sent", {"n": 4})

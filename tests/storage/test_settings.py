@@ -14,7 +14,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
     for name in ("BOT_TOKEN", "TELEGRAM_API_URL", "DATA_DIR", "BASE_MODEL", "DEVICE", "TRAIN_STEPS",
                  "NUM_CLASS_IMAGES", "DRAW_STEPS", "MIN_PHOTOS", "MAX_PHOTOS", "ALLOWED_USERS", "ADMIN_IDS",
-                 "DAILY_TRAININGS", "LOG_LEVEL"):
+                 "DAILY_TRAININGS", "LOG_LEVEL", "DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -45,6 +45,31 @@ def test_the_token_never_shows_in_repr_or_errors(monkeypatch: pytest.MonkeyPatch
     s = load_settings()
     assert SECRET not in repr(s) and SECRET not in str(s) and SECRET not in s.model_dump_json()
     assert s.require_bot_token() == SECRET
+
+
+def test_the_database_defaults_to_sqlite_in_data_dir_and_its_password_never_shows(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "d"))
+    assert load_settings().database_url == f"sqlite:///{tmp_path / 'd' / 'kabina.sqlite3'}"
+    monkeypatch.setenv("DATABASE_URL", "mysql://kabina:pw-SECRET@db/kabina")
+    with pytest.raises(ConfigError, match="DATABASE_URL: expected sqlite:///") as bad:
+        load_settings()
+    assert "pw-SECRET" not in str(bad.value)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://kabina:pw-SECRET@db/kabina")
+    s = load_settings()
+    assert s.database_url.startswith("postgresql://") and "pw-SECRET" not in repr(s)
+
+
+async def test_a_sqlite_database_url_puts_the_database_where_it_says(tmp_path: Path) -> None:
+    from storage import Storage
+
+    store = await Storage.open(tmp_path / "data", database_url=f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}")
+    await store.users.upsert(1)
+    await store.close()
+    assert (tmp_path / "elsewhere.sqlite3").exists() and not (tmp_path / "data" / "kabina.sqlite3").exists()
+    with pytest.raises(ConfigError, match="DATABASE_URL must start with"):
+        await Storage.open(tmp_path / "data", database_url="mysql://x/y")
 
 
 def test_a_bad_value_is_one_clear_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
