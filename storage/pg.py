@@ -16,6 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import AsyncConnectionPool
 
 from storage.errors import Conflict, SchemaTooNew, StorageUnavailable
@@ -134,7 +135,9 @@ class PgDatabase:
             with _translated(where):
                 # One plain connection first: a wrong host or password is told at once, in the server's words,
                 # not as a pool that timed out.
-                await (await psycopg.AsyncConnection.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S)).close()
+                probe = conninfo_to_dict(conninfo)
+                probe.setdefault("connect_timeout", str(int(CONNECT_TIMEOUT_S)))  # the URL's own value wins
+                await (await psycopg.AsyncConnection.connect(**probe)).close()
                 await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
                 async with pool.connection() as conn:
                     schema = (await (await conn.execute("SELECT current_schema()")).fetchone())[0]
