@@ -1,4 +1,5 @@
-"""`python -m storage bench` prints the queue's speed as one JSON object; `migrate` prepares DATA_DIR."""
+"""`python -m storage bench` prints the queue's speed as one JSON object; `migrate` prepares DATA_DIR, or with
+`--to DATABASE_URL --blobs BLOB_URL` copies this install into another database and blob store."""
 
 from __future__ import annotations
 
@@ -17,7 +18,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--jobs", type=int, default=2000)
     bench.add_argument("--database-url", default=None,
                        help="postgresql://… to measure PostgreSQL (in a schema of its own); default: SQLite")
-    sub.add_parser("migrate", help="create or upgrade the database in DATA_DIR")
+    migrate = sub.add_parser("migrate", help="create or upgrade the database; with --to/--blobs copy the install")
+    migrate.add_argument("--to", dest="to", default=None, metavar="DATABASE_URL",
+                         help="copy DATA_DIR's SQLite database into this (empty) database, e.g. postgresql://…")
+    migrate.add_argument("--blobs", default=None, metavar="BLOB_URL",
+                         help="copy DATA_DIR's files into this blob store, e.g. s3://bucket?endpoint=…")
     sub.add_parser("health", help="exit 0 if the database opens at this version and DATA_DIR is writable")
     args = parser.parse_args(argv)
     try:
@@ -38,6 +43,14 @@ def main(argv: list[str] | None = None) -> int:
 
             asyncio.run(health())
             print("ok")
+        elif args.to or args.blobs:
+            if not (args.to and args.blobs):
+                print("error: give both --to DATABASE_URL and --blobs BLOB_URL", file=sys.stderr)
+                return 2
+            from storage.transfer import transfer
+
+            report = asyncio.run(transfer(load_settings().data_dir, args.to, args.blobs))
+            print(json.dumps(report.as_dict()))
         else:
             settings = load_settings()
 
