@@ -177,11 +177,16 @@ class ModelRepo:
                 model_id = int(cursor.lastrowid)
                 # The model keeps its own copies of the photos, so /clear never breaks a training.
                 copies = [f"{model_prefix(model_id)}/photos/{i:02d}-{p['sha256'][:16]}.img" for i, p in enumerate(photos)]
-                for photo, copy in zip(photos, copies, strict=True):
-                    await copy_blob(self._blobs, photo["path"], copy)
                 await conn.execute("UPDATE models SET photo_paths = ? WHERE id = ?", (json.dumps(copies), model_id))
         except sqlite3.IntegrityError:
             raise TokenTaken(f"token {token!r} is already used by one of this user's models") from None
+        # The copies are made once the row is committed: the retention sweep removes blobs of models it cannot see.
+        try:
+            for photo, copy in zip(photos, copies, strict=True):
+                await copy_blob(self._blobs, photo["path"], copy)
+        except BaseException:
+            await self.delete(model_id)
+            raise
         return await self._require(model_id)
 
     async def _require(self, model_id: int) -> Model:
