@@ -36,15 +36,19 @@ async def upload(blobs: BlobStore, prefix: str, folder: Path) -> None:
 
 
 async def restore(blobs: BlobStore, prefix: str, folder: Path) -> int:
-    """The blob store's checkpoint written into `folder` when the folder has none; returns its step (0: none)."""
+    """The blob store's checkpoint written into `folder` when the folder has none or an older one (another host
+    trained on since); returns the step the folder now holds (0: none)."""
     local = lora_files.latest_checkpoint(folder)
-    if local is not None:
-        return local.step
+    if blobs.local_path(prefix) is not None and blobs.local_path(prefix) == Path(folder).resolve():
+        return local.step if local is not None else 0
     try:
         pointer = json.loads(await blobs.get(f"{prefix}/{POINTER}"))
         step = str(pointer["folder"])
+        newer = local is None or int(pointer["step"]) > local.step
     except (NotFound, ValueError, KeyError):
-        return 0
+        return local.step if local is not None else 0
+    if not newer:
+        return local.step
     folder = Path(folder)
     for key in await blobs.list(f"{prefix}/{step}"):
         await blobs.download(key, folder / step / key.rsplit("/", 1)[-1])

@@ -110,3 +110,7 @@ async def test_a_checkpoint_uploaded_on_one_host_is_restored_on_another(far: Far
     assert await checkpoint_sync.restore(far, "jobs/9/checkpoints", second) == 10
     assert (second / "step-000010" / "optimizer.pt").read_bytes() == b"adam-10"
     assert await checkpoint_sync.restore(far, "jobs/8/checkpoints", tmp_path / "host-c") == 0
+    # Host a comes back with its own older copy while b trained on: the blob store's newer one wins.
+    stale = tmp_path / "host-a" / "stale"
+    _checkpoint(stale, 5)
+    assert await checkpoint_sync.restore(far, "jobs/9/checkpoints", stale) == 10
