@@ -172,7 +172,7 @@ async def open_storage(settings: Settings) -> Storage:
     """Storage, once it can be opened: a read-only or full DATA_DIR is one line a minute until it is fixed."""
     while True:
         try:
-            return await Storage.open(settings.data_dir)
+            return await Storage.open(settings.data_dir, database_url=settings.database_url, blob_url=settings.blob_url)
         except StorageUnavailable as exc:
             report_storage_trouble(exc, log)
             await asyncio.sleep(5.0)

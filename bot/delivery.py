@@ -40,6 +40,7 @@ from storage import (
     DrawResult,
     Job,
     JobEvent,
+    NotFound,
     PathEscape,
     Storage,
     StorageUnavailable,
@@ -266,13 +267,19 @@ class Deliverer:
             return None
         return ReplyParameters(message_id=int(reply_to), allow_sending_without_reply=True)
 
-    def _file(self, path: str) -> Path | None:
+    async def _blob(self, key: str) -> tuple[str, bytes] | None:
+        """(key, bytes) of a result's file, or None when it is gone (retention) or the key is not one of ours."""
         try:
-            resolved = self.store.files.inside(path)
+            return key, await self.store.blobs.get(key)
         except PathEscape:
-            log.error("a job result points outside DATA_DIR: %s", path)
-            return None
-        return resolved if resolved.is_file() else None
+            log.error("a job result names no blob key: %s", key)
+        except NotFound:
+            pass
+        return None
+
+    async def _blobs(self, keys: list[str]) -> list[tuple[str, bytes]]:
+        found = [await self._blob(k) for k in keys]
+        return [f for f in found if f is not None]
 
     async def _chat_action(self, chat_id: int) -> None:
         with contextlib.suppress(TelegramAPIError):
@@ -370,16 +377,16 @@ class Deliverer:
             token, class_word = result.token, result.class_word
             minutes = max(1, round(result.seconds / 60))
             await steps.run("progress", lambda: self._final_progress(job, t("progress_done", minutes=minutes)))
-            samples = [p for p in (self._file(s) for s in result.sample_paths) if p is not None]
+            samples = await self._blobs(result.sample_paths)
             caption = t("train_ready_caption", name=escape(class_word), token=escape(token))
             await self._send_images(steps, chat_id, samples, caption, None, None, f"sample-{job.id}")
             trigger = escape(f"{token} {class_word}")
             await steps.run("ready", lambda: self._text(chat_id, t("train_ready", trigger=trigger), None))
-            card = self._file(result.report_card_path)
+            card = await self._blob(result.report_card_path)
             if card is not None:
                 key = "report_card_warning" if result.drift_warning else "report_card"
                 caption = t(key, drift=f"{result.class_drift:.3f}", name=escape(class_word))
-                file = BufferedInputFile(await asyncio.to_thread(card.read_bytes), filename=f"report-{job.id}.png")
+                file = BufferedInputFile(card[1], filename=f"report-{job.id}.png")
                 await steps.run("report_card", lambda: self._photo(chat_id, file, caption, None, None))
         elif job.status == "cancelled":
             await steps.run("progress", lambda: self._final_progress(job, t("progress_cancelled")))
@@ -399,7 +406,7 @@ class Deliverer:
         reply = self._reply(request)
         if job.status == "done" and isinstance(job.result, DrawResult) and isinstance(job.payload, DrawPayload):
             result = job.result
-            images = [p for p in (self._file(s) for s in result.images) if p is not None]
+            images = await self._blobs(result.images)
             seeds = result.seeds
             prompt = job.payload.prompt
             seeds_text = escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
@@ -430,13 +437,12 @@ class Deliverer:
             await self.bot.delete_message(chat_id, message_id)
 
     async def _send_images(
-        self, steps: _ResultSteps, chat_id: int, paths: list[Path], caption: str, reply: ReplyParameters | None,
-        keyboard: Any, name: str, more_text: str | None = None,
+        self, steps: _ResultSteps, chat_id: int, blobs: list[tuple[str, bytes]], caption: str,
+        reply: ReplyParameters | None, keyboard: Any, name: str, more_text: str | None = None,
     ) -> None:
         """One photo with its caption and buttons, or albums of 2–10 (buttons cannot sit on an album)."""
-        contents = await asyncio.to_thread(lambda: [p.read_bytes() for p in paths])
-        files = [BufferedInputFile(data, filename=f"{name}-{i + 1}{p.suffix or '.png'}")
-                 for i, (p, data) in enumerate(zip(paths, contents, strict=True))]
+        files = [BufferedInputFile(data, filename=f"{name}-{i + 1}{Path(key).suffix or '.png'}")
+                 for i, (key, data) in enumerate(blobs)]
         if not files:
             return
         if len(files) == 1:

@@ -96,8 +96,8 @@ def ensure_class_images(
 ) -> list[Path]:
     """Make sure `folder` holds at least `count` class images for `prompt`; generate only the missing ones.
 
-    The folder comes from storage (store.files.class_image_dir), which keys it by base model, prompt and
-    resolution, so everyone training the same class on the same model shares it. Steps, guidance and sampler
+    The folder is the engine's work folder for storage.keys.class_images_prefix, which keys it by base model,
+    prompt and resolution, so everyone training the same class on the same model shares it. Steps, guidance and sampler
     default to the family's class-image recipe (the one base_model_key assumes).
     """
     import torch

@@ -77,6 +77,8 @@ class TrainSpec:
     class_image_dir: Path | None = None  # None or num_class_images == 0: no prior preservation
     num_class_images: int | None = None  # None: the family's default
     checkpoint_dir: Path | None = None
+    # Called with the folder after each checkpoint is written (the worker uploads it to the blob store).
+    on_checkpoint: Callable[[Path], None] | None = None
     steps: int | None = None  # None: from the photo count and the family
     learning_rate: float | None = None  # None: the family's (1e-4 for all, the recipes')
     rank: int | None = None
@@ -400,6 +402,8 @@ def train(
     def checkpoint(step: int) -> None:
         if spec.checkpoint_dir is not None:
             lora_files.save_checkpoint(spec.checkpoint_dir, step, total, signature, modules, optimizer)
+            if spec.on_checkpoint is not None:
+                spec.on_checkpoint(Path(spec.checkpoint_dir))
 
     # Step 3: the loop. Each step: one instance example and (with prior preservation) one class example.
     params = [p for g in param_groups for p in g["params"]]

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from engine import checkpoint_sync
+from engine.blob_cache import BlobCache, default_cache_dir
 from engine.class_images import Stopped, ensure_class_images
 from engine.drawing import Drawer, DrawError, DrawRequest
 from engine.gpu_lane import GpuLane
@@ -31,8 +33,9 @@ from storage.contract import (
     TrainPayload,
     TrainResult,
 )
-from storage.errors import StorageUnavailable
+from storage.errors import NotFound, StorageUnavailable
 from storage.files import write_atomic_with
+from storage.keys import checkpoint_prefix, class_images_prefix, job_prefix, model_prefix
 from storage.logs import job_context, report_storage_trouble
 
 log = logging.getLogger(__name__)
@@ -241,11 +244,12 @@ class JobRun:
 
 
 class Worker:
-    def __init__(self, store, settings, engine: Engine, options: WorkerOptions) -> None:
+    def __init__(self, store, settings, engine: Engine, options: WorkerOptions, cache: BlobCache | None = None) -> None:
         self.store = store
         self.settings = settings
         self.engine = engine
         self.options = options
+        self.cache = cache if cache is not None else open_cache(store, settings)
         self.stopping = asyncio.Event()
         # One thread owns the GPU while the loop keeps beating; draws slip in between training steps.
         self.gpu = GpuLane()
@@ -414,7 +418,10 @@ class Worker:
                 raise JobFailed(failure("model_gone"))
             if model.status != "ready" or not model.weights_path:
                 raise JobFailed(failure("model_not_ready"))
-            lora = Path(model.weights_path)
+            try:
+                lora = await self.cache.path(model.weights_path, version=model.updated_at)
+            except NotFound:
+                raise JobFailed("the model's weights are missing") from None
         request = DrawRequest(
             prompt=p.prompt,
             negative_prompt=p.negative_prompt,
@@ -435,9 +442,9 @@ class Worker:
             result = await self.on_gpu(self.engine.draw, request, lighter)
         except DrawError as exc:
             raise JobFailed(str(exc)) from exc
-        paths = await asyncio.to_thread(self._save_images, run.job.id, result)
+        keys = await self._save_images(run.job.id, result)
         return DrawResult(
-            images=paths,
+            images=keys,
             seeds=result.seeds,
             prompt_truncated=result.prompt_truncated,
             prompt_tokens=result.prompt_tokens,
@@ -446,26 +453,32 @@ class Worker:
             width=result.width, height=result.height, steps=result.steps, sampler=result.sampler,
         )
 
-    def _save_images(self, job_id: int, result) -> list[str]:
-        """Every picture of a draw, or none: a failed save (a full disk) takes the ones already written back."""
-        folder = self.store.files.job_dir(job_id)
-        paths: list[str] = []
+    async def _save_images(self, job_id: int, result) -> list[str]:
+        """Every picture of a draw, or none: a failed save (a full disk) takes the ones already saved back."""
+        keys: list[str] = []
         try:
             for index, (image, seed) in enumerate(zip(result.images, result.seeds, strict=True)):
-                paths.append(str(self.store.files.write_atomic(folder / f"{index}_{seed}.png", _png(image))))
+                key = f"{job_prefix(job_id)}/{index}_{seed}.png"
+                await self.store.blobs.put(key, await asyncio.to_thread(_png, image))
+                keys.append(key)
         except BaseException:
-            for path in paths:
-                with contextlib.suppress(OSError):
-                    self.store.files.remove(path)
+            for key in keys:
+                with contextlib.suppress(Exception):
+                    await self.store.blobs.delete(key)
             raise
-        return paths
+        return keys
 
     async def class_images(self, run: JobRun, p: ClassImagesPayload) -> ClassImagesResult:
         prompt = class_prompt(p.class_word)
         count = p.count or self.settings.num_class_images
-        folder = self.store.files.class_image_dir(self.engine.key, prompt, self.engine.resolution)
-        paths = await self.gpu.run_long(self.engine.class_images, folder, prompt, count, run.on_progress, run.should_stop)
-        return ClassImagesResult(count=len(paths), folder=str(folder))
+        prefix = class_images_prefix(self.engine.key, prompt, self.engine.resolution)
+        folder = await self.cache.pull_folder(prefix)
+        try:
+            paths = await self.gpu.run_long(self.engine.class_images, folder, prompt, count, run.on_progress,
+                                            run.should_stop)
+        finally:
+            await self.cache.push_folder(prefix)  # what was made before a stop serves the next try, anywhere
+        return ClassImagesResult(count=len(paths), folder=prefix)
 
     async def _token_for(self, model) -> str:
         from storage import TokenTaken
@@ -495,31 +508,56 @@ class Worker:
         token = await self._token_for(model)
         await self.store.models.set_status(model.id, "training")
         resolution = self.engine.resolution
-        sources = [(Path(p).name, Path(p).read_bytes()) for p in model.photo_paths if Path(p).is_file()]
+        sources = []
+        for key in model.photo_paths:
+            with contextlib.suppress(NotFound):
+                sources.append((key.rsplit("/", 1)[-1], await self.store.blobs.get(key)))
         photo_set = await asyncio.to_thread(load_photo_set, sources, resolution)
         if not photo_set.images:
             raise JobFailed(failure("no_photos"))
         num_class = self.settings.num_class_images if p.num_class_images is None else p.num_class_images
+        class_prefix = class_images_prefix(self.engine.key, class_prompt(model.class_word), resolution)
+        ckpt_prefix = checkpoint_prefix(job.id)
+        checkpoint_dir = self.cache.work_path(ckpt_prefix)
+        # Another host may have trained this job up to a checkpoint before it died.
+        await checkpoint_sync.restore(self.store.blobs, ckpt_prefix, checkpoint_dir)
+        loop = asyncio.get_running_loop()
+
+        def upload_checkpoint(folder: Path) -> None:  # on the GPU thread: the step waits for its upload
+            asyncio.run_coroutine_threadsafe(checkpoint_sync.upload(self.store.blobs, ckpt_prefix, folder),
+                                             loop).result()
+
         spec = TrainSpec(
             photos=photo_set.images,
             class_word=model.class_word,
             token=token,
-            output_dir=self.store.files.model_dir(model.id),
-            class_image_dir=self.store.files.class_image_dir(self.engine.key, class_prompt(model.class_word), resolution),
+            output_dir=self.cache.work_path(model_prefix(model.id)),
+            class_image_dir=await self.cache.pull_folder(class_prefix) if num_class else None,
             num_class_images=num_class,
-            checkpoint_dir=self.store.files.job_dir(job.id) / "checkpoints",
+            checkpoint_dir=checkpoint_dir,
+            on_checkpoint=upload_checkpoint,
             steps=p.steps or self.settings.train_steps,
             checkpoint_every=self.options.checkpoint_every,
             device=self.settings.device,
         )
         if lighter:
             spec = replace(spec, gradient_checkpointing=True)
-        result, card_path, drift = await self.gpu.run_long(self.engine.train, spec, run.on_progress, run.should_stop)
+        try:
+            result, card_path, drift = await self.gpu.run_long(self.engine.train, spec, run.on_progress,
+                                                               run.should_stop)
+        finally:
+            if num_class:
+                await self.cache.push_folder(class_prefix)
+        prefix = model_prefix(model.id)
+        weights = await self.cache.publish(f"{prefix}/lora.safetensors", result.weights_path)
+        kohya = await self.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)
+        samples = [await self.cache.publish(f"{prefix}/{Path(s).name}", s) for s in result.sample_paths]
+        card = await self.cache.publish(f"{prefix}/report_card.png", card_path)
         ready = await self.store.models.mark_ready(
             model.id,
-            weights_path=result.weights_path,
-            kohya_path=result.kohya_path,
-            sample_paths=result.sample_paths,
+            weights_path=weights,
+            kohya_path=kohya,
+            sample_paths=samples,
             params={**model.params, **result.params},
         )
         if not ready:
@@ -530,14 +568,14 @@ class Worker:
             model_id=model.id,
             token=token,
             class_word=model.class_word,
-            weights_path=str(result.weights_path),
-            kohya_path=str(result.kohya_path),
-            sample_paths=[str(p) for p in result.sample_paths],
+            weights_path=weights,
+            kohya_path=kohya,
+            sample_paths=samples,
             steps=result.steps,
             seconds=result.seconds,
             resumed_from=result.resumed_from,
             rejected_photos=[r.reason for r in photo_set.rejected],
-            report_card_path=str(card_path),
+            report_card_path=card,
             class_drift=round(drift, 4),
             drift_warning=drift_warning(drift),
         )
@@ -551,6 +589,13 @@ def _png(image) -> bytes:
     return out.getvalue()
 
 
+def open_cache(store, settings) -> BlobCache:
+    """ENGINE_CACHE_DIR (default DATA_DIR/cache/<host>), bounded by ENGINE_CACHE_MB."""
+    folder = getattr(settings, "engine_cache_dir", None) or default_cache_dir(store.files.root)
+    megabytes = getattr(settings, "engine_cache_mb", 20_000)
+    return BlobCache(store.blobs, folder, megabytes * 1024 * 1024)
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -561,7 +606,7 @@ async def serve_forever(settings, options: WorkerOptions) -> None:
     base = settings.require_base_model()
     engine = await asyncio.to_thread(Engine.load, base, settings.device)
     log.info("base model %s loaded on %s", base, engine.runtime.device)
-    store = await Storage.open(settings.data_dir)
+    store = await Storage.open(settings.data_dir, database_url=settings.database_url, blob_url=settings.blob_url)
     await store.engines.publish(options.worker_id, engine.info(settings.draw_steps))
     worker = Worker(store, settings, engine, options)
     loop = asyncio.get_running_loop()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storage import contract
+from storage.blobs import BlobStore, open_blobs
 from storage.contract import (
     ClassImagesPayload,
     ClassImagesResult,
@@ -36,6 +37,7 @@ from storage.errors import (
     TokenTaken,
 )
 from storage.files import FileStore
+from storage.keys import convert_old_paths
 from storage.leases import LeaseRepo
 from storage.queue import PRIORITY, JobQueue
 from storage.records import (
@@ -69,8 +71,8 @@ if TYPE_CHECKING:
     from storage.pg import PgDatabase
 
 __all__ = [
-    "PRIORITY", "AlbumPart", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError", "Conflict",
-    "ContractError",
+    "PRIORITY", "AlbumPart", "BlobStore", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError",
+    "Conflict", "ContractError",
     "Delivery", "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "ForgetReport", "Job",
     "JobCancelled", "JobEvent", "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound",
     "PathEscape", "Photo", "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError",
@@ -83,37 +85,45 @@ class Storage:
     """Everything persistent, opened once per process."""
 
     def __init__(
-        self, db: Database | PgDatabase, files: FileStore, clock: Callable[[], float] = time.time,
+        self, db: Database | PgDatabase, files: FileStore, blobs: BlobStore | None = None,
+        clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
-        self.files = files
+        self.files = files  # this machine's folders: the database file, temp and work files
+        self.blobs = blobs if blobs is not None else open_blobs(None, files.root)  # everything rows name by key
         self.users = UserRepo(db)
         self.chats = ChatRepo(db)
-        self.photos = PhotoRepo(db, files)
-        self.models = ModelRepo(db, files)
+        self.photos = PhotoRepo(db, self.blobs)
+        self.models = ModelRepo(db, self.blobs)
         self.shares = ShareRepo(db)
         self.jobs = JobQueue(db, clock, monotonic)
         self.deliveries = DeliveryRepo(db)
         self.cursors = CursorRepo(db)
         self.updates = UpdateLog(db)
         self.engines = EngineRepo(db)
-        self.retention = Retention(db, files, self.jobs, self.models)
+        self.retention = Retention(db, self.blobs, self.jobs, self.models)
         self.leases = LeaseRepo(db, clock, monotonic)
         self.albums = AlbumRepo(db)
 
     @classmethod
     async def open(
-        cls, data_dir: str | Path, *, database_url: str | None = None, clock: Callable[[], float] = time.time,
-        monotonic: Callable[[], float] = time.monotonic,
+        cls, data_dir: str | Path, *, database_url: str | None = None, blob_url: str | None = None,
+        clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic,
     ) -> Storage:
-        """`database_url` is DATABASE_URL: None means SQLite in `data_dir`, as always. `clock` is the wall clock
-        shared with other processes (lease expiry); `monotonic` measures this process's own intervals (how long
-        it watched a lease lapse). Tests inject both."""
+        """`database_url` is DATABASE_URL (None: SQLite in `data_dir`, as always), `blob_url` BLOB_URL (None: files
+        under DATA_DIR). `clock` is the wall clock shared with other processes (lease expiry); `monotonic` measures
+        this process's own intervals (how long it watched a lease lapse). Tests inject both."""
         files = FileStore(Path(data_dir))
         files.sweep_partials()
+        blobs = open_blobs(blob_url, files.root)
         db = await open_database(database_url, files.database_path)
-        return cls(db, files, clock, monotonic)
+        try:
+            await convert_old_paths(db, files.root)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db, files, blobs, clock, monotonic)
 
     async def close(self) -> None:
         await self.db.close()

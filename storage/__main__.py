@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings()
 
             async def health() -> None:
-                store = await Storage.open(settings.data_dir, database_url=settings.database_url)
+                store = await Storage.open(settings.data_dir, database_url=settings.database_url,
+                                           blob_url=settings.blob_url)
                 try:
                     await store.db.fetchone("SELECT count(*) FROM jobs")
                     store.files.write_atomic(store.files.root / "tmp" / "health", b"ok")
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_settings()
 
             async def migrate() -> int:
-                store = await Storage.open(settings.data_dir, database_url=settings.database_url)
+                store = await Storage.open(settings.data_dir, database_url=settings.database_url,
+                                           blob_url=settings.blob_url)
                 version = await store.db.version()
                 await store.close()
                 return version

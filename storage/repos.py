@@ -5,16 +5,42 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import secrets
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from storage.blobs import BlobStore, check_key
 from storage.contract import EngineInfo
 from storage.db import Database
 from storage.errors import Conflict, DuplicatePhoto, NotFound, StorageUnavailable, TokenTaken
-from storage.files import FileStore
+from storage.files import unavailable, write_atomic_with
+from storage.keys import job_prefix, model_prefix, photo_key
 from storage.records import AlbumPart, Chat, Delivery, Model, ModelStatus, Photo, User
+
+
+async def copy_blob(blobs: BlobStore, source: str, target: str) -> None:
+    """A second key for a blob we own; on the file backend a hard link (no second copy of the bytes)."""
+    here, there = blobs.local_path(source), blobs.local_path(target)
+    if here is not None and there is not None:
+        await asyncio.to_thread(_link_or_copy, here, there)
+    else:
+        await blobs.put(target, await blobs.get(source))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError as exc:
+        trouble = unavailable(exc, target)
+        if trouble is not None:
+            raise trouble from exc
+        write_atomic_with(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 class UserRepo:
@@ -64,9 +90,9 @@ class ChatRepo:
 class PhotoRepo:
     """A user's current photo set, collected in the private chat until /train or /clear."""
 
-    def __init__(self, db: Database, files: FileStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
         self._db = db
-        self._files = files
+        self._blobs = blobs
 
     async def knows_file(self, owner_id: int, file_unique_id: str) -> bool:
         row = await self._db.fetchone(
@@ -81,15 +107,15 @@ class PhotoRepo:
             raise DuplicatePhoto("same_file")
         if await self._db.fetchone("SELECT 1 FROM photos WHERE owner_id = ? AND sha256 = ?", (owner_id, sha)):
             raise DuplicatePhoto("same_content")
-        # The file lands first: a row never points at a missing file.
-        target = self._files.photo_path(owner_id, sha)
-        path = await asyncio.to_thread(self._files.write_atomic, target, data)
+        # The blob lands first: a row never names a missing one.
+        key = photo_key(owner_id, sha)
+        await self._blobs.put(key, data)
         try:
             async with self._db.transaction() as conn:
                 cursor = await conn.execute(
                     """INSERT INTO photos (owner_id, file_unique_id, sha256, size, width, height, path, created_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
-                    (owner_id, file_unique_id, sha, len(data), width, height, str(path), time.time()),
+                    (owner_id, file_unique_id, sha, len(data), width, height, key, time.time()),
                 )
                 row = await cursor.fetchone()
                 await cursor.close()
@@ -97,9 +123,9 @@ class PhotoRepo:
             # A concurrent add of the same photo won the race; its file is the same bytes.
             raise DuplicatePhoto("same_content") from None
         except StorageUnavailable:
-            # Nothing half-saved stays behind: a file no row points at is removed again.
-            if await self._db.fetchone("SELECT 1 FROM photos WHERE path = ?", (str(path),)) is None:
-                self._files.remove(path)
+            # Nothing half-saved stays behind: a blob no row names is removed again.
+            if await self._db.fetchone("SELECT 1 FROM photos WHERE path = ?", (key,)) is None:
+                await self._blobs.delete(key)
             raise
         return Photo.from_row(row)
 
@@ -115,14 +141,14 @@ class PhotoRepo:
         photos = await self.list(owner_id)
         await self._db.execute("DELETE FROM photos WHERE owner_id = ?", (owner_id,))
         for photo in photos:
-            self._files.remove(photo.path)
+            await self._blobs.delete(photo.path)
         return len(photos)
 
 
 class ModelRepo:
-    def __init__(self, db: Database, files: FileStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
         self._db = db
-        self._files = files
+        self._blobs = blobs
 
     async def create(
         self,
@@ -150,15 +176,18 @@ class ModelRepo:
                 )
                 model_id = int((await cursor.fetchone())[0])
                 await cursor.close()
-                # The model keeps its own names for the photos, so /clear never breaks a training.
-                photo_dir = self._files.model_dir(model_id) / "photos"
-                linked = [
-                    str(self._files.link_or_copy(p["path"], photo_dir / f"{i:02d}-{p['sha256'][:16]}.img"))
-                    for i, p in enumerate(photos)
-                ]
-                await conn.execute("UPDATE models SET photo_paths = ? WHERE id = ?", (json.dumps(linked), model_id))
+                # The model keeps its own copies of the photos, so /clear never breaks a training.
+                copies = [f"{model_prefix(model_id)}/photos/{i:02d}-{p['sha256'][:16]}.img" for i, p in enumerate(photos)]
+                await conn.execute("UPDATE models SET photo_paths = ? WHERE id = ?", (json.dumps(copies), model_id))
         except Conflict:
             raise TokenTaken(f"token {token!r} is already used by one of this user's models") from None
+        # The copies are made once the row is committed: the retention sweep removes blobs of models it cannot see.
+        try:
+            for photo, copy in zip(photos, copies, strict=True):
+                await copy_blob(self._blobs, photo["path"], copy)
+        except BaseException:
+            await self.delete(model_id)
+            raise
         return await self._require(model_id)
 
     async def _require(self, model_id: int) -> Model:
@@ -210,17 +239,17 @@ class ModelRepo:
         self,
         model_id: int,
         *,
-        weights_path: Path,
-        kohya_path: Path | None = None,
-        sample_paths: list[Path] | None = None,
+        weights_path: str,
+        kohya_path: str | None = None,
+        sample_paths: list[str] | None = None,
         params: dict[str, Any] | None = None,
     ) -> bool:
-        """False (and nothing written) when the model was deleted meanwhile."""
+        """False (and nothing written) when the model was deleted meanwhile. The files are named by blob key."""
         fields: dict[str, Any] = {
             "status": ModelStatus.READY.value,
-            "weights_path": str(self._files.inside(weights_path)),
-            "kohya_path": str(self._files.inside(kohya_path)) if kohya_path else None,
-            "sample_paths": json.dumps([str(self._files.inside(p)) for p in sample_paths or []]),
+            "weights_path": check_key(weights_path),
+            "kohya_path": check_key(kohya_path) if kohya_path else None,
+            "sample_paths": json.dumps([check_key(p) for p in sample_paths or []]),
             "error": None,
         }
         if params is not None:
@@ -241,9 +270,9 @@ class ModelRepo:
             await conn.execute(
                 "UPDATE models SET status = 'deleted', updated_at = ? WHERE id = ?", (time.time(), model_id)
             )
-        self._files.remove_model_files(model_id)
+        await self._blobs.delete_prefix(model_prefix(model_id))
         for row in await self._db.fetchall("SELECT id FROM jobs WHERE model_id = ?", (model_id,)):
-            self._files.remove_job_files(row["id"])
+            await self._blobs.delete_prefix(job_prefix(row["id"]))
 
     async def class_words_ever(self, owner_id: int) -> set[str]:
         """Every class word the owner has trained or queued, deleted models included (a delete refunds nothing)."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from storage.blobs import BlobStore
 from storage.db import Database
-from storage.files import FileStore
+from storage.keys import ids_under, job_prefix, model_prefix, user_photos_prefix
 from storage.queue import JobQueue
 from storage.repos import ModelRepo
 
@@ -41,9 +42,9 @@ class SweepReport:
 class Retention:
     """Applies the rules of the README's privacy section; the bot runs `sweep` every half minute."""
 
-    def __init__(self, db: Database, files: FileStore, jobs: JobQueue, models: ModelRepo) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, jobs: JobQueue, models: ModelRepo) -> None:
         self._db = db
-        self._files = files
+        self._blobs = blobs
         self._jobs = jobs
         self._models = models
 
@@ -58,22 +59,24 @@ class Retention:
         return report
 
     async def _sweep_model_files(self, report: SweepReport) -> None:
-        # The folders first, then the rows: a model created in between has its row by the time it is looked up.
-        on_disk = self._files.ids_on_disk("models")
+        # The blobs first, then the rows: a model created in between has its row by the time it is looked up.
+        keys = await self._blobs.list("models")
+        on_disk = ids_under(keys, "models")
+        with_photos = {i for i in ids_under([k for k in keys if k.split("/")[2:3] == ["photos"]], "models")}
         statuses = {r["id"]: r["status"] for r in await self._db.fetchall("SELECT id, status FROM models")}
         for model_id in on_disk:
             status = statuses.get(model_id)
             if status is None or status == "deleted":
                 # A worker that was still training when the model was deleted writes its files afterwards.
-                self._files.remove_model_files(model_id)
+                await self._blobs.delete_prefix(model_prefix(model_id))
                 report.model_folders.append(model_id)
-            elif status in {"ready", "failed"} and (self._files.model_files(model_id) / "photos").exists():
+            elif status in {"ready", "failed"} and model_id in with_photos:
                 # The photos were needed to train; a finished model keeps only what it draws with.
-                self._files.remove_model_photos(model_id)
+                await self._blobs.delete_prefix(f"{model_prefix(model_id)}/photos")
                 report.photo_copies.append(model_id)
 
     async def _sweep_job_files(self, report: SweepReport, now: float) -> None:
-        on_disk = self._files.ids_on_disk("jobs")
+        on_disk = ids_under(await self._blobs.list("jobs"), "jobs")
         rows = await self._db.fetchall(
             """SELECT j.id, j.kind, j.status, j.finished_at, j.owner_id, m.status AS model_status,
                       j.model_id IS NOT NULL AND m.id IS NULL AS model_gone,
@@ -92,7 +95,7 @@ class Retention:
                 or (finished and job["kind"] == "train")
                 or (finished and (job["finished_at"] or 0) < now - self.retention_s)
             ):
-                self._files.remove_job_files(job_id)
+                await self._blobs.delete_prefix(job_prefix(job_id))
                 report.job_folders.append(job_id)
 
     async def _prune_rows(self, report: SweepReport, now: float) -> None:
@@ -146,8 +149,8 @@ class Retention:
         report.photos = len(photos)
         jobs = await self._db.fetchall("SELECT id FROM jobs WHERE owner_id = ?", (user_id,))
         for row in jobs:
-            self._files.remove_job_files(row["id"])
-        self._files.remove_user_photos(user_id)
+            await self._blobs.delete_prefix(job_prefix(row["id"]))
+        await self._blobs.delete_prefix(user_photos_prefix(user_id))
         recent = time.time() - DAY_S
         async with self._db.transaction() as conn:
             finished = """SELECT id FROM jobs WHERE owner_id = ? AND status IN ('done', 'failed', 'cancelled')

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     max_pending_draws: int = Field(3, ge=1, le=100, description="queued-or-running draw jobs per user")
     retention_days: int = Field(30, ge=1, le=3_650, description="days drawn pictures are kept")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    blob_url: str | None = Field(
+        None, description="where files live: file:///path or s3://bucket[/prefix]; empty = files under DATA_DIR"
+    )
+    engine_cache_dir: Path | None = Field(
+        None, description="an engine's local copies of blobs (photos, LoRAs, class images); empty = DATA_DIR/cache/<host>"
+    )
+    engine_cache_mb: int = Field(20_000, ge=100, le=10_000_000, description="most megabytes the engine's cache holds")
     leader_lease_s: float = Field(
         15.0, ge=1.0, le=600.0,
         description="seconds a bot's lead over DATA_DIR lasts unrenewed; a standby bot takes over after twice that",
@@ -71,7 +78,8 @@ class Settings(BaseSettings):
     def _parse_ids(cls, value: Any) -> frozenset[int]:
         return _id_set(value)
 
-    @field_validator("bot_token", "telegram_api_url", "base_model", "train_steps", "draw_steps", mode="before")
+    @field_validator("bot_token", "telegram_api_url", "base_model", "train_steps", "draw_steps", "blob_url",
+                     "engine_cache_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # `.env.example` leaves optional variables empty; an empty string means "not set".

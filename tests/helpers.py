@@ -203,6 +203,12 @@ async def add_photos(store: Storage, owner_id: int, seeds: list[int] | tuple[int
     return ids
 
 
+async def put_blob(store: Storage, key: str, data: bytes) -> str:
+    """`data` saved through storage's blob store; returns its key, what rows and results hold."""
+    await store.blobs.put(key, data)
+    return key
+
+
 async def make_ready_model(
     store: Storage, owner_id: int, token: str = "sks", class_word: str = "dog", seed: int = 0
 ) -> Model:
@@ -211,9 +217,9 @@ async def make_ready_model(
     photo_ids = await add_photos(store, owner_id, [10_000 + owner_id * 100 + seed * 10 + i for i in range(3)])
     model = await store.models.create(owner_id, name=class_word, class_word=class_word, params={},
                                       photo_ids=photo_ids, token=token)
-    folder = store.files.model_dir(model.id)
-    weights = store.files.write_atomic(folder / "lora.safetensors", b"weights-of-model-%d" % model.id)
-    sample = store.files.write_atomic(folder / "sample-0.png", photo_bytes(77, (64, 64), fmt="PNG"))
+    folder = f"models/{model.id}"
+    weights = await put_blob(store, f"{folder}/lora.safetensors", b"weights-of-model-%d" % model.id)
+    sample = await put_blob(store, f"{folder}/sample-0.png", photo_bytes(77, (64, 64), fmt="PNG"))
     await store.models.mark_ready(model.id, weights_path=weights, kohya_path=weights, sample_paths=[sample])
     await store.photos.clear(owner_id)
     ready = await store.models.get(model.id)
@@ -241,8 +247,7 @@ class StandInWorker:
         assert isinstance(job.payload, DrawPayload)
         n = job.payload.n
         seeds = seeds or job.payload.seeds or [random.randrange(2**32) for _ in range(n)]
-        folder = self.store.files.job_dir(job.id)
-        images = [str(self.store.files.write_atomic(folder / f"{i}.png", photo_bytes(seeds[i] % 1000, (64, 64), "PNG")))
+        images = [await put_blob(self.store, f"jobs/{job.id}/{i}.png", photo_bytes(seeds[i] % 1000, (64, 64), "PNG"))
                   for i in range(n)]
         await self.store.jobs.complete(job.id, self.worker_id, DrawResult(images=images, seeds=seeds, prompt_tokens=8))
         return seeds
@@ -282,11 +287,11 @@ class StandInWorker:
             await self.store.models.set_status(model_id, "failed", error="Training was cancelled.")
             await self.store.jobs.cancelled(job.id, self.worker_id)
             return False
-        folder = self.store.files.model_dir(model_id)
-        weights = self.store.files.write_atomic(folder / "lora.safetensors", b"weights")
-        samples = [self.store.files.write_atomic(folder / f"sample-{i}.png", photo_bytes(500 + i, (64, 64), "PNG"))
+        folder = f"models/{model_id}"
+        weights = await put_blob(self.store, f"{folder}/lora.safetensors", b"weights")
+        samples = [await put_blob(self.store, f"{folder}/sample-{i}.png", photo_bytes(500 + i, (64, 64), "PNG"))
                    for i in range(2)]
-        card = self.store.files.write_atomic(folder / "report_card.png", photo_bytes(900, (192, 96), "PNG"))
+        card = await put_blob(self.store, f"{folder}/report_card.png", photo_bytes(900, (192, 96), "PNG"))
         if not await self.store.models.mark_ready(model_id, weights_path=weights, kohya_path=weights,
                                                   sample_paths=samples):
             # Deleted while it trained: the engine settles the job as cancelled and delivers nothing.

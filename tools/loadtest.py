@@ -186,7 +186,8 @@ async def seed_models(data_dir: Path, lora: Path, users: list[dict]) -> None:
                                            width=320, height=320)
             model = await store.models.create(user["id"], name="dog", class_word="dog", params={},
                                               photo_ids=[photo.id], token="sks")
-            weights = store.files.write_atomic(store.files.model_dir(model.id) / "lora.safetensors", lora.read_bytes())
+            weights = f"models/{model.id}/lora.safetensors"
+            await store.blobs.put(weights, lora.read_bytes())
             await store.models.mark_ready(model.id, weights_path=weights, kohya_path=weights)
             await store.photos.clear(user["id"])
     finally:

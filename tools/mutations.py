@@ -162,7 +162,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "delete keeps checkpoints and drawn pictures", "storage/repos.py",
-        '            self._files.remove_job_files(row["id"])', "            pass",
+        '            await self._blobs.delete_prefix(job_prefix(row["id"]))', "            pass",
         ("tests/storage/test_retention.py::test_deleting_a_model_removes_its_files_and_every_picture_drawn_with_it_at_once",),
     ),
     Mutation(
@@ -189,7 +189,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "forgetme leaves the photo files", "storage/retention.py",
-        "        self._files.remove_user_photos(user_id)\n", "",
+        "        await self._blobs.delete_prefix(user_photos_prefix(user_id))\n", "",
         ("tests/bot/test_privacy.py::test_forgetme_deletes_everything_of_the_user_and_nothing_of_anyone_else",),
     ),
     Mutation(
@@ -421,8 +421,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "a read-only DATA_DIR at start crashes the bot", "bot/app.py",
-        "            return await Storage.open(settings.data_dir)\n        except StorageUnavailable as exc:",
-        "            return await Storage.open(settings.data_dir)\n        except ZeroDivisionError as exc:",
+        "            return await Storage.open(settings.data_dir, database_url=settings.database_url, blob_url=settings.blob_url)\n        except StorageUnavailable as exc:",
+        "            return await Storage.open(settings.data_dir, database_url=settings.database_url, blob_url=settings.blob_url)\n        except ZeroDivisionError as exc:",
         ("tests/bot/test_full_disk.py::test_a_read_only_data_dir_at_start_is_one_clear_line_and_the_bot_comes_up_once_it_is_writable",),
     ),
     Mutation(
@@ -445,6 +445,26 @@ MUTATIONS: tuple[Mutation, ...] = (
         "caught only with KABINA_TEST_DATABASE_URL set (.ci/run sets it when PostgreSQL answers)",
     ),
 
+    Mutation(
+        "concurrent asks of one blob download it once each", "engine/blob_cache.py",
+        "        async with lock:\n", "        if lock:\n",
+        ("tests/engine/test_blob_cache.py::test_a_blob_is_downloaded_once_however_many_ask_at_the_same_time",),
+    ),
+    Mutation(
+        "the blob cache evicts a copy in use", "engine/blob_cache.py",
+        "            if self._in_use.get(key) or len(self._entries) == 1:", "            if len(self._entries) == 1:",
+        ("tests/engine/test_blob_cache.py::test_a_full_cache_evicts_the_least_recently_used_copy_not_in_use",),
+    ),
+    Mutation(
+        "a changed blob is served from the old copy", "engine/blob_cache.py",
+        "(version is None or entry[1] == version)", "True",
+        ("tests/engine/test_blob_cache.py::test_a_changed_blob_is_fetched_again",),
+    ),
+    Mutation(
+        "old installs keep absolute paths in their rows", "storage/__init__.py",
+        "            await convert_old_paths(db, files.root)\n", "            pass\n",
+        ("tests/storage/test_keys.py::test_a_database_written_with_absolute_paths_reads_as_keys_after_reopening",),
+    ),
 )
 
 

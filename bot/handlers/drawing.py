@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.enums import ChatAction
 from aiogram.filters import Command, CommandObject
-from aiogram.types import CallbackQuery, FSInputFile, InputMediaDocument, Message, Update
+from aiogram.types import BufferedInputFile, CallbackQuery, InputMediaDocument, Message, Update
 
 from bot.keyboards import DrawAction
 from bot.services.drawing import (
@@ -19,7 +19,7 @@ from bot.services.drawing import (
     variations_payload,
 )
 from bot.texts import Texts
-from storage import DrawPayload, DrawResult, Job, Storage
+from storage import DrawPayload, DrawResult, Job, NotFound, PathEscape, Storage
 
 
 async def _enqueue(
@@ -116,19 +116,24 @@ async def draw_again(
 async def _send_pngs(query: CallbackQuery, job: Job, t: Texts, store: Storage) -> None:
     """The pictures as files, byte for byte what the engine drew: Telegram recompresses photos to JPEG."""
     assert isinstance(job.result, DrawResult) and isinstance(query.message, Message)
-    files = [(store.files.inside(path), seed) for path, seed in zip(job.result.images, job.result.seeds, strict=False)]
-    if not files or not all(path.is_file() for path, _ in files):
+    try:
+        files = [(await store.blobs.get(key), seed)
+                 for key, seed in zip(job.result.images, job.result.seeds, strict=False)]
+    except (NotFound, PathEscape):
+        files = []
+    if not files:
         await query.answer(t.plain("button_expired"), show_alert=True)  # kept RETENTION_DAYS, then gone
         return
     await query.answer()
     names = [f"kabina-{job.id}-{seed}.png" for _, seed in files]
     if len(files) == 1:
-        (path, seed), name = files[0], names[0]
-        await query.message.answer_document(FSInputFile(path, filename=name), caption=t("draw_png_caption", seed=seed))
+        (data, seed), name = files[0], names[0]
+        await query.message.answer_document(BufferedInputFile(data, filename=name),
+                                            caption=t("draw_png_caption", seed=seed))
         return
     await query.message.answer_media_group([
-        InputMediaDocument(media=FSInputFile(path, filename=name), caption=t("draw_png_caption", seed=seed))
-        for (path, seed), name in zip(files, names, strict=True)
+        InputMediaDocument(media=BufferedInputFile(data, filename=name), caption=t("draw_png_caption", seed=seed))
+        for (data, seed), name in zip(files, names, strict=True)
     ])
 
 

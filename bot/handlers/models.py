@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import contextlib
 from datetime import UTC, datetime
-from pathlib import Path
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramAPIError
 from aiogram.filters import Command
-from aiogram.types import CallbackQuery, FSInputFile, Message
+from aiogram.types import BufferedInputFile, CallbackQuery, Message
 
 from bot.formatting import Markup, join
 from bot.handlers.start import LINK_PREFIX
@@ -30,7 +29,7 @@ from bot.keyboards import (
     stop_shares_keyboard,
 )
 from bot.texts import Texts
-from storage import Chat, Model, Storage
+from storage import Chat, Model, NotFound, PathEscape, Storage
 
 MODELS_PER_PAGE = 5
 GROUPS_LISTED = 20  # a card names at most this many groups (each has its own button too), then "+N"
@@ -142,13 +141,17 @@ async def model_action(
         await message.answer(t("model_links_revoked_detail", links=revoked or links, people=people, name=model.name,
                                groups=remaining))
     elif action == "export":
-        path = model.kohya_path or model.weights_path
-        if not path or not Path(path).is_file():
+        key = model.kohya_path or model.weights_path
+        try:
+            data = await store.blobs.get(key) if key else None
+        except (NotFound, PathEscape):
+            data = None
+        if data is None:
             await query.answer(t("model_no_file"), show_alert=True)
             return
         await query.answer()
         name = f"kabina-{model.class_word.replace(' ', '-')}-{model.token}-{model.id}.safetensors"
-        await message.answer_document(FSInputFile(store.files.inside(path), filename=name),
+        await message.answer_document(BufferedInputFile(data, filename=name),
                                       caption=t("model_export_caption", token=model.token or ""))
     elif action == "delete":
         await query.answer()

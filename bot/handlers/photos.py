@@ -21,7 +21,7 @@ from bot.services.photos import (
     PhotoIntake,
 )
 from bot.texts import Texts
-from storage import AlbumPart, Settings, Storage
+from storage import AlbumPart, NotFound, Settings, Storage
 
 # Downloads at once (each up to 20 MB in memory); the others wait their turn.
 DOWNLOADS_AT_ONCE = 4
@@ -104,13 +104,20 @@ def album_reporter(store: Storage, settings: Settings) -> AlbumDone:
     return report
 
 
+async def _saved_bytes(store: Storage, key: str) -> bytes:
+    try:
+        return await store.blobs.get(key)
+    except NotFound:
+        return b""  # gone meanwhile (a /clear in another chat action): an empty frame
+
+
 async def show_photos(message: Message, t: Texts, store: Storage, settings: Settings) -> None:
     photos = await store.photos.list(message.chat.id)
     if not photos:
         await message.answer(t("photos_none", min=settings.min_photos))
         return
     # Twenty 40 MP photos take seconds to shrink: on the image threads, never on the event loop.
-    sheet = await off_loop(contact_sheet, [p.path for p in photos])
+    sheet = await off_loop(contact_sheet, [await _saved_bytes(store, p.path) for p in photos])
     caption = t("photos_sheet", count=len(photos), min=settings.min_photos, max=settings.max_photos)
     await message.answer_photo(BufferedInputFile(sheet, filename="photos.jpg"), caption=caption)
 

@@ -62,16 +62,17 @@ def looks_like_image(file_name: str | None, mime_type: str | None) -> bool:
     return bool(file_name) and Path(file_name or "").suffix.lower() in IMAGE_SUFFIXES
 
 
-def contact_sheet(paths: list[str], thumb: int = 160, columns: int = 5) -> bytes:
-    """A JPEG grid of small square thumbnails, numbered, so a user sees the whole set at a glance."""
-    rows = max(1, (len(paths) + columns - 1) // columns)
-    cols = min(columns, max(1, len(paths)))
+def contact_sheet(photos: list[bytes], thumb: int = 160, columns: int = 5) -> bytes:
+    """A JPEG grid of small square thumbnails, numbered, so a user sees the whole set at a glance (an empty or
+    unreadable photo gets an empty frame)."""
+    rows = max(1, (len(photos) + columns - 1) // columns)
+    cols = min(columns, max(1, len(photos)))
     sheet = Image.new("RGB", (cols * thumb, rows * thumb), "white")
     draw = ImageDraw.Draw(sheet)
-    for index, path in enumerate(paths):
+    for index, data in enumerate(photos):
         x, y = (index % columns) * thumb, (index // columns) * thumb
         try:
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 # A JPEG decodes straight at 1/2…1/8 size: a 40 MP photo becomes a thumbnail in milliseconds.
                 image.draft("RGB", (thumb * 2, thumb * 2))
                 image = ImageOps.exif_transpose(image) or image

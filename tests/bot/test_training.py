@@ -81,7 +81,8 @@ async def test_a_cancel_that_comes_after_the_model_is_ready_keeps_the_model(
     ann.say("/train dog")
     job = await worker.claim("train")
     # The engine has saved the LoRA and marked the model ready when the user's /cancel arrives.
-    weights = store.files.write_atomic(store.files.model_dir(job.model_id) / "lora.safetensors", b"w")
+    weights = f"models/{job.model_id}/lora.safetensors"
+    await store.blobs.put(weights, b"w")
     await store.models.set_token(job.model_id, "sks")
     await store.models.mark_ready(job.model_id, weights_path=weights)
     ann.say("/cancel")

@@ -109,12 +109,14 @@ async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_tok
     assert [j.result.token for j in done] == ["sks", "ohwx"]
     model = await store.models.get(first.id)
     assert model.status == "ready" and model.token == "sks"
-    assert model.weights_path.endswith("lora.safetensors") and len(model.sample_paths) == 4
+    assert model.weights_path == f"models/{first.id}/lora.safetensors" and len(model.sample_paths) == 4
+    # On the default install the blobs are DATA_DIR's own files: the engine wrote each once and copied nothing.
+    assert (store.files.root / model.weights_path).is_file() and not (store.files.root / "cache").exists()
     assert done[0].result.steps == 6
     # the report card: the bare class prompt before and after, with the drift figure the bot shows
     from PIL import Image
 
-    with Image.open(done[0].result.report_card_path) as card:
+    with Image.open(store.files.root / done[0].result.report_card_path) as card:
         assert card.width > card.height > 0
     # the drift the bot shows is the card's own figure, and the warning follows it by the one rule
     from engine.report_card import drift_warning

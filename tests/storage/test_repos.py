@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from storage import DuplicatePhoto, ModelStatus, Storage, TokenTaken
+from tests.helpers import put_blob
 
 
 async def _ready_model(store: Storage, owner: int, token: str, class_word: str = "dog") -> int:
@@ -12,14 +14,15 @@ async def _ready_model(store: Storage, owner: int, token: str, class_word: str =
                                    width=512, height=512)
     model = await store.models.create(owner, name=class_word, class_word=class_word, params={}, photo_ids=[photo.id],
                                       token=token)
-    weights = store.files.write_atomic(store.files.model_dir(model.id) / "lora.safetensors", b"w")
+    weights = await put_blob(store, f"models/{model.id}/lora.safetensors", b"w")
     await store.models.mark_ready(model.id, weights_path=weights)
     return model.id
 
 
 async def test_the_same_photo_twice_is_a_duplicate_by_file_or_by_content(store: Storage) -> None:
     photo = await store.photos.add(1, file_unique_id="A", data=b"jpeg bytes", width=600, height=800)
-    assert Path(photo.path).read_bytes() == b"jpeg bytes"
+    assert photo.path == f"photos/u1/{hashlib.sha256(b'jpeg bytes').hexdigest()}.img"  # a key, not a path
+    assert await store.blobs.get(photo.path) == b"jpeg bytes"
     with pytest.raises(DuplicatePhoto) as same_file:
         await store.photos.add(1, file_unique_id="A", data=b"other", width=1, height=1)
     assert same_file.value.reason == "same_file"
@@ -38,8 +41,8 @@ async def test_clearing_photos_does_not_break_a_model_that_uses_them(store: Stor
                                       photo_ids=[p.id for p in photos])
     assert await store.photos.clear(1) == 3
     assert await store.photos.list(1) == []
-    assert not Path(photos[0].path).exists()
-    assert [Path(p).read_bytes() for p in model.photo_paths] == [bytes([i]) * 10 for i in range(3)]
+    assert not await store.blobs.exists(photos[0].path)
+    assert [await store.blobs.get(p) for p in model.photo_paths] == [bytes([i]) * 10 for i in range(3)]
 
 
 async def test_one_owner_never_has_two_live_models_with_one_token(store: Storage) -> None:
@@ -85,7 +88,8 @@ async def test_a_deleted_model_disappears_with_its_files_and_shares(store: Stora
     await store.shares.share(anns, -5, 1)
     await store.users.upsert(1, username="ann")
     await store.users.set_default_model(1, anns)
-    folder = store.files.model_dir(anns)
+    folder = store.files.root / "models" / str(anns)
+    assert folder.is_dir()
     await store.models.delete(anns)
     assert (await store.models.get(anns)).status == ModelStatus.DELETED
     assert await store.models.list_for_owner(1) == []

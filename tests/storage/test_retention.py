@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from storage import DrawPayload, DrawResult, Storage, TrainPayload
-from tests.helpers import files_under, make_ready_model, photo_bytes
+from tests.helpers import files_under, make_ready_model, photo_bytes, put_blob
 
 DAY = 24 * 3600.0
 
@@ -15,8 +15,8 @@ async def _drawing(store: Storage, owner_id: int, model_id: int, prompt: str = "
     job = await store.jobs.enqueue(DrawPayload(model_id=model_id, prompt=prompt), owner_id=owner_id,
                                    chat_id=owner_id, model_id=model_id)
     await store.jobs.claim("w", kinds=["draw"])
-    picture = store.files.write_atomic(store.files.job_dir(job.id) / "0.png", photo_bytes(1, (64, 64), "PNG"))
-    await store.jobs.complete(job.id, "w", DrawResult(images=[str(picture)], seeds=[1]))
+    picture = await put_blob(store, f"jobs/{job.id}/0.png", photo_bytes(1, (64, 64), "PNG"))
+    await store.jobs.complete(job.id, "w", DrawResult(images=[picture], seeds=[1]))
     return job.id
 
 
@@ -50,7 +50,7 @@ async def test_deleting_a_model_removes_its_files_and_every_picture_drawn_with_i
 async def test_a_deleted_model_stays_deleted_whatever_a_worker_still_reports(store: Storage) -> None:
     model = await make_ready_model(store, 1)
     await store.models.delete(model.id)
-    weights = store.files.write_atomic(store.files.model_dir(model.id) / "lora.safetensors", b"late")
+    weights = await put_blob(store, f"models/{model.id}/lora.safetensors", b"late")
     assert await store.models.mark_ready(model.id, weights_path=weights) is False
     assert await store.models.set_status(model.id, "failed", error="cancelled") is False
     assert await store.models.set_status(model.id, "training") is False
@@ -84,7 +84,7 @@ async def test_a_finished_model_keeps_neither_its_training_checkpoints_nor_its_c
     await store.photos.clear(7)
     running = await store.retention.sweep(retention_days=30)
     assert running.job_folders == [] and running.photo_copies == []  # a training in progress needs both
-    weights = store.files.write_atomic(store.files.model_dir(model.id) / "lora.safetensors", b"w")
+    weights = await put_blob(store, f"models/{model.id}/lora.safetensors", b"w")
     await store.models.mark_ready(model.id, weights_path=weights)
     await store.jobs.fail(training, "w", "whatever the end")
     await store.retention.sweep(retention_days=30)

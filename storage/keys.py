@@ -1,0 +1,117 @@
+"""The blob keys of everything Kabina keeps, made from ids and hashes; and the one-time move of old rows from
+absolute paths under DATA_DIR to keys."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from storage.errors import PathEscape
+
+log = logging.getLogger(__name__)
+
+
+def _hex(value: str) -> str:
+    if not value or any(c not in "0123456789abcdef" for c in value):
+        raise PathEscape(f"not a hex digest: {value!r}")
+    return value
+
+
+def photo_key(owner_id: int, sha256: str) -> str:
+    return f"photos/u{int(owner_id)}/{_hex(sha256)}.img"
+
+
+def user_photos_prefix(owner_id: int) -> str:
+    return f"photos/u{int(owner_id)}"
+
+
+def model_prefix(model_id: int) -> str:
+    return f"models/{int(model_id)}"
+
+
+def job_prefix(job_id: int) -> str:
+    return f"jobs/{int(job_id)}"
+
+
+def checkpoint_prefix(job_id: int) -> str:
+    return f"{job_prefix(job_id)}/checkpoints"
+
+
+def class_images_prefix(base_model_key: str, class_prompt: str, resolution: int) -> str:
+    # One folder per (base model, prompt, resolution): users training the same class share it.
+    h = hashlib.sha256()
+    for part in (base_model_key, class_prompt, int(resolution)):
+        h.update(str(part).encode())
+        h.update(b"\0")  # keeps ("ab", "c") apart from ("a", "bc")
+    return f"class_images/{h.hexdigest()[:32]}"
+
+
+def ids_under(keys: list[str], kind: str) -> list[int]:
+    """The ids of `models/<id>/…` or `jobs/<id>/…` among `keys`."""
+    ids = set()
+    for key in keys:
+        parts = key.split("/")
+        if len(parts) > 2 and parts[0] == kind and parts[1].isdigit():
+            ids.add(int(parts[1]))
+    return sorted(ids)
+
+
+# --- installs from before keys: rows held absolute paths under DATA_DIR -----------------------------------------
+
+def key_from_old_path(value: Any, root: Path) -> Any:
+    """The key for an absolute path under `root`; anything else (already a key, None) unchanged."""
+    if not isinstance(value, str) or not value.startswith("/"):
+        return value
+    path = Path(value)
+    if path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return value  # not ours to rewrite; reading it fails as a bad key, which is logged, never served
+
+
+def _keys_in(value: Any, root: Path) -> Any:
+    if isinstance(value, list):
+        return [_keys_in(v, root) for v in value]
+    if isinstance(value, dict):
+        return {k: _keys_in(v, root) for k, v in value.items()}
+    return key_from_old_path(value, root)
+
+
+# Result fields that held paths (TrainResult, DrawResult, ClassImagesResult).
+_RESULT_PATHS = ("weights_path", "kohya_path", "sample_paths", "report_card_path", "images", "folder")
+
+
+async def convert_old_paths(db, root: Path) -> int:
+    """Rewrite the rows an install from before keys wrote with absolute paths; returns how many changed. Rows
+    already holding keys are not touched, so running it at every start costs one indexed look per table."""
+    root = Path(root).resolve()
+    changed = 0
+    rows = await db.fetchall("SELECT id, path FROM photos WHERE path LIKE '/%'")
+    for r in rows:
+        await db.execute("UPDATE photos SET path = ? WHERE id = ?", (key_from_old_path(r["path"], root), r["id"]))
+    changed += len(rows)
+    rows = await db.fetchall(
+        """SELECT id, weights_path, kohya_path, sample_paths, photo_paths FROM models
+           WHERE weights_path LIKE '/%' OR kohya_path LIKE '/%' OR sample_paths LIKE '%"/%'
+           OR photo_paths LIKE '%"/%'""")
+    for r in rows:
+        await db.execute(
+            "UPDATE models SET weights_path = ?, kohya_path = ?, sample_paths = ?, photo_paths = ? WHERE id = ?",
+            (key_from_old_path(r["weights_path"], root), key_from_old_path(r["kohya_path"], root),
+             json.dumps(_keys_in(json.loads(r["sample_paths"] or "[]"), root)),
+             json.dumps(_keys_in(json.loads(r["photo_paths"] or "[]"), root)), r["id"]),
+        )
+    changed += len(rows)
+    rows = await db.fetchall("""SELECT id, result FROM jobs WHERE result LIKE '%"/%'""")
+    for r in rows:
+        result = json.loads(r["result"])
+        for name in _RESULT_PATHS:
+            if name in result:
+                result[name] = _keys_in(result[name], root)
+        await db.execute("UPDATE jobs SET result = ? WHERE id = ?", (json.dumps(result), r["id"]))
+    changed += len(rows)
+    if changed:
+        log.info("converted %d rows from file paths to blob keys", changed)
+    return changed
