@@ -166,3 +166,14 @@ async def test_a_listing_longer_than_one_s3_page_is_whole(s3_blobs: S3Blobs) -> 
     assert await s3_blobs.list("class/sd15") == names
     assert await s3_blobs.delete_prefix("class") == 1003
     assert await s3_blobs.list("class") == []
+
+
+@needs_s3
+async def test_two_prefixes_of_one_bucket_are_separate_stores() -> None:
+    prod, staging = S3Blobs(url_under_own_prefix()), S3Blobs(url_under_own_prefix())
+    await prod.put("photos/u1/a.img", b"prod")
+    await staging.put("photos/u1/b.img", b"staging")
+    assert await prod.list("photos") == ["photos/u1/a.img"]
+    assert not await staging.exists("photos/u1/a.img")
+    assert await staging.delete_prefix("photos") == 1
+    assert await prod.get("photos/u1/a.img") == b"prod"
