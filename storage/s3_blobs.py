@@ -20,7 +20,7 @@ from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import S3Store
 
 from storage.blobs import check_key
-from storage.errors import NotFound, StorageUnavailable
+from storage.errors import NotFound, PathEscape, StorageUnavailable
 from storage.files import write_atomic_with
 
 # Bytes beyond this go up as a multipart upload in parts of this size (S3's minimum part is 5 MiB).
@@ -42,8 +42,8 @@ class S3Blobs:
             raise ValueError(f"BLOB_URL {url!r}: use s3://bucket[/prefix]?endpoint=…&region=…{hint}")
         self.bucket = parts.netloc
         self.prefix = parts.path.strip("/")
-        if self.prefix:
-            check_key(self.prefix)
+        if self.prefix and not _is_key(self.prefix):
+            raise ValueError(f"BLOB_URL {url!r}: the prefix {self.prefix!r} may hold only letters, digits, . _ - and /")
         self.url = url
         endpoint = query.get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT")
         config: dict[str, str] = {}
@@ -152,6 +152,14 @@ class S3Blobs:
         reason = ("the access key pair was refused (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)" if refused
                   else "the S3 store did not answer")
         return f"blob {key} in s3://{self.bucket}: {reason}: {first}"
+
+
+def _is_key(text: str) -> bool:
+    try:
+        check_key(text)
+    except PathEscape:
+        return False
+    return True
 
 
 def _lines(text: str) -> Iterator[str]:

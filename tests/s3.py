@@ -6,8 +6,6 @@ import os
 import secrets
 from urllib.parse import urlsplit, urlunsplit
 
-from storage.s3_blobs import S3Blobs
-
 TEST_BLOB_URL = os.environ.get("KABINA_TEST_BLOB_URL", "")
 
 
@@ -16,7 +14,3 @@ def url_under_own_prefix(url: str = TEST_BLOB_URL) -> str:
     parts = urlsplit(url)
     path = "/".join(p for p in (parts.path.strip("/"), f"test-{secrets.token_hex(6)}") if p)
     return urlunsplit((parts.scheme, parts.netloc, "/" + path, parts.query, ""))
-
-
-async def fresh_s3_blobs() -> S3Blobs:
-    return S3Blobs(url_under_own_prefix())

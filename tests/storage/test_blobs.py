@@ -115,8 +115,9 @@ def test_an_s3_url_names_bucket_prefix_and_endpoint_but_never_credentials(tmp_pa
     assert store.local_path("photos/u1/a.img") is None
     with pytest.raises(ValueError, match="AWS_"):
         open_blobs("s3://pics?endpoint=http://h&secret_access_key=x", tmp_path)
-    with pytest.raises(ValueError, match="BLOB_URL"):
-        open_blobs("s3:///no-bucket", tmp_path)
+    for wrong in ("s3:///no-bucket", "s3://pics/../etc"):
+        with pytest.raises(ValueError, match="BLOB_URL"):
+            open_blobs(wrong, tmp_path)
 
 
 @needs_s3
