@@ -137,4 +137,8 @@ def open_blobs(url: str | None, data_dir: str | Path) -> BlobStore:
         return FileBlobs(data_dir)
     if url.startswith("file://"):
         return FileBlobs(Path(url.removeprefix("file://")))
+    if url.startswith("s3://"):
+        from storage.s3_blobs import S3Blobs  # S3 code imports this module's key check
+
+        return S3Blobs(url)
     raise ValueError(f"BLOB_URL {url!r}: use file:///path or s3://bucket[/prefix]")
