@@ -64,7 +64,8 @@ def test_every_engine_has_one_gpu_and_its_own_cache_and_no_bot_has_a_gpu(compose
     cache = _env(replica)["ENGINE_CACHE_DIR"]
     mounts = [v for v in replica["volumes"] if v.split(":")[1] == cache]
     assert len(mounts) == 1 and mounts[0].split(":")[0] in compose["volumes"]
-    assert mounts[0] not in services["engine"]["volumes"] and "kabina-data:/data" not in replica["volumes"]
+    elsewhere = {v.split(":")[0] for name, s in services.items() if name != "engine-2" for v in s.get("volumes", [])}
+    assert mounts[0].split(":")[0] not in elsewhere and "kabina-data:/data" not in replica["volumes"]
 
 
 def test_every_named_volume_is_declared(compose: dict) -> None:
