@@ -111,3 +111,13 @@ def test_env_example_names_the_scale_out_variables() -> None:
         assert re.search(rf"^#? ?{name}=", env, flags=re.MULTILINE), name
     assert "postgresql://kabina:" in env and "@postgres:5432/kabina" in env
     assert "s3://kabina?endpoint=http://seaweedfs:8333" in env
+
+
+def test_the_readme_says_how_to_run_on_several_machines() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Running on several machines", 1)[1].split("\n## ", 1)[0]
+    for needed in ("DATABASE_URL=postgresql://", "BLOB_URL=s3://", "AWS_ACCESS_KEY_ID", "ENGINE_CACHE_DIR",
+                   "PostgreSQL 15", "CPU only", "one NVIDIA GPU", "docker compose --profile scale up -d",
+                   "python -m storage migrate --to DATABASE_URL --blobs BLOB_URL", "TELEGRAM_API_LOCAL=true",
+                   "TELEGRAM_API_FILES=", "deploy/seaweedfs-s3.example.json"):
+        assert needed in section, needed
