@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,13 @@ def test_local_mode_settings_are_checked_at_start(tmp_path: Path) -> None:
     ok = load_settings(telegram_api_url="http://tg:8081", telegram_api_local=True, data_dir=tmp_path,
                        telegram_api_files="/var/lib/telegram-bot-api:/srv/tg")
     assert [str(p) for p in ok.local_api_files()] == ["/var/lib/telegram-bot-api", "/srv/tg"]
+
+
+def test_the_bot_refuses_to_start_on_a_half_configured_local_server_in_one_line(tmp_path: Path) -> None:
+    env = {**os.environ, "BOT_TOKEN": "123:secret-token-value", "TELEGRAM_API_URL": "http://127.0.0.1:9",
+           "TELEGRAM_API_LOCAL": "true", "DATA_DIR": str(tmp_path / "data")}
+    done = subprocess.run([sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 2
+    assert "TELEGRAM_API_FILES=SERVER_DIR:BOT_DIR" in done.stderr
+    assert "Traceback" not in done.stderr and "secret-token-value" not in done.stderr
