@@ -31,8 +31,11 @@ class MountedFiles(FilesPathWrapper):
 
     def to_local(self, path: Path | str) -> Path:
         server_path = PurePosixPath(path)
-        if not server_path.is_absolute() or ".." in server_path.parts:
-            raise LocalFileRefused("the local Bot API server gave a relative or '..' file path")
+        if not server_path.is_absolute():
+            raise LocalFileRefused("the Bot API server gave a relative file path: is it started with --local, "
+                                   "as TELEGRAM_API_LOCAL=true says?")
+        if ".." in server_path.parts:
+            raise LocalFileRefused("the local Bot API server gave a file path with '..'")
         try:
             relative = server_path.relative_to(self.server_dir)
         except ValueError:
