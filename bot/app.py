@@ -10,7 +10,6 @@ import re
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
-from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramUnauthorizedError
 from aiogram.types import (
@@ -28,6 +27,7 @@ from bot.handlers import all_routers, photos
 from bot.handlers.errors import on_error
 from bot.keyboards import DrawAction
 from bot.leadership import Leadership
+from bot.local_files import api_server
 from bot.middlewares import PerUserRateLimit, RetryAfter, UserContext
 from bot.polling import Poller, backoff, describe_problem
 from bot.services.drawing import DrawService
@@ -43,11 +43,13 @@ PRIVATE_COMMANDS = ("start", "photos", "clear", "train", "draw", "models", "canc
 GROUP_COMMANDS = ("draw", "share", "unshare", "help")
 
 
-def create_bot(token: str, api_url: str | None = None, tuning: BotTuning | None = None) -> Bot:
+def create_bot(settings: Settings, tuning: BotTuning | None = None) -> Bot:
+    """The Bot for BOT_TOKEN, talking to Telegram's cloud or to the Bot API server the settings name."""
     tuning = tuning or BotTuning()
-    session = AiohttpSession(api=TelegramAPIServer.from_base(api_url)) if api_url else AiohttpSession()
+    server = api_server(settings)
+    session = AiohttpSession(api=server) if server else AiohttpSession()
     session.middleware(RetryAfter(tuning.retry_attempts, tuning.max_retry_after_s))
-    return Bot(token=token, session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
+    return Bot(token=settings.require_bot_token(), session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
 def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | None = None) -> Dispatcher:
@@ -194,9 +196,9 @@ async def sweep_forever(store: Storage, retention_days: int, every_s: float) -> 
 
 async def main(settings: Settings, tuning: BotTuning | None = None) -> None:
     tuning = tuning or BotTuning()
-    token = settings.require_bot_token()
+    settings.require_bot_token()  # before waiting on storage: a missing token is the operator's first fix
     store = await open_storage(settings)
-    bot = create_bot(token, settings.telegram_api_url, tuning)
+    bot = create_bot(settings, tuning)
     try:
         await run_bot(bot, create_dispatcher(store, settings, tuning), store, tuning)
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -150,6 +150,35 @@ class Settings(BaseSettings):
         if path.is_file() and path.suffix not in {".safetensors", ".ckpt"}:
             raise ConfigError(f"BASE_MODEL={path} is a file but not a .safetensors checkpoint: {hint}")
         return path
+
+    # The local Bot API server (telegram-bot-api --local): no 20 MB cap of its own, files read from its disk.
+    telegram_api_local: bool = Field(False, description="true: TELEGRAM_API_URL is a telegram-bot-api --local server")
+    telegram_api_files: str | None = Field(
+        None, description="SERVER_DIR:BOT_DIR, where the local server's working folder is mounted for the bot"
+    )
+
+    @field_validator("telegram_api_files", mode="before")
+    @classmethod
+    def _empty_files_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_local_api(self) -> Settings:
+        if self.telegram_api_local:
+            if self.telegram_api_url is None:
+                raise ValueError("TELEGRAM_API_LOCAL=true needs TELEGRAM_API_URL, the local Bot API server's URL")
+            self.local_api_files()  # a malformed mapping is a start-up error, not a refused photo later
+        return self
+
+    def local_api_files(self) -> tuple[PurePosixPath, Path]:
+        """(the local server's working folder on its own disk, the same folder as this process sees it)."""
+        hint = "expected TELEGRAM_API_FILES=SERVER_DIR:BOT_DIR, e.g. /var/lib/telegram-bot-api:/srv/telegram-bot-api"
+        server, sep, local = (self.telegram_api_files or "").strip().partition(":")
+        if not sep or not server.startswith("/") or not local.startswith("/"):
+            raise ValueError(f"TELEGRAM_API_FILES: {hint}, both absolute")
+        if ".." in PurePosixPath(server).parts or ".." in Path(local).parts:
+            raise ValueError(f"TELEGRAM_API_FILES: {hint}, without '..'")
+        return PurePosixPath(server), Path(local)
 
 
 def load_settings(**overrides: Any) -> Settings:

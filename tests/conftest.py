@@ -27,7 +27,8 @@ os.environ["OMP_NUM_THREADS"] = "1"
 _ROOT = str(Path(__file__).resolve().parents[1])
 os.environ["PYTHONPATH"] = os.pathsep.join([_ROOT, *filter(None, [os.environ.get("PYTHONPATH")])])
 # The developer's own configuration must not leak into the tests (each test sets what it needs).
-for _name in ("BOT_TOKEN", "TELEGRAM_API_URL", "BASE_MODEL", "DATA_DIR", "TRAIN_STEPS", "ALLOWED_USERS", "DATABASE_URL"):
+for _name in ("BOT_TOKEN", "TELEGRAM_API_URL", "TELEGRAM_API_LOCAL", "TELEGRAM_API_FILES", "BASE_MODEL", "DATA_DIR",
+              "TRAIN_STEPS", "ALLOWED_USERS", "DATABASE_URL", "BLOB_URL", "ENGINE_CACHE_DIR"):
     os.environ.pop(_name, None)
 
 

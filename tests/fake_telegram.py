@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -97,6 +98,8 @@ class StoredFile:
     data: bytes | None
     size: int
     path: str
+    # What getFile answers as file_path when the test forges it (a local server gone wrong, or compromised).
+    forged_path: str | None = None
 
 
 @dataclass
@@ -134,6 +137,8 @@ class FakeTelegram:
         self.edit_flood: tuple[int, float] | None = None
         self.flood_per_chat: tuple[int, float] | None = None
         self.base_url = ""
+        # Local mode (`telegram-bot-api --local`): (the working folder as the server names it, where it really is).
+        self.local: tuple[str, Path] | None = None
         self._runner: web.AppRunner | None = None
         self._date = int(time.time())
 
@@ -156,6 +161,13 @@ class FakeTelegram:
             self._new_update.notify_all()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def serve_locally(self, folder: Path, server_dir: str = "/var/lib/telegram-bot-api") -> str:
+        """Act as a local Bot API server whose working folder `server_dir` is mounted at `folder`: files are
+        written under `folder/<token>/` as the real server keeps them, getFile answers with the absolute path on
+        the server's disk and has no 20 MB limit, and nothing is served over HTTP. Returns TELEGRAM_API_FILES."""
+        self.local = (server_dir, Path(folder))
+        return f"{server_dir}:{folder}"
 
     # --- users, chats and updates pushed by tests ----------------------------------------------------
     @staticmethod
@@ -223,7 +235,19 @@ class FakeTelegram:
             path=f"photos/file_{len(self.files)}.{suffix}",
         )
         self.files[file_id] = stored
+        if self.local is not None:
+            on_disk = self.local[1] / self.token / stored.path
+            on_disk.parent.mkdir(parents=True, exist_ok=True)
+            with open(on_disk, "wb") as handle:
+                handle.write(data or b"")
+                if data is None:
+                    handle.truncate(stored.size)  # a file known only by its size: a sparse one of that size
         return stored
+
+    def local_file(self, stored: StoredFile) -> Path:
+        """Where a local server keeps the file, as the bot sees that folder."""
+        assert self.local is not None, "serve_locally() first"
+        return self.local[1] / self.token / stored.path
 
     def photo_sizes(self, stored: StoredFile, width: int = 512, height: int = 512) -> list[dict]:
         # Telegram offers several sizes of one photo; the largest comes last and has its own unique id.
@@ -267,8 +291,9 @@ class FakeTelegram:
         size: int | None = None,
         chat: dict | None = None,
         media_group_id: str | None = None,
+        stored: StoredFile | None = None,
     ) -> dict:
-        stored = self.register_file(data, size=size, suffix=file_name.rsplit(".", 1)[-1])
+        stored = stored or self.register_file(data, size=size, suffix=file_name.rsplit(".", 1)[-1])
         document = {
             "file_id": stored.file_id,
             "file_unique_id": stored.file_unique_id,
@@ -608,6 +633,9 @@ class FakeTelegram:
         if request.match_info["token"] != self.token:
             return web.Response(status=401)
         path = request.match_info["path"]
+        if self.local is not None:
+            self.calls.append(Call(method="download", params={"path": path}, error="404 local mode"))
+            return web.Response(status=404)  # a local server's files are read from its disk
         for stored in self.files.values():
             if stored.path == path and stored.data is not None:
                 call = Call(method="download", params={"path": path})
@@ -674,10 +702,13 @@ class FakeTelegram:
         stored = self.files.get(str(call.params.get("file_id")))
         if stored is None:
             raise _BadRequest("invalid file_id")
-        if stored.size > DOWNLOAD_LIMIT:
+        path = stored.path
+        if self.local is not None:
+            path = f"{self.local[0]}/{self.token}/{stored.path}"
+        elif stored.size > DOWNLOAD_LIMIT:
             raise _BadRequest("file is too big")
         return {"file_id": stored.file_id, "file_unique_id": stored.file_unique_id, "file_size": stored.size,
-                "file_path": stored.path}
+                "file_path": stored.forged_path or path}
 
     def _m_sendMessage(self, call: Call) -> dict:
         text = call.params.get("text")

@@ -401,7 +401,7 @@ class RunningBot:
         from bot.app import create_bot, create_dispatcher, run_bot
 
         self._store = await Storage.open(self.settings.data_dir)
-        self._bot = create_bot(self.settings.require_bot_token(), self.settings.telegram_api_url, self.tuning)
+        self._bot = create_bot(self.settings, self.tuning)
         dp = create_dispatcher(self._store, self.settings, self.tuning)
         self._task = asyncio.create_task(run_bot(self._bot, dp, self._store, self.tuning))
 

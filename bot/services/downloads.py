@@ -7,22 +7,16 @@ any size, and a declared `file_size` is only a claim. So the download stops, and
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
+
+from bot.local_files import read_local_file
 
 # The intake's own refusal: over the limit, whether declared, refused by the Bot API server or seen arriving.
 from bot.services.photos import FileTooBig
 
 CHUNK = 64 * 1024
-
-
-async def _local_chunks(path: Path) -> AsyncIterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := await asyncio.to_thread(handle.read, CHUNK):
-            yield chunk
 
 
 async def download_capped(bot: Bot, file_id: str, limit: int, timeout_s: int = 60) -> bytes:
@@ -39,10 +33,9 @@ async def download_capped(bot: Bot, file_id: str, limit: int, timeout_s: int = 6
         raise FileTooBig  # the server keeps the file to itself: in practice, one over its own limit
     api = bot.session.api
     if api.is_local:
-        chunks = _local_chunks(Path(api.wrap_local_file.to_local(file.file_path)))
-    else:
-        chunks = bot.session.stream_content(url=api.file_url(bot.token, file.file_path), timeout=timeout_s,
-                                            chunk_size=CHUNK, raise_for_status=True)
+        return await asyncio.to_thread(read_local_file, api, file.file_path, limit)
+    chunks = bot.session.stream_content(url=api.file_url(bot.token, file.file_path), timeout=timeout_s,
+                                        chunk_size=CHUNK, raise_for_status=True)
     received = bytearray()
     try:
         async for chunk in chunks:

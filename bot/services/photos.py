@@ -72,6 +72,9 @@ class PhotoIntake:
             data = await download()
         except FileTooBig:
             return IntakeResult(Outcome.REFUSED, "refused_too_big", {"limit_mb": DOWNLOAD_LIMIT // (1024 * 1024)})
+        except FileUnavailable as exc:
+            log.error("a photo of user %s was not downloaded: %s", owner_id, exc)
+            return IntakeResult(Outcome.REFUSED, "refused_unavailable")
         try:
             resolution = (await self.store.engines.current()).resolution
             info = await off_loop(inspect_image, data, resolution)
@@ -88,6 +91,10 @@ class PhotoIntake:
 
 class FileTooBig(Exception):
     """The Bot API server refused to hand the file out (over its download limit)."""
+
+
+class FileUnavailable(Exception):
+    """The file cannot be had, and trying again will not help (a local server's path the bot must not read)."""
 
 
 AlbumDone = Callable[[Bot, int, list[AlbumPart]], Awaitable[None]]
