@@ -144,8 +144,7 @@ async def test_invented_class_words_are_limited_and_common_ones_are_not(
     for word in ("xq", "zzyzx"):  # two words of one's own are allowed, once each
         ann.say(f"/train {word}")
         await wait_reply(fake, ann.id, f"Training «{word}»")
-        ann.say("/cancel")
-        await eventually(lambda: _idle(store, ann), what="the training to be cancelled")
+        await _cancel(fake, store, ann)
     before = len(ann.replies())
     ann.say("/train blorp")
     (refusal, *_) = await fake.wait_for(lambda: ann.replies()[before:], what="the answer to /train blorp")
@@ -153,10 +152,18 @@ async def test_invented_class_words_are_limited_and_common_ones_are_not(
     assert await store.jobs.active_for_owner(ann.id) == []
     ann.say("/train zzyzx")  # one's own word again costs nothing new
     await wait_reply(fake, ann.id, "Training «zzyzx»")
-    ann.say("/cancel")
-    await eventually(lambda: _idle(store, ann), what="the training to be cancelled")
+    await _cancel(fake, store, ann)
     ann.say("/train Dogs")  # a common word, as people type it
     await wait_reply(fake, ann.id, "Training «dog»")
+
+
+async def _cancel(fake: FakeTelegram, store: Storage, user: User) -> None:
+    """/cancel, and wait for its answer too: a later reply counted from here must not be that answer."""
+    answered = sum("Cancelled" in text for text in user.replies())
+    user.say("/cancel")
+    await fake.wait_for(lambda: sum("Cancelled" in text for text in user.replies()) > answered,
+                        what="the answer to /cancel")
+    await eventually(lambda: _idle(store, user), what="the training to be cancelled")
 
 
 async def _idle(store: Storage, user: User) -> bool:
