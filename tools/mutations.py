@@ -509,7 +509,7 @@ def run_one(mutation: Mutation, timeout_s: int) -> dict:
         started = time.monotonic()
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-x", f"--timeout={timeout_s}",
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "-x", f"--timeout={timeout_s}",
                  f"--junitxml={report}", *mutation.tests],
                 cwd=tree, capture_output=True, text=True, timeout=timeout_s * (len(mutation.tests) + 2),
             )
