@@ -518,6 +518,9 @@ def run_one(mutation: Mutation, timeout_s: int) -> dict:
             done = subprocess.CompletedProcess(exc.cmd, 1 if report.is_file() else -9, str(exc.stdout or ""), "")
         seconds = round(time.monotonic() - started, 1)
         failures = _failures(report)
+    if done.returncode in (2, 3, 4, 5):  # interrupted, internal error, usage error, no tests: nothing was judged
+        raise SystemExit(f"{mutation.name}: pytest could not run the tests (exit {done.returncode}):\n"
+                         f"{(done.stdout + done.stderr)[-1500:]}")
     by_assertion = [f for f in failures if "Timeout" not in f["message"]]
     return {
         "mutation": mutation.name,
