@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from storage import Storage
+from tests.helpers import ManualClock
 from tests.postgres import SKIP_REASON, configured_url, fresh_schema
 
 WORKER = Path(__file__).with_name("queue_worker.py")
@@ -26,6 +28,19 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
         pytest.skip(SKIP_REASON)
     with fresh_schema(url) as schema_url:
         yield schema_url
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def clocked_store(data_dir: Path, database_url: str | None, clock: ManualClock) -> AsyncIterator[Storage]:
+    """Storage whose queue and leases read the test's clocks: a lease expires when the test moves time on."""
+    opened = await Storage.open(data_dir, database_url=database_url, clock=clock, monotonic=clock.monotonic)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture

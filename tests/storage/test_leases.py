@@ -4,8 +4,6 @@ holder watched the lease lapse for a whole period on its own clock (a wall-clock
 from __future__ import annotations
 
 import subprocess
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -18,15 +16,8 @@ LEASE = 15.0
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def store(data_dir: Path, database_url: str | None, clock: ManualClock) -> AsyncIterator[Storage]:
-    opened = await Storage.open(data_dir, database_url=database_url, clock=clock, monotonic=clock.monotonic)
-    yield opened
-    await opened.close()
+def store(clocked_store: Storage) -> Storage:
+    return clocked_store
 
 
 async def test_one_holder_at_a_time_and_a_release_frees_the_lease_at_once(store: Storage) -> None:

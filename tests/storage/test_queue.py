@@ -8,7 +8,6 @@ import json
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -39,16 +38,8 @@ def draw(prompt: str = "sks dog") -> DrawPayload:
 
 
 @pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
-
-
-@pytest.fixture
-async def store(data_dir: Path, database_url: str | None, clock: ManualClock) -> AsyncIterator[Storage]:
-    """Storage whose queue reads the test's clocks: a lease expires when the test moves time on."""
-    opened = await Storage.open(data_dir, database_url=database_url, clock=clock, monotonic=clock.monotonic)
-    yield opened
-    await opened.close()
+def store(clocked_store: Storage) -> Storage:
+    return clocked_store
 
 
 async def test_draw_jobs_are_claimed_before_trainings_queued_earlier(store: Storage) -> None:
