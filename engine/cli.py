@@ -84,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-"):
         argv = ["worker", *argv]
     if argv[0] == "eval-toy":
-        from engine.toy.evaluation import eval_toy_main
+        # The toy world is developer tooling (tools/toy), present in a checkout, not in an installed engine.
+        try:
+            from tools.toy.evaluation import eval_toy_main
+        except ModuleNotFoundError:
+            print("eval-toy needs a Kabina checkout (tools/toy); run it from the repository", file=sys.stderr)
+            return 2
         from storage.logs import setup_logging
 
         setup_logging("engine")
