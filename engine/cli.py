@@ -102,26 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         return _tiny_model(args)
     if args.command == "random-model":
         return _random_model(args)
-    if args.command == "bench":
-        from engine.bench import run_bench, run_family_bench
-
-        if args.family:
-            figures = run_family_bench(args.family, args.steps)
-        else:
-            figures = run_bench(args.base_model, args.steps)
-        figures["command"] = "python -m engine " + " ".join(argv)
-        print(json.dumps(figures))
-        if args.out is not None:
-            args.out.write_text(json.dumps(figures, indent=2) + "\n")
-        return 0
+    from engine.base_model import BaseModelError
     from storage import ConfigError, load_settings
 
+    # A base model that is missing, unreadable or of a family Kabina does not serve ends every command the same
+    # way: one line naming what was found and what is supported, and exit status 2 (never a traceback).
     try:
+        if args.command == "bench":
+            return _bench(args, argv)
         settings = load_settings()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    try:
         if args.command == "train":
             return _train(args, settings)
         if args.command == "draw":
@@ -132,6 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except BaseModelError as exc:
+        print(f"base model refused: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+
+
+def _bench(args, argv: list[str]) -> int:
+    from engine.bench import run_bench, run_family_bench
+
+    if args.family:
+        figures = run_family_bench(args.family, args.steps)
+    else:
+        figures = run_bench(args.base_model, args.steps)
+    figures["command"] = "python -m engine " + " ".join(argv)
+    print(json.dumps(figures))
+    if args.out is not None:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
 
 
 def _tiny_model(args) -> int:
