@@ -456,6 +456,14 @@ class UpdateLog:
     async def seen(self, update_id: int) -> bool:
         return await self._db.fetchone("SELECT 1 FROM processed_updates WHERE update_id = ?", (update_id,)) is not None
 
+    async def seen_among(self, update_ids: list[int]) -> set[int]:
+        """Which of these updates are finished (one query for a whole getUpdates batch)."""
+        rows = await self._db.fetchall(
+            "SELECT update_id FROM processed_updates WHERE update_id BETWEEN ? AND ?", (min(update_ids),
+                                                                                         max(update_ids)))
+        wanted = set(update_ids)
+        return {int(r["update_id"]) for r in rows} & wanted
+
     async def mark(self, update_id: int) -> None:
         async with self._db.transaction() as conn:
             await conn.execute(
@@ -471,6 +479,16 @@ class UpdateLog:
             "INSERT INTO kept_updates (update_id, raw, kept_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (update_id, json.dumps(raw), time.time()),
         )
+
+    async def keep_many(self, updates: list[tuple[int, dict[str, Any]]]) -> None:
+        """`keep` for many updates in one transaction (a busy user's backlog, parked by the poller)."""
+        now = time.time()
+        async with self._db.transaction() as conn:
+            for update_id, raw in updates:
+                await conn.execute(
+                    "INSERT INTO kept_updates (update_id, raw, kept_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (update_id, json.dumps(raw), now),
+                )
 
     async def kept(self) -> list[tuple[int, dict[str, Any]]]:
         """Updates taken into keeping and not finished, oldest first."""

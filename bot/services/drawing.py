@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from bot.formatting import Markup, code, fit_lines
+from bot.formatting import Markup, code, echo_safe, fit_lines
 from bot.services import Refusal
 from bot.services.models import handles_for
 from storage import DrawPayload, EngineInfo, Job, Model, Storage
@@ -88,7 +88,9 @@ def parse_draw(text: str, default_steps: int | None, info: EngineInfo | None = N
             continue
         name = part[2:].lower()
         if name not in OPTIONS:
-            raise DrawInputError("draw_unknown_option", option=part)
+            if echo_safe(part):
+                raise DrawInputError("draw_unknown_option", option=part)
+            raise DrawInputError("draw_unknown_option_unnamed")
         if index + 1 >= len(parts):
             raise DrawInputError("draw_missing_value", option=part)
         raw = parts[index + 1]
@@ -117,7 +119,10 @@ def _read_option(name: str, raw: str, options: dict[str, Any], info: EngineInfo)
     elif name == "sampler":
         sampler = raw.lower()
         if sampler not in info.samplers:
-            raise DrawInputError("draw_bad_sampler", sampler=raw, choices=", ".join(info.samplers), model=info.title)
+            if echo_safe(raw):
+                raise DrawInputError("draw_bad_sampler", sampler=raw, choices=", ".join(info.samplers),
+                                     model=info.title)
+            raise DrawInputError("draw_bad_sampler_unnamed", choices=", ".join(info.samplers), model=info.title)
         options["sampler"] = sampler
     elif name == "ar":
         if raw not in ASPECT_RATIOS:

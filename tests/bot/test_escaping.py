@@ -108,3 +108,24 @@ def test_texts_escape_every_value_unless_it_is_marked_as_markup() -> None:
     assert escape(escape("<")) == "&lt;" and isinstance(t("draw_started"), Markup)
     text, left_out = fit_lines([code(f"line {i}") for i in range(1000)], 4000, lambda n: Markup(f"+{n}"))
     assert len(text) <= 4000 and left_out > 0 and text.endswith(f"+{left_out}")
+
+
+async def test_a_refusal_never_repeats_a_link_a_mention_or_a_command_the_user_typed(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, boris: User, cleo: User
+) -> None:
+    """Telegram turns URLs, domains, @mentions and /commands in the bot's own words into links: a refusal in a
+    group must not lend the bot's voice to one."""
+    from tests.fake_telegram import BOT_USERNAME
+
+    group = FakeTelegram.group_chat(-100555, "Neighbours")
+    hostile = ["\"--<a href='https://evil.example/x'>Tap</a>\"", "--evil.example", "--@everyone_admin",
+               "--/start", "--#giveaway", "--sampler https://evil.example/y"]
+    for i, typed in enumerate(hostile):  # three people, two each: within the drawing rate limit
+        (ann, boris, cleo)[i % 3].say(f"/draw@{BOT_USERNAME} sks dog {typed} 4", chat=group)
+    await fake.wait_for(lambda: len(fake.texts(group["id"])) == len(hostile), what="one refusal each")
+    said = "\n".join(fake.texts(group["id"]))
+    for link in ("evil", "http", "@everyone", "/start", "#giveaway"):
+        assert link not in said, said
+    assert "I don't know that option" in said
+    cleo.say(f"/draw@{BOT_USERNAME} sks dog --colour 4", chat=group)  # a plain word is still named
+    assert "--colour" in await wait_reply(fake, group["id"], "--colour")
