@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is not None:
             args.out.write_text(json.dumps(figures, indent=2) + "\n")
         return 0
+    from engine.base_model import BaseModelError
     from storage import ConfigError, load_settings
 
     try:
@@ -126,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_worker(settings, args)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except BaseModelError as exc:
+        # No GPU where DEVICE asks for one, a model of an unknown family: one line, and a supervisor sees code 2.
+        print(f"kabina engine: {exc}", file=sys.stderr)
         return 2
 
 
