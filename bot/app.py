@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -71,8 +72,14 @@ def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | No
     dp.include_routers(*all_routers(
         photo_middleware=PerUserRateLimit(tuning.photo_limit, lambda m: bool(m.photo or m.document)),
         draw_middleware=PerUserRateLimit(tuning.draw_limit, _is_draw, drawing.recently_told),
+        sheet_middleware=PerUserRateLimit(tuning.sheet_limit, _is_command("photos")),
     ))
     return dp
+
+
+def _is_command(name: str) -> Callable[[Message | CallbackQuery], bool]:
+    pattern = re.compile(rf"^/{name}(@\w+)?(\s|$)")
+    return lambda event: isinstance(event, Message) and bool(event.text and pattern.match(event.text))
 
 
 def _is_draw(event: Message | CallbackQuery) -> bool:

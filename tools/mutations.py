@@ -228,6 +228,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_photos.py::test_a_picture_format_we_cannot_read_is_refused_as_unsupported_not_damaged",),
     ),
     Mutation(
+        "progressive JPEG scans unbounded", "engine/photos.py",
+        "(scans := jpeg_scan_count(data)) > MAX_JPEG_SCANS", "(scans := 0) > MAX_JPEG_SCANS",
+        ("tests/engine/test_photos.py::test_a_progressive_jpeg_repeating_one_scan_thousands_of_times_is_refused_before_decoding",),
+    ),
+    Mutation(
+        "every format Pillow knows is decoded", "engine/photos.py",
+        "formats=ALLOWED_FORMATS)", "formats=None)",
+        ("tests/engine/test_photos.py::test_picture_formats_outside_the_allow_list_are_never_decoded",),
+    ),
+    Mutation(
         "download trusts the declared size", "bot/services/downloads.py",
         "            if len(received) > limit:\n", "            if False:\n",
         ("tests/bot/test_photos.py::test_a_download_is_capped_by_the_bytes_received_not_the_size_declared",),
