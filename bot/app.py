@@ -24,7 +24,7 @@ from aiogram.types import (
 
 from bot.bans import Banned
 from bot.config import BotTuning
-from bot.delivery import Deliverer
+from bot.delivery import Deliverer, Outbox
 from bot.handlers import admin, all_routers, photos
 from bot.handlers.errors import on_error
 from bot.keyboards import DrawAction
@@ -66,6 +66,7 @@ def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | No
         albums=albums,
         training=TrainingService(store, settings),
         drawing=drawing,
+        outbox=Outbox(store, tuning),
     )
     dp.update.outer_middleware(UserContext(store))
     dp.update.outer_middleware(Banned(store, settings.admin_ids))
