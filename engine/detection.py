@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.base_model import BaseModelError, UnsupportedModel, read_json
 from engine.families import FAMILIES, SUPPORTED, Family
+from engine.model_files import BaseModelError, UnsupportedModel, read_json
 
 # Pipelines people may point BASE_MODEL at that Kabina does not serve, named the way users know them.
 _KNOWN_OTHERS = {
