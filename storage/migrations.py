@@ -95,6 +95,10 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (chat_id, media_group_id, update_id))""",
         "CREATE TABLE kept_updates (update_id INTEGER PRIMARY KEY, raw TEXT NOT NULL, kept_at REAL NOT NULL)",
     ],
+    # 6 (ux): a user's own choices — the language picked with /language and the /settings defaults for /draw
+    [
+        "ALTER TABLE users ADD COLUMN preferences TEXT NOT NULL DEFAULT '{}'",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

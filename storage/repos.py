@@ -223,6 +223,10 @@ class ModelRepo:
         )
         return changed > 0
 
+    async def rename(self, model_id: int, name: str) -> bool:
+        """A new display name (the identifier and class word stay: prompts and shares keep working)."""
+        return await self._update(model_id, name=name)
+
     async def set_job(self, model_id: int, job_id: int) -> None:
         await self._update(model_id, job_id=job_id)
 
