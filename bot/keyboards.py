@@ -72,7 +72,7 @@ def model_keyboard(model: Model, t: Texts, groups: list[Chat] | None = None, lin
         builder.button(text=t("button_export"), callback_data=ModelAction(action="export", model_id=model.id))
         builder.button(text=t("button_rename"), callback_data=ModelAction(action="rename", model_id=model.id))
     builder.button(text=t("button_delete"), callback_data=ModelAction(action="delete", model_id=model.id))
-    sizes = [2, 2]
+    sizes = [2, 2, 1] if model.status == "ready" else [1]
     for chat in groups or []:
         builder.button(text=t.plain("button_stop_group", title=clip(chat.title or "?", BUTTON_TITLE_CHARS)),
                        callback_data=ShareAction(model_id=model.id, chat_id=chat.id))

@@ -120,9 +120,17 @@ class Texts:
     def _format(self, key: str, values: dict[str, object]) -> str:
         bundle = self._own if self._own.has_message(key) else self._fallback
         message = bundle.get_message(key)  # KeyError for a key no language has: a bug the tests catch
-        text, errors = bundle.format_pattern(message.value, {k: _argument(v) for k, v in values.items()})
+        # fluent.runtime refuses a placeable over 2,500 characters (its guard against exploding messages); a long
+        # list of models is legitimate here, so long values go in as markers and are put back afterwards.
+        long_values = {f"\ue000{i}\ue001": str(v) for i, v in enumerate(values.values())
+                       if isinstance(v, str) and len(v) > 200}
+        markers = {v: k for k, v in long_values.items()}
+        arguments = {k: markers.get(v, v) if isinstance(v, str) else _argument(v) for k, v in values.items()}
+        text, errors = bundle.format_pattern(message.value, arguments)
         if errors:
             raise ValueError(f"text {key!r} in {self.language}: {errors}")
+        for marker, value in long_values.items():
+            text = text.replace(marker, value)
         return text
 
     def __call__(self, key: str, **values: object) -> Markup:

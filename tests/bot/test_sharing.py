@@ -27,7 +27,7 @@ async def test_models_lists_each_model_with_its_buttons(
     assert "dog" in card and "ready" in card
     call = next(c for c in fake.calls_of("sendMessage", ann.id) if c.params["text"] == card)
     labels = [b["text"] for row in call.params["reply_markup"]["inline_keyboard"] for b in row]
-    assert labels == ["⭐ Default", "🔗 Share link", "📦 Export LoRA", "🗑 Delete"]
+    assert labels == ["⭐ Default", "🔗 Share link", "📦 Export LoRA", "✏️ Rename", "🗑 Delete"]
 
 
 async def test_export_sends_the_lora_file(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
@@ -162,7 +162,7 @@ async def test_models_shows_where_a_model_is_shared_and_stops_a_group_share_from
     await wait_reply(fake, cleo.id, "shared «dog» with you")
     ann.say("/models")
     card, labels = await _card(fake, ann, "shared in")
-    assert "shared in: Friends, Work" in card["text"] and "1 open link(s) · 1 person(s)" in card["text"]
+    assert "shared in: Friends, Work" in card["text"] and "1 open link · 1 person draws" in card["text"]
     assert labels[4:] == ["🚫 Stop in Friends", "🚫 Stop in Work", "⛔ Revoke links"]
     await _press(fake, ann, "shared in", "Stop in Friends")
     stopped = await wait_reply(fake, ann.id, "no longer shared in «Friends»")
@@ -182,9 +182,9 @@ async def test_unshare_in_the_private_chat_lists_every_group_share_with_a_button
     await store.shares.share(dog.id, GROUP["id"], ann.id)
     await store.shares.share(cat.id, GROUP["id"], ann.id)
     ann.say("/unshare")
-    text, labels = await _card(fake, ann, "shared in 2 group(s)")
+    text, labels = await _card(fake, ann, "shared in 2 groups")
     assert labels == ["🚫 «cat» in Friends", "🚫 «dog» in Friends"]
-    await _press(fake, ann, "shared in 2 group(s)", "«cat» in Friends")
+    await _press(fake, ann, "shared in 2 groups", "«cat» in Friends")
     await wait_reply(fake, ann.id, "«cat» is no longer shared in «Friends»")
     assert [m.id for m in await store.shares.models_in_chat(GROUP["id"])] == [dog.id]
 
@@ -199,8 +199,8 @@ async def test_revoking_links_says_exactly_what_was_revoked_and_what_was_not(
     cleo.say(f"/start m_{codes[0]}")
     await wait_reply(fake, cleo.id, "shared «dog» with you")
     ann.say("/models")
-    await wait_reply(fake, ann.id, "2 open link(s)")
-    await _press(fake, ann, "2 open link(s)", "Revoke")
+    await wait_reply(fake, ann.id, "2 open links")
+    await _press(fake, ann, "2 open links", "Revoke")
     told = await wait_reply(fake, ann.id, "share link(s) revoked")
     assert "«dog»: 2 share link(s) revoked" in told and "the 1 person(s) who had opened one" in told
     assert "stay as they are: Friends" in told

@@ -105,3 +105,27 @@ def test_language_follows_the_telegram_client_unless_the_user_chose() -> None:
     assert pick_language("ru") == "ru" and pick_language("ru-RU") == "ru"
     assert pick_language("de") == "en" and pick_language(None) == "en"
     assert pick_language("ru", chosen="en") == "en" and pick_language("de", chosen="ru") == "ru"
+
+
+def test_the_locales_command_moves_waiting_json_texts_into_fluent(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    import tools.locales as command
+
+    for language in ("en", "ru"):
+        shutil.copy(LOCALES_DIR / f"{language}.ftl", tmp_path / f"{language}.ftl")
+        (tmp_path / f"{language}.json").write_text(json.dumps({"brand_new": f"{language}: {{n}} new"}))
+    monkeypatch.setattr(command, "LOCALES_DIR", tmp_path)
+    assert command.main(["--check"]) == 1
+    assert command.main([]) == 0
+    assert command.main(["--check"]) == 0
+    assert "brand_new = ru: { $n } new" in (tmp_path / "ru.ftl").read_text(encoding="utf-8")
+    assert json.loads((tmp_path / "en.json").read_text()) == {}
+    # the rest of the file survives the move unchanged in meaning
+    assert "photos_saved" in (tmp_path / "en.ftl").read_text(encoding="utf-8")
+
+
+def test_a_long_value_such_as_a_list_of_many_models_fits_in_a_text() -> None:
+    choices = Markup("\n".join(f"• <code>sks_{i} dog</code>" for i in range(200)))
+    text = Texts("ru")("draw_no_identifier", choices=choices)
+    assert text.endswith("<code>sks_199 dog</code>") and len(text) > 3000
