@@ -191,7 +191,7 @@ class Drawer:
         return count_tokens(self.pipe, prompt)
 
     def _has_adapters(self) -> bool:
-        from engine.training import has_lora
+        from engine.base_model import has_lora
 
         return has_lora(self.pipe)
 

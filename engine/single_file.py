@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from engine.base_model import CONFIGS_DIR, BaseModelError
 from engine.detection import Detection, TensorIndex, read_safetensors_index
 from engine.families import Family
+from engine.model_files import CONFIGS_DIR, BaseModelError
 
 CLIP_TOKENIZER_DIR = CONFIGS_DIR / "clip_tokenizer"
 CLIP_VOCAB_SIZE = 49408

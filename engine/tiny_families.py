@@ -19,7 +19,7 @@ from engine.single_file import (
     unet_norm_groups,
     vae_norm_groups,
 )
-from engine.tiny_model import NOTICE, TINY_RESOLUTION
+from engine.tiny_common import NOTICE, TINY_RESOLUTION
 from engine.tokens import COMMON_PROMPT_WORDS, IDENTIFIER_POOL
 
 FAMILY_CHOICES = ("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell")

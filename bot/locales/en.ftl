@@ -353,3 +353,38 @@ button_rename = ✏️ Rename
 rename_ask = ✏️ Send me the new name for «{ $name }» (one line, up to { $max } characters).
 rename_done = ✅ «{ $old }» is now «{ $name }».
 rename_bad = ⛔ A name is one line of 1 to { $max } characters. Send another name.
+refused_too_complex = ⛔ That picture is built in a way I don't decode (a JPEG of too many layers). Send it as an ordinary photo.
+admin_only = This command is for the bot's operators only.
+admin_usage = Say whom: <code>/{ $command } 12345</code> (a Telegram id) or <code>/{ $command } @username</code>.
+admin_unknown_user = I know no user { $who }. Use their numeric Telegram id.
+admin_ban_admin = Admins cannot be banned; remove them from ADMIN_IDS first.
+admin_banned =
+    User { $user } is banned: they are told once, then ignored. Cancelled { $jobs } of their { $jobs ->
+        [one] jobs
+       *[other] jobs
+    }.
+admin_already_banned = User { $user } was already banned. Cancelled { $jobs } of their jobs.
+admin_unbanned = User { $user } may use the bot again.
+admin_not_banned = User { $user } is not banned.
+admin_limit_reset =
+    User { $user } may start { $cap } more { $cap ->
+        [one] training
+       *[other] trainings
+    } today: their earlier ones no longer count.
+banned = Sorry, this bot no longer serves you.
+stats =
+    <b>Kabina now</b>
+    Users: { $users } (banned: { $banned })
+    <b>Queue</b> (kind: waiting · running · oldest wait)
+    { $queues }
+    Today (UTC): { $trainings } trainings, { $draws } drawings
+    Failures in the last 24 h: { $failures }
+    Results not yet delivered: { $backlog }
+    <b>Engines alive</b>
+    { $engines }
+    Disk: database { $database }; free { $free } of { $total }
+stats_queue_line = { $kind }: { $queued } · { $running } · { $wait }
+stats_engine_line = { $worker }: { $title } ({ $family }), seen { $seen } ago, { $busy }
+stats_idle = idle
+stats_none = none
+stats_no_engine = none — nothing will be drawn or trained until an engine starts
