@@ -358,11 +358,7 @@ admin_only = This command is for the bot's operators only.
 admin_usage = Say whom: <code>/{ $command } 12345</code> (a Telegram id) or <code>/{ $command } @username</code>.
 admin_unknown_user = I know no user { $who }. Use their numeric Telegram id.
 admin_ban_admin = Admins cannot be banned; remove them from ADMIN_IDS first.
-admin_banned =
-    User { $user } is banned: they are told once, then ignored. Cancelled { $jobs } of their { $jobs ->
-        [one] jobs
-       *[other] jobs
-    }.
+admin_banned = User { $user } is banned: they are told once, then ignored. Cancelled { $jobs } of their jobs.
 admin_already_banned = User { $user } was already banned. Cancelled { $jobs } of their jobs.
 admin_unbanned = User { $user } may use the bot again.
 admin_not_banned = User { $user } is not banned.
