@@ -164,7 +164,13 @@ def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height:
 
     family = family_of(pipe)
     args: dict[str, Any] = {"num_inference_steps": steps, "width": width, "height": height}
-    if family.is_flux:
+    if family.architecture == "flux2":
+        from engine.flux2 import MAX_SEQUENCE_LENGTH
+
+        # Distilled klein ignores guidance; the base variants run CFG against the empty prompt above 1.
+        args["guidance_scale"] = guidance
+        args["max_sequence_length"] = MAX_SEQUENCE_LENGTH
+    elif family.is_flux:
         # dev: guidance is an input of the transformer (FluxPipeline embeds guidance_scale); schnell has none.
         args["guidance_scale"] = guidance
         args["max_sequence_length"] = max_sequence_length(family)
@@ -280,6 +286,10 @@ class Drawer:
 
     def _noise_shape(self, width: int, height: int) -> tuple[int, ...]:
         factor = self.pipe.vae_scale_factor
+        if self.family.architecture == "flux2":
+            from engine.flux2 import noise_shape
+
+            return noise_shape(self.pipe, width, height)
         if self.family.is_flux:
             channels = self.pipe.transformer.config.in_channels // 4
             return (channels, 2 * (height // (factor * 2)), 2 * (width // (factor * 2)))
@@ -310,7 +320,7 @@ class Drawer:
             sin = torch.sin(omega)
             blended.append(torch.sin((1 - strength) * omega) / sin * a + torch.sin(strength * omega) / sin * b)
         latents = torch.stack(blended)
-        if self.family.is_flux:
+        if self.family.architecture == "flux1":  # FLUX.2's pipeline packs the patchified noise itself
             from diffusers import FluxPipeline
 
             latents = FluxPipeline._pack_latents(latents, latents.shape[0], *latents.shape[1:])
