@@ -42,7 +42,8 @@ from storage.logs import report_storage_trouble
 
 log = logging.getLogger(__name__)
 
-PRIVATE_COMMANDS = ("start", "photos", "clear", "train", "draw", "models", "cancel", "help", "forgetme")
+PRIVATE_COMMANDS = ("start", "photos", "clear", "train", "draw", "models", "settings", "language", "cancel", "help",
+                    "forgetme")
 GROUP_COMMANDS = ("draw", "share", "unshare", "help")
 
 
@@ -107,6 +108,9 @@ async def set_commands(bot: Bot) -> None:
                                   scope=BotCommandScopeAllPrivateChats(), language_code=code)
         await bot.set_my_commands([BotCommand(command=c, description=t(f"cmd_{c}")) for c in GROUP_COMMANDS],
                                   scope=BotCommandScopeAllGroupChats(), language_code=code)
+        # What an empty chat with the bot shows, and its profile line, in the reader's language.
+        await bot.set_my_description(t.plain("bot_description"), language_code=code)
+        await bot.set_my_short_description(t.plain("bot_short_description"), language_code=code)
 
 
 class InvalidToken(Exception):
