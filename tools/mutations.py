@@ -96,9 +96,19 @@ MUTATIONS: tuple[Mutation, ...] = (
         "texts stop escaping values", "bot/texts.py",
         "return Markup(template.format(**{name: escape(value) for name, value in values.items()}))",
         "return Markup(template.format(**values))",
-        ("tests/bot/test_escaping.py::test_texts_escape_every_value_unless_it_is_marked_as_markup",
-         "tests/bot/test_escaping.py::test_an_unknown_option_with_markup_is_echoed_as_typed",
-         "tests/bot/test_escaping.py::test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link"),
+        ("tests/bot/test_escaping.py::test_texts_escape_every_value_unless_it_is_marked_as_markup",),
+    ),
+    Mutation(
+        "refusals repeat links the user typed", "bot/formatting.py",
+        "return _ECHO_SAFE.fullmatch(value) is not None", "return True",
+        ("tests/bot/test_escaping.py::test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link",
+         "tests/bot/test_escaping.py::test_a_refusal_never_repeats_a_link_a_mention_or_a_command_the_user_typed"),
+    ),
+    Mutation(
+        "one user's backlog fills the window", "bot/polling.py",
+        "if self._in_lane[lane] >= self.tuning.max_updates_per_lane or lane in parking",
+        "if False and self._in_lane[lane] >= self.tuning.max_updates_per_lane or lane in parking",
+        ("tests/bot/test_flood.py::test_one_users_backlog_never_fills_the_window_everyone_shares",),
     ),
     Mutation(
         "again/variation buttons ignore the chat the drawing was asked in", "bot/handlers/drawing.py",
