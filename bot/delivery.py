@@ -322,7 +322,7 @@ class Deliverer:
         live = await self._live_message(job, t)
         if live is None:
             return
-        position = await self.store.jobs.position(job.id) if job.status == "queued" else None
+        position = await self.store.jobs.queue_position(job.id) if job.status == "queued" else None
         live.pending = progress_text(job, t, position)
         if live.task is None or live.task.done():
             live.task = asyncio.get_running_loop().create_task(self._flush_later(job.id, live))
@@ -390,13 +390,9 @@ class Deliverer:
                 await steps.run("report_card", lambda: self._photo(chat_id, file, caption, None, None))
         elif job.status == "cancelled":
             await steps.run("progress", lambda: self._final_progress(job, t("progress_cancelled")))
-            if job.model_id is not None:
-                model = await self.store.models.get(job.model_id)
-                if model is not None and model.status != "ready":
-                    await self.store.models.delete(job.model_id)
         else:
             await steps.run("progress", lambda: self._final_progress(job, t("progress_failed")))
-            reason = escape(job.error or t("unknown_reason"))
+            reason = t.failure(job.error, job.error_params)
             await steps.run("failed", lambda: self._text(chat_id, t("train_failed", reason=reason), None))
 
     async def _finish_drawing(self, job: Job, steps: _ResultSteps) -> None:
@@ -422,7 +418,7 @@ class Deliverer:
         elif job.status == "cancelled":
             await steps.run("cancelled", lambda: self._text(chat_id, t("draw_cancelled"), reply))
         else:
-            text = t("draw_failed", reason=escape(job.error or t("unknown_reason")))
+            text = t("draw_failed", reason=t.failure(job.error, job.error_params))
             await steps.run("failed", lambda: self._text(chat_id, text, reply))
         # "Drawing…" goes away only now that the result (or the reason there is none) is in the chat.
         status = await self.store.deliveries.get(job.id, "status")

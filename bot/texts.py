@@ -47,6 +47,17 @@ class Texts:
         template = self._own.get(key) or self._fallback[key]
         return template.format(**values) if values else template
 
+    def failure(self, code: str | None, params: dict[str, object] | None = None) -> Markup:
+        """Why a job failed, from its failure code (storage.contract.FailureCode) and parameters; a job failed
+        before codes holds its reason as an English text, shown as it is."""
+        key = f"failure_{code}"
+        if code and (key in self._own or key in self._fallback):
+            try:
+                return self(key, **(params or {}))
+            except (KeyError, IndexError):  # a parameter the engine did not send: the text without it is wrong
+                return self("unknown_reason")
+        return escape(code) if code else self("unknown_reason")
+
     @classmethod
     def for_user(cls, language_code: str | None) -> Texts:
         return cls(pick_language(language_code))

@@ -95,6 +95,11 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (chat_id, media_group_id, update_id))""",
         "CREATE TABLE kept_updates (update_id INTEGER PRIMARY KEY, raw TEXT NOT NULL, kept_at REAL NOT NULL)",
     ],
+    # 6 (lifecycle): a failure is a code (jobs.error, models.error) with its parameters, said by the bot in the
+    # user's language
+    [
+        "ALTER TABLE jobs ADD COLUMN error_params TEXT",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -27,13 +27,12 @@ async def _enqueue(
     update: Update,
 ) -> None:
     """Raises DrawsPending when the user is at MAX_PENDING_DRAWS (nothing is queued then)."""
-    job = await drawing.enqueue(user_id, message.chat.id, payload, update.update_id)
+    reply_to = message.message_id if message.chat.type != "private" else None
+    job = await drawing.enqueue(user_id, message.chat.id, payload, update.update_id, lang=t.language,
+                                reply_to=reply_to)
     await message.bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)  # type: ignore[union-attr]
     position = await drawing.position(job)
     status = await message.reply(t("draw_queued", position=position) if position else t("draw_started"))
-    reply_to = message.message_id if message.chat.type != "private" else None
-    await store.deliveries.save(job.id, "request", chat_id=message.chat.id, state="noted",
-                                data={"lang": t.language, "reply_to": reply_to})
     await store.deliveries.save(job.id, "status", chat_id=message.chat.id, message_id=status.message_id,
                                 state="sent")
 

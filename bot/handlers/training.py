@@ -17,16 +17,12 @@ async def train(
     training: TrainingService,
 ) -> None:
     try:
-        started = await training.start(message.chat.id, message.chat.id, command.args or "", event_update.update_id)
+        started = await training.start(message.chat.id, message.chat.id, command.args or "", event_update.update_id,
+                                       lang=t.language)
     except TrainRefused as refused:
         await message.answer(t(refused.key, **refused.values))
         return
     job_id = started.job.id
-    # Noted before any Telegram call: the follower may see the job's first events while we are still sending,
-    # and must neither start a second progress message nor speak the wrong language.
-    await store.deliveries.save(job_id, "request", chat_id=message.chat.id, state="noted", data={"lang": t.language})
-    await store.deliveries.save(job_id, "progress", chat_id=message.chat.id, state="pending",
-                                data={"lang": t.language})
     await message.answer(t("train_queued", photos=started.photos, name=started.model.class_word))
     text = progress_text(started.job, t, started.position)
     progress = await message.answer(text)
