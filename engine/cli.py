@@ -56,8 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny-model", help="write a tiny random pipeline of a family (its images are noise)")
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--family", default="sd1",
-                      choices=("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell"),
-                      help="sd1 (the default), sd2 (768-v), sd2-base, sdxl, flux (dev) or flux-schnell")
+                      choices=("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell", "flux2-klein"),
+                      help="sd1 (the default), sd2 (768-v), sd2-base, sdxl, flux (dev), flux-schnell or flux2-klein")
 
     sub.add_parser("eval-toy", help="measure DreamBooth in the toy world (JSON): fidelity and class drift",
                    add_help=False)
@@ -84,7 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-"):
         argv = ["worker", *argv]
     if argv[0] == "eval-toy":
-        from engine.toy.evaluation import eval_toy_main
+        # The toy world is developer tooling (tools/toy), present in a checkout, not in an installed engine.
+        try:
+            from tools.toy.evaluation import eval_toy_main
+        except ModuleNotFoundError:
+            print("eval-toy needs a Kabina checkout (tools/toy); run it from the repository", file=sys.stderr)
+            return 2
         from storage.logs import setup_logging
 
         setup_logging("engine")
@@ -97,26 +102,15 @@ def main(argv: list[str] | None = None) -> int:
         return _tiny_model(args)
     if args.command == "random-model":
         return _random_model(args)
-    if args.command == "bench":
-        from engine.bench import run_bench, run_family_bench
-
-        if args.family:
-            figures = run_family_bench(args.family, args.steps)
-        else:
-            figures = run_bench(args.base_model, args.steps)
-        figures["command"] = "python -m engine " + " ".join(argv)
-        print(json.dumps(figures))
-        if args.out is not None:
-            args.out.write_text(json.dumps(figures, indent=2) + "\n")
-        return 0
+    from engine.base_model import BaseModelError
     from storage import ConfigError, load_settings
 
+    # A base model that is missing, unreadable or of a family Kabina does not serve ends every command the same
+    # way: one line naming what was found and what is supported, and exit status 2 (never a traceback).
     try:
+        if args.command == "bench":
+            return _bench(args, argv)
         settings = load_settings()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    try:
         if args.command == "train":
             return _train(args, settings)
         if args.command == "draw":
@@ -127,6 +121,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except BaseModelError as exc:
+        print(f"base model refused: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+
+
+def _bench(args, argv: list[str]) -> int:
+    from engine.bench import run_bench, run_family_bench
+
+    if args.family:
+        figures = run_family_bench(args.family, args.steps)
+    else:
+        figures = run_bench(args.base_model, args.steps)
+    figures["command"] = "python -m engine " + " ".join(argv)
+    print(json.dumps(figures))
+    if args.out is not None:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
 
 
 def _tiny_model(args) -> int:

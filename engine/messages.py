@@ -20,6 +20,8 @@ FAILURES: dict[str, str] = {
     "unknown_kind": "The engine does not know this kind of job ({kind}).",
     "bad_request": "The engine refused the request ({detail}).",
     "no_room": "There is no room to save the result on the server.",
+    "picture_gone": "The picture to draw from is no longer kept.",
+    "picture_unreadable": "The picture to draw from cannot be read.",
     "internal": "Something went wrong in the engine (see its log).",
     "gave_up": "The engine stopped unexpectedly {attempts} times.",
 }

@@ -18,6 +18,7 @@ from typing import Any
 from PIL import Image
 
 from engine import lora_files
+from engine.base_model import remove_lora  # lives with the base model; callers also import it from here
 from engine.class_images import Stopped, ensure_class_images
 from engine.conditioning import PromptEmbeds, encode, tokenize
 from engine.detection import family_of
@@ -222,7 +223,7 @@ def add_lora(pipe, spec: TrainSpec) -> list:
     lr = spec.lr(family)
     model = denoiser(pipe)
     # alpha = rank: scale 1, so the learning rate means the same at any rank.
-    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(family.lora_targets))
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=family.lora_target_modules)
     model.add_adapter(config, adapter_name=ADAPTER)
     model.set_adapter(ADAPTER)
     groups = [{"params": _trainable(model), "lr": lr}]
@@ -249,18 +250,6 @@ def _trainable(module) -> list:
         else:
             param.requires_grad_(False)
     return params
-
-
-def has_lora(pipe) -> bool:
-    from engine.base_model import pipeline_modules
-
-    return any(getattr(m, "peft_config", None) for m in pipeline_modules(pipe))
-
-
-def remove_lora(pipe) -> None:
-    """Take every LoRA out of the pipeline: the base model again, bit for bit."""
-    if has_lora(pipe):
-        pipe.unload_lora_weights()
 
 
 def _wants_checkpointing(spec: TrainSpec, runtime, family: Family) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storage import contract
+from storage.admin import AdminRepo, Stats
 from storage.blobs import BlobStore, open_blobs
 from storage.contract import (
     ClassImagesPayload,
@@ -41,6 +42,7 @@ from storage.files import FileStore
 from storage.keys import convert_old_paths
 from storage.leases import LeaseRepo
 from storage.lifecycle import Lifecycle, Note, TrainingStarted
+from storage.preferences import PreferenceRepo, Preferences
 from storage.queue import PRIORITY, JobQueue
 from storage.records import (
     AlbumPart,
@@ -75,13 +77,13 @@ if TYPE_CHECKING:
     from storage.pg import PgDatabase
 
 __all__ = [
-    "PRIORITY", "AlbumPart", "BlobStore", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError",
+    "PRIORITY", "AdminRepo", "AlbumPart", "BlobStore", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError",
     "Conflict", "ContractError",
     "Delivery", "DeliveryKind", "DeliveryState", "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo",
     "FailureCode", "FileStore", "ForgetReport", "Job", "JobCancelled", "JobEvent", "JobKind", "JobQueue", "JobStatus",
-    "LeaseLost", "Lifecycle", "Model", "ModelStatus", "NotFound", "Note", "PathEscape", "Photo", "Progress",
-    "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError", "StorageUnavailable", "SweepReport",
-    "TokenTaken", "TrainPayload", "TrainResult", "TrainingStarted", "User", "contract",
+    "LeaseLost", "Lifecycle", "Model", "ModelStatus", "NotFound", "Note", "PathEscape", "Photo", "Preferences",
+    "Progress", "Retention", "SchemaTooNew", "Settings", "Stats", "Storage", "StorageError", "StorageUnavailable",
+    "SweepReport", "TokenTaken", "TrainPayload", "TrainResult", "TrainingStarted", "User", "contract",
     "load_settings",
 ]
 
@@ -98,6 +100,7 @@ class Storage:
         self.files = files  # this machine's folders: the database file, temp and work files
         self.blobs = blobs if blobs is not None else open_blobs(None, files.root)  # everything rows name by key
         self.users = UserRepo(db)
+        self.preferences = PreferenceRepo(db)
         self.chats = ChatRepo(db)
         self.photos = PhotoRepo(db, self.blobs)
         self.models = ModelRepo(db, self.blobs)
@@ -112,6 +115,7 @@ class Storage:
         self.lifecycle = Lifecycle(db, self.blobs, self.jobs, self.retention, clock, monotonic)
         self.leases = LeaseRepo(db, clock, monotonic)
         self.albums = AlbumRepo(db)
+        self.admin = AdminRepo(db, files.root, clock)
 
     @classmethod
     async def open(

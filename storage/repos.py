@@ -17,7 +17,7 @@ from storage.contract import EngineInfo
 from storage.db import Database
 from storage.errors import Conflict, DuplicatePhoto, NotFound, StorageUnavailable
 from storage.files import unavailable, write_atomic_with
-from storage.keys import photo_key
+from storage.keys import input_image_key, photo_key
 from storage.records import AlbumPart, Chat, Delivery, Model, Photo, User
 
 
@@ -154,6 +154,13 @@ class PhotoRepo:
             raise
         return Photo.from_row(row)
 
+    async def keep_input(self, owner_id: int, data: bytes) -> str:
+        """Keeps a picture to draw from (not part of the photo set); returns its blob key."""
+        sha = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        key = input_image_key(owner_id, sha)
+        await self._blobs.put(key, data)
+        return key
+
     async def list(self, owner_id: int) -> list[Photo]:
         rows = await self._db.fetchall("SELECT * FROM photos WHERE owner_id = ? ORDER BY id", (owner_id,))
         return [Photo.from_row(r) for r in rows]
@@ -198,6 +205,19 @@ class ModelRepo:
             (owner_id,),
         )
         return {r["token"] for r in rows}
+
+    async def _update(self, model_id: int, **fields: Any) -> bool:
+        """False when nothing changed: a deleted model stays deleted, whatever a worker still running reports."""
+        sets = ", ".join(f"{name} = ?" for name in fields)
+        changed = await self._db.execute(
+            f"UPDATE models SET {sets}, updated_at = ? WHERE id = ? AND status != 'deleted'",
+            (*fields.values(), time.time(), model_id),
+        )
+        return changed > 0
+
+    async def rename(self, model_id: int, name: str) -> bool:
+        """A new display name (the identifier and class word stay: prompts and shares keep working)."""
+        return await self._update(model_id, name=name)
 
     async def class_words_ever(self, owner_id: int) -> set[str]:
         """Every class word the owner has trained or queued, deleted models included (a delete refunds nothing)."""
