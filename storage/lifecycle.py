@@ -189,6 +189,57 @@ class Lifecycle:
         await self._remove_files(models)
         return await self._retention.erase_user(user_id, jobs_stopped=len(rows), models=len(models))
 
+    # --- access ends: what was drawn through it stops and is not delivered ---------------------------------------
+    async def end_share(self, model_id: int, chat_id: int) -> bool:
+        """/unshare, or "Stop in group": the model is no longer shared in the chat, and every unfinished drawing
+        made with it there (queued or running, whoever asked) stops with it. False if it was not shared there."""
+        async with self._db.transaction() as conn:
+            return bool(await self._end_shares(conn, "model_id = ? AND chat_id = ?", (model_id, chat_id)))
+
+    async def revoke_links(self, model_id: int) -> int:
+        """"Revoke links": no link of the model opens it any more, everyone who came through one loses it, and
+        their unfinished drawings with it stop. Returns how many links were still valid."""
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE share_links SET revoked_at = ? WHERE model_id = ? AND revoked_at IS NULL",
+                (self._now(), model_id))
+            revoked = cursor.rowcount
+            await self._end_shares(conn, "model_id = ? AND via_link IS NOT NULL", (model_id,))
+        return revoked
+
+    async def end_chat(self, chat_id: int) -> list[Model]:
+        """The bot left the group (or was removed): every share there ends, with the drawings made through them.
+        Returns the models that were shared there."""
+        async with self._db.transaction() as conn:
+            rows = await (await conn.execute(
+                """SELECT m.* FROM models m JOIN shares s ON s.model_id = m.id WHERE s.chat_id = ?
+                   ORDER BY m.owner_id, m.id""", (chat_id,))).fetchall()
+            await self._end_shares(conn, "chat_id = ?", (chat_id,))
+        return [Model.from_row(r) for r in rows]
+
+    async def owner_left(self, user_id: int, chat_id: int) -> list[Model]:
+        """A model's owner left the group: their shares there end (they can no longer answer for what is drawn
+        in their name), with the drawings made through them. Returns the models that were shared."""
+        async with self._db.transaction() as conn:
+            rows = await (await conn.execute(
+                """SELECT m.* FROM models m JOIN shares s ON s.model_id = m.id
+                   WHERE s.chat_id = ? AND m.owner_id = ? ORDER BY m.id""", (chat_id, user_id))).fetchall()
+            for row in rows:
+                await self._end_shares(conn, "model_id = ? AND chat_id = ?", (row["id"], chat_id))
+        return [Model.from_row(r) for r in rows]
+
+    async def _end_shares(self, conn: Any, where: str, params: tuple[Any, ...]) -> int:
+        """Delete the shares `where` selects and stop the unfinished drawings made through each of them."""
+        shares = await (await conn.execute(f"SELECT model_id, chat_id FROM shares WHERE {where}", params)).fetchall()
+        for share in shares:
+            jobs = await (await conn.execute(
+                f"""SELECT * FROM jobs WHERE kind = 'draw' AND model_id = ? AND chat_id = ?
+                    AND status IN {UNFINISHED}""", (share["model_id"], share["chat_id"]))).fetchall()
+            for row in jobs:
+                await self._cancel_row(conn, row, [])
+        await conn.execute(f"DELETE FROM shares WHERE {where}", params)
+        return len(shares)
+
     # --- the engine reports ----------------------------------------------------------------------------------------
     async def claim(self, worker_id: str, kinds: Sequence[str] | None = None, lease_s: float = 30.0) -> Job | None:
         """Take the most urgent job, or one whose worker died (its lease expired); None if there is none. A job
@@ -247,6 +298,7 @@ class Lifecycle:
         """The job is done with `result`; a training's model is ready with it, together. False (the job ends
         cancelled, nothing to deliver) when the model was deleted while it trained."""
         gone: list[int] = []
+        stopped = False
         async with self._db.transaction() as conn:
             row = await owned_row(conn, job_id, worker_id)
             if not isinstance(result, RESULTS[JobKind(row["kind"])]):
@@ -255,10 +307,18 @@ class Lifecycle:
                 await self._end_job(conn, row, JobStatus.CANCELLED)
                 gone.append(result.model_id)
                 done = False
+            elif row["kind"] == JobKind.DRAW and row["cancel_requested"]:
+                # Stopped while the engine drew (its model deleted, its share or link revoked, /cancel): the
+                # pictures are not delivered, and not kept.
+                await self._end_job(conn, row, JobStatus.CANCELLED)
+                stopped = True
+                done = False
             else:
                 await self._end_job(conn, row, JobStatus.DONE, result=result.to_json())
                 done = True
         await self._remove_files(gone)
+        if stopped:
+            await self._blobs.delete_prefix(job_prefix(job_id))
         return done
 
     async def fail(self, job_id: int, worker_id: str, code: FailureCode | str,

@@ -248,10 +248,6 @@ class ShareRepo:
         )
         return changed > 0
 
-    async def unshare(self, model_id: int, chat_id: int) -> bool:
-        changed = await self._db.execute("DELETE FROM shares WHERE model_id = ? AND chat_id = ?", (model_id, chat_id))
-        return changed > 0
-
     async def models_in_chat(self, chat_id: int) -> list[Model]:
         rows = await self._db.fetchall(
             """SELECT m.* FROM models m JOIN shares s ON s.model_id = m.id
@@ -280,16 +276,6 @@ class ShareRepo:
             "SELECT count(*) FROM shares WHERE model_id = ? AND via_link IS NOT NULL", (model_id,)
         )
         return int(links[0]), int(people[0])
-
-    async def end_chat(self, chat_id: int) -> list[Model]:
-        """Every share in the chat ends (the bot left it); returns the models that were shared there."""
-        rows = await self._db.fetchall(
-            """SELECT m.* FROM models m JOIN shares s ON s.model_id = m.id WHERE s.chat_id = ?
-               ORDER BY m.owner_id, m.id""",
-            (chat_id,),
-        )
-        await self._db.execute("DELETE FROM shares WHERE chat_id = ?", (chat_id,))
-        return [Model.from_row(r) for r in rows]
 
     async def move_chat(self, old_chat_id: int, new_chat_id: int) -> int:
         """A group became a supergroup (a new chat id): its shares follow it. Returns how many moved."""
@@ -328,16 +314,6 @@ class ShareRepo:
             # A user's private chat has the user's id as its chat id.
             await self.share(model.id, user_id, user_id, via_link=code)
         return model
-
-    async def revoke_links(self, model_id: int) -> int:
-        async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE share_links SET revoked_at = ? WHERE model_id = ? AND revoked_at IS NULL",
-                (time.time(), model_id),
-            )
-            revoked = cursor.rowcount
-            await conn.execute("DELETE FROM shares WHERE model_id = ? AND via_link IS NOT NULL", (model_id,))
-        return revoked
 
 
 class DeliveryRepo:

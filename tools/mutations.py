@@ -204,7 +204,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "shares outlive the bot's removal from a group", "bot/handlers/groups.py",
-        "ended = await store.shares.end_chat(event.chat.id)", "ended = []",
+        "ended = await store.lifecycle.end_chat(event.chat.id)", "ended = []",
         ("tests/bot/test_sharing.py::test_a_bot_removed_from_a_group_ends_its_shares_there_for_good_and_tells_the_owners",),
     ),
     Mutation(
@@ -214,7 +214,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "group stop button stops nothing", "bot/handlers/models.py",
-        "    await store.shares.unshare(model.id, chat.id)\n", "",
+        "    await store.lifecycle.end_share(model.id, chat.id)\n", "",
         ("tests/bot/test_sharing.py::test_models_shows_where_a_model_is_shared_and_stops_a_group_share_from_the_private_chat",),
     ),
     Mutation(

@@ -163,6 +163,7 @@ draw_prompt_cut =
 draw_more = More like this?
 draw_failed = 😔 Drawing failed: { $reason }
 draw_cancelled = 🚫 Drawing cancelled.
+draw_access_ended = ⛔ This drawing was not delivered: its model is no longer shared with you here.
 button_again = 🔁 Again
 button_vary = ✨ #{ $k }
 button_expired = This button is too old; please send the command again.
@@ -293,6 +294,10 @@ forget_done =
        *[other] photos
     } deleted with all their files, and everything else I kept about you. If you write to me again, I start from scratch.
 cmd_forgetme = delete everything I keep about you
+shares_ended_owner_left = ℹ️ { $names } { $n ->
+    [one] is
+   *[other] are
+} no longer shared here: the owner left the group.
 shares_ended_removed =
     👋 I was removed from «{ $title }», so { $n ->
         [one] one of your models is
