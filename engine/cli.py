@@ -171,8 +171,9 @@ def _train(args, settings) -> int:
     from tqdm import tqdm
 
     from engine.base_model import base_model_key, load_base_pipeline, pick_runtime, training_resolution
+    from engine.conditioning import identifier_pool
     from engine.photos import load_photo_folder
-    from engine.tokens import class_prompt, usable_pool
+    from engine.tokens import class_prompt
     from engine.training import TrainingStopped, TrainSpec, train
 
     base = _base_model(args, settings)
@@ -185,7 +186,7 @@ def _train(args, settings) -> int:
     if not photo_set.images:
         print("no usable photos", file=sys.stderr)
         return 1
-    token = args.token or usable_pool(pipe.tokenizer)[0]
+    token = args.token or identifier_pool(pipe)[0]
     class_dir = args.class_images
     if class_dir is None:
         from storage.files import FileStore
