@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(args, argv)
         settings = load_settings()
+        # LOG_LEVEL and LOG_FORMAT may come from .env, which only the settings read.
+        setup_logging("engine", level=settings.log_level, fmt=settings.log_format)
         if args.command == "train":
             return _train(args, settings)
         if args.command == "draw":
