@@ -84,6 +84,8 @@ class WorkerOptions:
     heartbeat_s: float | None = None
     poll_s: float = 1.0
     checkpoint_every: int = 100
+    # How often this host drops its copies of blobs deleted from the store (the bot sweeps every 30 s).
+    cache_sweep_s: float = 30.0
     once: bool = False
 
     @property
@@ -264,6 +266,7 @@ class Worker:
         self.stopping.set()
 
     async def run(self) -> None:
+        sweeper = asyncio.create_task(self._sweep_cache())
         try:
             while not self.stopping.is_set():
                 try:
@@ -279,9 +282,22 @@ class Worker:
                     continue
                 await self.serve(job)
         finally:
+            sweeper.cancel()
             if self._interleaved:
                 await asyncio.gather(*self._interleaved, return_exceptions=True)
             self.gpu.shutdown()
+
+    async def _sweep_cache(self) -> None:
+        """Deleted means deleted on this host too: local copies of blobs gone from the store (a model deleted, a
+        user forgotten, a finished job's checkpoints swept) are dropped every cache_sweep_s."""
+        while True:
+            await asyncio.sleep(self.options.cache_sweep_s)
+            try:
+                await self.cache.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a busy store: the next sweep tries again
+                log.exception("sweeping the blob cache failed")
 
     async def _work_left(self) -> bool:
         """Queued jobs, or running ones another worker holds (its lease may yet run out and come to us)."""
@@ -540,11 +556,15 @@ class Worker:
         if lighter:
             spec = replace(spec, gradient_checkpointing=True)
         try:
-            result, card_path, drift = await self.gpu.run_long(self.engine.train, spec, run.on_progress,
-                                                               run.should_stop)
+            with self.cache.working(model_prefix(model.id), ckpt_prefix, class_prefix):
+                result, card_path, drift = await self.gpu.run_long(self.engine.train, spec, run.on_progress,
+                                                                   run.should_stop)
         finally:
             if num_class:
                 await self.cache.push_folder(class_prefix)
+        # Trained: the checkpoints (optimizer state included) leave this host's disk; the store's copy is the
+        # retention sweep's. A training handed back keeps them (it resumes from there, here or elsewhere).
+        self.cache.drop(ckpt_prefix)
         prefix = model_prefix(model.id)
         weights = await self.cache.publish(f"{prefix}/lora.safetensors", result.weights_path)
         kohya = await self.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)
@@ -616,6 +636,7 @@ def run_worker(settings, args) -> int:
         lease_s=args.lease_s,
         poll_s=args.poll_s,
         checkpoint_every=args.checkpoint_every,
+        cache_sweep_s=args.cache_sweep_s,
         once=args.once,
     )
     asyncio.run(serve_forever(settings, options))

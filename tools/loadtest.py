@@ -292,8 +292,8 @@ async def run(args: argparse.Namespace) -> dict:
             await asyncio.gather(
                 *flooder,
                 *(load.user_script(u, i + 10 * shift, phase) for i, u in enumerate(users)),
-                load.flood(extra[0]), load.flood(extra[1]), load.thin_pictures(extra[2]),
-                load.trainer(extra[3], 7000 + shift),
+                *([load.flood(extra[0]), load.flood(extra[1]), load.thin_pictures(extra[2]),
+                   load.trainer(extra[3], 7000 + shift)] if args.extras else []),
             )
             elapsed = time.monotonic() - started
             verdict = await judge(data_dir, fake, figures.nonces, args.drain)
@@ -368,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
                         help="skip the unmeasured first pass (it loads every user's LoRA into the engine)")
     parser.add_argument("--phases", nargs="+", default=["calm", "paced", "flood"], choices=["calm", "paced", "flood"])
+    parser.add_argument("--no-extras", dest="extras", action="store_false",
+                        help="leave out the small floods, the big thin PNGs and the trainings (the suite's quick run)")
     parser.add_argument("--train-steps", type=int, default=12, help="steps of each training (the seed's too)")
     parser.add_argument("--flood-texts", type=int, default=250, help="texts the flooder sends in the flood phase")
     args = parser.parse_args(argv)

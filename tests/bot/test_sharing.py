@@ -31,7 +31,7 @@ async def test_models_lists_each_model_with_its_buttons(
 
 
 async def test_export_sends_the_lora_file(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
-    model = await make_ready_model(store, ann.id)
+    await make_ready_model(store, ann.id)
     ann.say("/models")
     await wait_reply(fake, ann.id, "<code>sks</code>")
     await _press(fake, ann, "<code>sks</code>", "Export")
