@@ -228,6 +228,21 @@ class Lifecycle:
                 await self._end_shares(conn, "model_id = ? AND chat_id = ?", (row["id"], chat_id))
         return [Model.from_row(r) for r in rows]
 
+    async def move_chat(self, old_chat_id: int, new_chat_id: int) -> int:
+        """A group became a supergroup (a new chat id): its shares follow it, and so do its jobs, so the results
+        still owed to it are delivered there. Returns how many shares moved."""
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                """INSERT INTO shares (model_id, chat_id, by_user_id, created_at, via_link)
+                   SELECT model_id, CAST(? AS BIGINT), by_user_id, created_at, via_link FROM shares WHERE chat_id = ?
+                   ON CONFLICT DO NOTHING""",
+                (new_chat_id, old_chat_id),
+            )
+            moved = cursor.rowcount
+            await conn.execute("DELETE FROM shares WHERE chat_id = ?", (old_chat_id,))
+            await conn.execute("UPDATE jobs SET chat_id = ? WHERE chat_id = ?", (new_chat_id, old_chat_id))
+        return moved
+
     async def _end_shares(self, conn: Any, where: str, params: tuple[Any, ...]) -> int:
         """Delete the shares `where` selects and stop the unfinished drawings made through each of them."""
         shares = await (await conn.execute(f"SELECT model_id, chat_id FROM shares WHERE {where}", params)).fetchall()

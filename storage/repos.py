@@ -219,6 +219,21 @@ class ModelRepo:
         """A new display name (the identifier and class word stay: prompts and shares keep working)."""
         return await self._update(model_id, name=name)
 
+    async def invented_words_used(self, owner_id: int, known: set[str]) -> int:
+        """How many different words of their own (`known`: those of the user's models now) the user has trained,
+        counting words of models deleted or forgotten since: only a hash of each is kept."""
+        rows = await self._db.fetchall("SELECT word_hash FROM class_words_used WHERE user_id = ?", (owner_id,))
+        return len({r["word_hash"] for r in rows} | {_word_hash(owner_id, w) for w in known})
+
+    async def remember_invented_word(self, owner_id: int, word: str) -> None:
+        await self._db.execute(
+            "INSERT INTO class_words_used (user_id, word_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (owner_id, _word_hash(owner_id, word)))
+
+    async def has_used_invented_word(self, owner_id: int, word: str) -> bool:
+        return await self._db.fetchone("SELECT 1 FROM class_words_used WHERE user_id = ? AND word_hash = ?",
+                                       (owner_id, _word_hash(owner_id, word))) is not None
+
     async def class_words_ever(self, owner_id: int) -> set[str]:
         """Every class word the owner has trained or queued, deleted models included (a delete refunds nothing)."""
         rows = await self._db.fetchall("SELECT DISTINCT class_word FROM models WHERE owner_id = ?", (owner_id,))
@@ -234,6 +249,11 @@ class ModelRepo:
             (user_id, chat_id, user_id, chat_id),
         )
         return [Model.from_row(r) for r in rows]
+
+
+def _word_hash(owner_id: int, word: str) -> str:
+    """A class word as the allowance remembers it: nothing a forgotten user said can be read back from it."""
+    return hashlib.sha256(f"{owner_id}:{word}".encode()).hexdigest()[:24]
 
 
 class ShareRepo:
@@ -276,19 +296,6 @@ class ShareRepo:
             "SELECT count(*) FROM shares WHERE model_id = ? AND via_link IS NOT NULL", (model_id,)
         )
         return int(links[0]), int(people[0])
-
-    async def move_chat(self, old_chat_id: int, new_chat_id: int) -> int:
-        """A group became a supergroup (a new chat id): its shares follow it. Returns how many moved."""
-        async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                """INSERT INTO shares (model_id, chat_id, by_user_id, created_at, via_link)
-                   SELECT model_id, CAST(? AS BIGINT), by_user_id, created_at, via_link FROM shares WHERE chat_id = ?
-                   ON CONFLICT DO NOTHING""",
-                (new_chat_id, old_chat_id),
-            )
-            moved = cursor.rowcount
-            await conn.execute("DELETE FROM shares WHERE chat_id = ?", (old_chat_id,))
-        return moved
 
     async def chats_of(self, model_id: int) -> list[int]:
         rows = await self._db.fetchall("SELECT chat_id FROM shares WHERE model_id = ? ORDER BY chat_id", (model_id,))

@@ -209,7 +209,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "a migrated group loses its shares", "bot/handlers/groups.py",
-        "moved = await store.shares.move_chat(old, new)", "moved = 0",
+        "moved = await store.lifecycle.move_chat(old, new)", "moved = 0",
         ("tests/bot/test_sharing.py::test_a_group_that_becomes_a_supergroup_keeps_its_shares",),
     ),
     Mutation(

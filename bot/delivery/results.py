@@ -15,7 +15,7 @@ from aiogram.utils.media_group import MediaGroupBuilder
 
 from bot.delivery.outbox import Outbox, ResultSteps
 from bot.delivery.progress import LiveProgress
-from bot.formatting import escape
+from bot.formatting import escape, markup
 from bot.keyboards import draw_keyboard
 from bot.texts import Texts
 from storage import DrawPayload, DrawResult, Job, NotFound, PathEscape, Storage, TrainResult
@@ -94,6 +94,8 @@ class Results:
             prompt = job.payload.prompt
             seeds_text = escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
             note = t("draw_prompt_cut", tokens=result.prompt_tokens) if result.prompt_truncated else ""
+            if result.negative_truncated:  # told like the prompt: what the model never read is not silently lost
+                note = markup("{prompt}{negative}", prompt=note, negative=t("draw_negative_cut"))
             room = CAPTION_LIMIT - len(t("draw_caption", prompt="", seeds=seeds_text, note=note, count=len(seeds))) - 40
             caption = t("draw_caption", prompt=escape(clip(prompt, room)), seeds=seeds_text, note=note,
                         count=len(seeds))

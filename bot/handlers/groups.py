@@ -128,7 +128,7 @@ async def group_migrated(message: Message, store: Storage) -> None:
     else:
         old, new = int(message.migrate_from_chat_id or 0), message.chat.id
     await store.chats.upsert(new, type="supergroup", title=message.chat.title)
-    moved = await store.shares.move_chat(old, new)
+    moved = await store.lifecycle.move_chat(old, new)
     log.info("chat %s became %s: %d share(s) moved", old, new, moved)
 
 

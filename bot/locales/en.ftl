@@ -160,6 +160,8 @@ draw_prompt_cut =
         [one] token
        *[other] tokens
     }
+draw_negative_cut =
+    { "\u000A" }✂️ the --neg text was cut to what the model reads
 draw_more = More like this?
 draw_failed = 😔 Drawing failed: { $reason }
 draw_cancelled = 🚫 Drawing cancelled.

@@ -188,6 +188,8 @@ draw_prompt_cut =
         [one] токена
        *[other] токенов
     }
+draw_negative_cut =
+    { "\u000A" }✂️ текст --neg обрезан до того, что модель читает
 draw_more = Ещё?
 draw_failed = 😔 Не удалось нарисовать: { $reason }
 draw_cancelled = 🚫 Рисование отменено.
