@@ -78,7 +78,7 @@ class Results:
                     await self.store.models.delete(job.model_id)
         else:
             await steps.run("progress", lambda: self.progress.finish(job, t("progress_failed")))
-            reason = escape(job.error or t("unknown_reason"))
+            reason = t.reason(job.error)
             await steps.run("failed", lambda: self._text(chat_id, t("train_failed", reason=reason), None))
 
     async def _drawing(self, job: Job, steps: ResultSteps) -> None:
@@ -96,7 +96,13 @@ class Results:
             room = CAPTION_LIMIT - len(t("draw_caption", prompt="", seeds=seeds_text, note=note, count=len(seeds))) - 40
             caption = t("draw_caption", prompt=escape(clip(prompt, room)), seeds=seeds_text, note=note,
                         count=len(seeds))
-            if images:
+            if images and job.payload.upscale:
+                # A bigger picture is wanted as it is: a file, which Telegram neither shrinks nor recompresses.
+                key, data = images[0]
+                file = BufferedInputFile(data, filename=f"kabina-{job.id}-{result.width}x{result.height}.png")
+                upscaled = t("upscale_caption", width=result.width, height=result.height)
+                await steps.run("document", lambda: self._document(chat_id, file, upscaled, reply))
+            elif images:
                 await self._send_images(steps, chat_id, images, caption, reply, draw_keyboard(job.id, len(images), t),
                                         f"draw-{job.id}", more_text=t("draw_more"))
             else:
@@ -105,7 +111,7 @@ class Results:
         elif job.status == "cancelled":
             await steps.run("cancelled", lambda: self._text(chat_id, t("draw_cancelled"), reply))
         else:
-            text = t("draw_failed", reason=escape(job.error or t("unknown_reason")))
+            text = t("draw_failed", reason=t.reason(job.error))
             await steps.run("failed", lambda: self._text(chat_id, text, reply))
         # "Drawing…" goes away only now that the result (or the reason there is none) is in the chat.
         status = await self.outbox.status_message(job.id)
@@ -160,6 +166,11 @@ class Results:
                      keyboard: Any) -> int:
         message = await self.bot.send_photo(chat_id, file, caption=caption, reply_markup=keyboard,
                                             reply_parameters=reply)
+        return message.message_id
+
+    async def _document(self, chat_id: int, file: BufferedInputFile, caption: str,
+                        reply: ReplyParameters | None) -> int:
+        message = await self.bot.send_document(chat_id, file, caption=caption, reply_parameters=reply)
         return message.message_id
 
     async def _album(self, chat_id: int, files: list[BufferedInputFile], caption: str | None,

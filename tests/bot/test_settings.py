@@ -210,3 +210,15 @@ async def test_the_same_story_counts_right_in_english_and_russian(
         await add_photos(store, user.id, list(range(offset + 6, offset + 22)))
         user.say("/photos")
         await _caption(fake, user.id, said[user.id][3])
+
+
+async def test_an_engine_failure_reaches_a_russian_user_in_russian(
+    kabina, fake: FakeTelegram, store: Storage, boris: User, worker: StandInWorker
+) -> None:
+    from engine.messages import failure
+
+    await make_ready_model(store, boris.id)
+    boris.say("/draw sks dog in Paris")
+    job = await worker.claim("draw")
+    await store.jobs.fail(job.id, worker.worker_id, failure("out_of_memory"))
+    await wait_reply(fake, boris.id, "Видеокарте не хватило памяти")

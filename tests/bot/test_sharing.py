@@ -59,7 +59,7 @@ async def test_someone_else_cannot_press_my_model_buttons(
     ann.say("/models")
     await wait_reply(fake, ann.id, "<code>sks</code>")
     call = next(c for c in fake.calls_of("sendMessage", ann.id) if "<code>sks</code>" in c.params["text"])
-    delete = call.params["reply_markup"]["inline_keyboard"][1][1]["callback_data"]
+    delete = call.params["reply_markup"]["inline_keyboard"][2][0]["callback_data"]
     confirm = delete.replace("delete", "confirm")
     fake.press_button(cleo.data, fake.messages[(ann.id, call.result["message_id"])], confirm)
     (answer,) = await fake.wait_call("answerCallbackQuery")
