@@ -15,7 +15,7 @@ from aiogram.utils.media_group import MediaGroupBuilder
 
 from bot.delivery.outbox import Outbox, ResultSteps
 from bot.delivery.progress import LiveProgress
-from bot.formatting import escape
+from bot.formatting import Markup, escape
 from bot.keyboards import draw_keyboard
 from bot.texts import Texts
 from storage import DrawPayload, DrawResult, Job, NotFound, PathEscape, Storage, TrainResult
@@ -93,6 +93,9 @@ class Results:
             prompt = job.payload.prompt
             seeds_text = escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
             note = t("draw_prompt_cut", tokens=result.prompt_tokens) if result.prompt_truncated else ""
+            if result.steps:  # what was really drawn (the user's settings or flags), so it can be drawn again
+                note = Markup(note + t("draw_details", steps=result.steps, sampler=result.sampler or "default",
+                                       width=result.width, height=result.height))
             room = CAPTION_LIMIT - len(t("draw_caption", prompt="", seeds=seeds_text, note=note, count=len(seeds))) - 40
             caption = t("draw_caption", prompt=escape(clip(prompt, room)), seeds=seeds_text, note=note,
                         count=len(seeds))

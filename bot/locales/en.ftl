@@ -401,3 +401,8 @@ failure_unknown_kind = The engine does not know this kind of job.
 failure_picture_gone = The picture to draw from is no longer kept. Send it again.
 failure_picture_unreadable = The picture to draw from cannot be read. Send another one.
 failure_internal = Something went wrong in the engine. The operator can find details in its log.
+draw_details =
+    { "\u000A" }⚙️ { $steps } { $steps ->
+        [one] step
+       *[other] steps
+    } · { $sampler } · { $width }×{ $height }
