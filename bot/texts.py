@@ -90,14 +90,6 @@ def _bundle(language: str) -> FluentBundle:
     return bundle
 
 
-@cache
-def _failure_codes() -> dict[str, str]:
-    """The engine's English failure texts (mirrored as `failure_<code>` in en.ftl) → their codes."""
-    english = Texts(DEFAULT_LANGUAGE)
-    return {english.plain(key): key.removeprefix("failure_") for key in all_keys(DEFAULT_LANGUAGE)
-            if key.startswith("failure_")}
-
-
 def _argument(value: object) -> object:
     if isinstance(value, bool):
         return str(value)
@@ -155,18 +147,19 @@ class Texts:
         """The text for places Telegram shows without parsing markup (button labels, callback alerts)."""
         return self._format(key, {name: _strip(self._value(v)) for name, v in values.items()})
 
-    def reason(self, error: str | None) -> Markup:
-        """A job's failure in the reader's language: a failure code, or the engine's English text of one (with or
-        without a detail in brackets), becomes its `failure_<code>` text; anything else is shown as it is."""
-        if not error:
-            return self("unknown_reason")
-        codes = _failure_codes()
-        code = codes.get(error) or codes.get(error.rsplit(" (", 1)[0]) or error
-        key = f"failure_{code}"
-        return self(key) if _bundle(DEFAULT_LANGUAGE).has_message(key) else escape(error)
-
     def has(self, key: str) -> bool:
         return self._own.has_message(key) or self._fallback.has_message(key)
+
+    def failure(self, code: str | None, params: dict[str, object] | None = None) -> Markup:
+        """Why a job failed, from its failure code (storage.contract.FailureCode) and parameters; a job failed
+        before codes holds its reason as an English text, shown as it is."""
+        key = f"failure_{code}"
+        if code and self.has(key):
+            try:
+                return self(key, **(params or {}))
+            except ValueError:  # a parameter the engine did not send: the text without it would be wrong
+                return self("unknown_reason")
+        return escape(code) if code else self("unknown_reason")
 
     @classmethod
     def for_user(cls, language_code: str | None, chosen: str | None = None) -> Texts:

@@ -111,7 +111,7 @@ async def test_upscale_delivers_a_file_twice_the_size_queued_like_a_draw(
     buffer = io.BytesIO()
     bigger.save(buffer, "PNG")
     key = await put_blob(store, f"jobs/{upscale.id}/0_5.png", buffer.getvalue())
-    await store.jobs.complete(upscale.id, worker.worker_id, DrawResult(images=[key], seeds=[5], width=bigger.width,
+    await store.lifecycle.complete(upscale.id, worker.worker_id, DrawResult(images=[key], seeds=[5], width=bigger.width,
                                                                        height=bigger.height))
     await settled(store, upscale.id)
     (document,) = fake.calls_of("sendDocument", ann.id)

@@ -129,22 +129,3 @@ def test_a_long_value_such_as_a_list_of_many_models_fits_in_a_text() -> None:
     choices = Markup("\n".join(f"• <code>sks_{i} dog</code>" for i in range(200)))
     text = Texts("ru")("draw_no_identifier", choices=choices)
     assert text.endswith("<code>sks_199 dog</code>") and len(text) > 3000
-
-
-def test_engine_failures_are_mirrored_in_english_and_translated() -> None:
-    from engine.messages import FAILURES, failure
-
-    en, ru = Texts("en"), Texts("ru")
-    for code, text in FAILURES.items():
-        assert en.plain(f"failure_{code}") == text, code
-        assert ru.reason(text) == ru(f"failure_{code}") != escape_text(text), code
-    assert ru.reason(failure("unknown_kind", "paint")) == ru("failure_unknown_kind")
-    assert ru.reason("model_gone") == ru("failure_model_gone")  # a bare code, as storage may keep it
-    assert ru.reason("The <disk> is full") == "The &lt;disk&gt; is full"  # anything else: as it is, escaped
-    assert ru.reason(None) == ru("unknown_reason")
-
-
-def escape_text(text: str) -> str:
-    from bot.formatting import escape
-
-    return escape(text)

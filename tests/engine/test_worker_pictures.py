@@ -7,7 +7,6 @@ import io
 import pytest
 from PIL import Image
 
-from engine.messages import FAILURES
 from storage import DrawPayload
 from storage.contract import UPSCALE_CHANGE
 from tests.helpers import photo_bytes
@@ -35,14 +34,14 @@ def run_worker(store, settings, tiny_model_dir, runtime, pipe):
 
 async def test_an_upscaled_result_is_twice_the_size_of_the_picture_it_enlarges(store, run_worker):
     kept = await store.photos.keep_input(1, photo_bytes(3, size=(96, 64)))
-    first = await store.jobs.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", steps=2, seeds=[4],
+    first = await store.lifecycle.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", steps=2, seeds=[4],
                                                  init_image=kept, image_change=0.5), owner_id=1, chat_id=1)
     await run_worker()
     first = await store.jobs.get(first.id)
     assert first.status == "done", first.error
     drawn = Image.open(io.BytesIO(await store.blobs.get(first.result.images[0])))
     assert drawn.width > drawn.height  # the picture's shape
-    bigger = await store.jobs.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", steps=2, seeds=[4],
+    bigger = await store.lifecycle.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", steps=2, seeds=[4],
                                                   init_image=first.result.images[0], image_change=UPSCALE_CHANGE,
                                                   upscale=True), owner_id=1, chat_id=1)
     await run_worker()
@@ -53,9 +52,9 @@ async def test_an_upscaled_result_is_twice_the_size_of_the_picture_it_enlarges(s
 
 
 async def test_a_picture_no_longer_kept_fails_the_draw_with_a_clear_reason(store, run_worker):
-    job = await store.jobs.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", steps=2,
+    job = await store.lifecycle.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", steps=2,
                                                init_image="photos/u1/inputs/" + "a" * 64 + ".img"),
                                    owner_id=1, chat_id=1)
     await run_worker()
     job = await store.jobs.get(job.id)
-    assert job.status == "failed" and job.error == FAILURES["picture_gone"]
+    assert job.status == "failed" and job.error == "picture_gone"
