@@ -88,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-"):
         argv = ["worker", *argv]
     if argv[0] == "eval-toy":
-        from engine.toy.evaluation import eval_toy_main
+        # The toy world is developer tooling (tools/toy), present in a checkout, not in an installed engine.
+        try:
+            from tools.toy.evaluation import eval_toy_main
+        except ModuleNotFoundError:
+            print("eval-toy needs a Kabina checkout (tools/toy); run it from the repository", file=sys.stderr)
+            return 2
         from storage.logs import setup_logging
 
         setup_logging("engine")
@@ -101,26 +106,15 @@ def main(argv: list[str] | None = None) -> int:
         return _tiny_model(args)
     if args.command == "random-model":
         return _random_model(args)
-    if args.command == "bench":
-        from engine.bench import run_bench, run_family_bench
-
-        if args.family:
-            figures = run_family_bench(args.family, args.steps)
-        else:
-            figures = run_bench(args.base_model, args.steps)
-        figures["command"] = "python -m engine " + " ".join(argv)
-        print(json.dumps(figures))
-        if args.out is not None:
-            args.out.write_text(json.dumps(figures, indent=2) + "\n")
-        return 0
+    from engine.base_model import BaseModelError
     from storage import ConfigError, load_settings
 
+    # A base model that is missing, unreadable or of a family Kabina does not serve ends every command the same
+    # way: one line naming what was found and what is supported, and exit status 2 (never a traceback).
     try:
+        if args.command == "bench":
+            return _bench(args, argv)
         settings = load_settings()
-    except ConfigError as exc:
-        print(f"configuration error: {exc}", file=sys.stderr)
-        return 2
-    try:
         if args.command == "train":
             return _train(args, settings)
         if args.command == "draw":
@@ -131,6 +125,23 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
+    except BaseModelError as exc:
+        print(f"base model refused: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+
+
+def _bench(args, argv: list[str]) -> int:
+    from engine.bench import run_bench, run_family_bench
+
+    if args.family:
+        figures = run_family_bench(args.family, args.steps)
+    else:
+        figures = run_bench(args.base_model, args.steps)
+    figures["command"] = "python -m engine " + " ".join(argv)
+    print(json.dumps(figures))
+    if args.out is not None:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
 
 
 def _tiny_model(args) -> int:

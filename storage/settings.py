@@ -145,8 +145,8 @@ class Settings(BaseSettings):
 
     def require_base_model(self) -> Path:
         hint = (
-            "put the path of a local Stable Diffusion 1.x diffusers folder or single-file .safetensors "
-            "checkpoint there (or try everything on a tiny model: python -m engine tiny-model ./tiny "
+            "put the path of a local diffusers folder (SD1.x, SD2.x, SDXL, FLUX.1, FLUX.2 [klein]) or a single-file "
+            ".safetensors checkpoint there (or try everything on a tiny model: python -m engine tiny-model ./tiny "
             "and BASE_MODEL=./tiny)"
         )
         if self.base_model is None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.toy.evaluation import TOY_MODEL_DIR, ToyEvalConfig, ToyEvalResult, load_toy_pipeline, run_toy_eval
+from tools.toy.evaluation import TOY_MODEL_DIR, ToyEvalConfig, ToyEvalResult, load_toy_pipeline, run_toy_eval
 
 
 @pytest.fixture(scope="session")
@@ -14,8 +14,8 @@ def toy_pipe():
     import torch
 
     if not (TOY_MODEL_DIR / "model_index.json").is_file():
-        pytest.fail(f"the toy model fixture is missing: python -m engine.toy build {TOY_MODEL_DIR}")
-    # One thread, as engine.toy.build explains: on a busy 2-core runner a second OpenMP thread costs far more
+        pytest.fail(f"the toy model fixture is missing: python -m tools.toy build {TOY_MODEL_DIR}")
+    # One thread, as tools.toy.build explains: on a busy 2-core runner a second OpenMP thread costs far more
     # than it gives. Restored afterwards so the rest of the suite runs as it would without these tests.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

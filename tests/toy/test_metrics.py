@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from engine import metrics
-from engine.toy import world
+from tools.toy import world
 
 
 def _things(class_word: str, colour, count: int, seed: int):

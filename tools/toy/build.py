@@ -1,4 +1,4 @@
-"""Trains the toy base model: a tiny Stable Diffusion pipeline that really knows the classes of engine.toy.world."""
+"""Trains the toy base model: a tiny Stable Diffusion pipeline that really knows the classes of tools.toy.world."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pathlib import Path
 
 from engine.tiny_model import write_tokenizer
 from engine.tokens import COMMON_PROMPT_WORDS, IDENTIFIER_POOL, class_prompt
-from engine.toy import world
+from tools.toy import world
 
 log = logging.getLogger(__name__)
 
 NOTICE = (
-    "Kabina's toy base model: a tiny Stable Diffusion pipeline trained (python -m engine.toy build) on a synthetic\n"
+    "Kabina's toy base model: a tiny Stable Diffusion pipeline trained (python -m tools.toy build) on a synthetic\n"
     "world where 'a photo of dog' is a disk, 'cat' a triangle and 'toy' a square, each in a random colour and place.\n"
-    "It exists so DreamBooth's subject binding and prior preservation can be measured on a CPU; see engine/toy.\n"
+    "It exists so DreamBooth's subject binding and prior preservation can be measured on a CPU; see tools/toy.\n"
 )
 
 

@@ -19,9 +19,9 @@ from PIL import Image
 from engine import metrics
 from engine.report_card import DRIFT_WARNING_THRESHOLD, drift_threshold
 from engine.tokens import IDENTIFIER_POOL, class_prompt, instance_prompt, is_single_token
-from engine.toy import world
+from tools.toy import world
 
-# The shipped toy base model (python -m engine.toy build reproduces it).
+# The shipped toy base model (python -m tools.toy build reproduces it).
 TOY_MODEL_DIR = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "toy_model"
 
 # The reference pictures are drawn at the judging seeds shifted by this much per set: disjoint from them and
@@ -81,7 +81,7 @@ class ToyEvalConfig:
     guidance: float = 4.0
     # Disjoint seed sets at which the drift references are drawn; their mean is the reference, their spread shown.
     reference_sets: int = 3
-    # One thread, for the reason given in engine.toy.build.BuildPlan.threads; None keeps torch's setting.
+    # One thread, for the reason given in tools.toy.build.BuildPlan.threads; None keeps torch's setting.
     threads: int | None = 1
 
 
@@ -328,7 +328,7 @@ def eval_toy_main(argv: list[str] | None = None) -> int:
                         help="also save a contact sheet of every picture judged (PNG; one row per picture set)")
     args = parser.parse_args(argv)
     if not (args.model / "model_index.json").is_file():
-        print(f"no toy model at {args.model}; build one with: python -m engine.toy build DIR", file=sys.stderr)
+        print(f"no toy model at {args.model}; build one with: python -m tools.toy build DIR", file=sys.stderr)
         return 2
     result = run_toy_eval(ToyEvalConfig(model_dir=args.model, steps=args.steps, seeds=tuple(args.seeds)))
     if args.sheet:

@@ -1,9 +1,9 @@
 """Side-by-side speed of our trainer and diffusers' DreamBooth-LoRA example script, with the same settings.
 
 The example script is only measured, never shipped: its path comes from `--reference` and it runs in a child
-process (`python -m engine.reference_bench run-reference PATH -- ARGS`) that times its progress bar.
+process (`python -m tools.reference_bench run-reference PATH -- ARGS`) that times its progress bar.
 
-    python -m engine.reference_bench --reference /tmp/reference/train_dreambooth_lora.py [--steps N] [--model DIR]
+    python -m tools.reference_bench --reference /tmp/reference/train_dreambooth_lora.py [--steps N] [--model DIR]
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def reference_command(
     mixed_precision: str = "no",
 ) -> list[str]:
     """The child process: our step hook around the script, started by plain Python or `accelerate launch`."""
-    hook = ["-m", "engine.reference_bench", "run-reference", str(reference), "--"]
+    hook = ["-m", "tools.reference_bench", "run-reference", str(reference), "--"]
     if launcher == "accelerate":
         return [
             python, "-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
@@ -491,7 +491,7 @@ def run_bench(options: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any
     del pipe
     gc.collect()
 
-    harness = "python -m engine.reference_bench " + shlex.join(argv)
+    harness = "python -m tools.reference_bench " + shlex.join(argv)
     env_prefix = f"PYTHONPATH={shlex.quote(options.reference_pythonpath)} " if options.reference_pythonpath else ""
     result = build_result(
         settings=settings,
@@ -514,7 +514,7 @@ def run_bench(options: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any
 
 
 def parse_options(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m engine.reference_bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.reference_bench", description=__doc__.splitlines()[0])
     parser.add_argument("--reference", required=True, help="path to diffusers' examples/dreambooth/train_dreambooth_lora.py")
     parser.add_argument("--model", help="diffusers folder of the base model (default: a fresh tiny model)")
     parser.add_argument("--steps", type=int, default=60)
@@ -546,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run-reference"]:
         if len(argv) < 2:
-            print("usage: python -m engine.reference_bench run-reference SCRIPT -- ARGS", file=sys.stderr)
+            print("usage: python -m tools.reference_bench run-reference SCRIPT -- ARGS", file=sys.stderr)
             return 2
         rest = argv[2:]
         run_reference(argv[1], rest[1:] if rest[:1] == ["--"] else rest)
