@@ -241,8 +241,8 @@ def weights_digest(file: Path) -> str:
         else:
             h.update(f.read(DIGEST_HEAD))
             stride = (size - DIGEST_HEAD - DIGEST_BLOCK) // (DIGEST_SAMPLES - 1)
-            for i in range(DIGEST_SAMPLES):
-                f.seek(DIGEST_HEAD + i * stride)
+            for i in range(DIGEST_SAMPLES):  # the last block is the file's very end
+                f.seek(size - DIGEST_BLOCK if i == DIGEST_SAMPLES - 1 else DIGEST_HEAD + i * stride)
                 h.update(f.read(DIGEST_BLOCK))
     return h.hexdigest()
 

@@ -71,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="sd1, sd2, sdxl, flux, flux-schnell or all: per-family train/draw figures (default: the "
                             "SD1 bench with scheduling figures)")
     bench.add_argument("--steps", type=int, default=None, help="training steps to time")
+    bench.add_argument("--time-to-model", action="store_true",
+                       help="photos → ready model per phase, recipes paper and default, cold and warm (--family: one)")
+    bench.add_argument("--photos", type=int, default=4, help="--time-to-model: photos per training")
+    bench.add_argument("--num-class-images", type=int, default=None,
+                       help="--time-to-model: the paper recipe's class set (default: the family's)")
+    bench.add_argument("--draw-steps", type=int, default=None,
+                       help="sampler steps of every draw (default: 25; --time-to-model: per recipe)")
     bench.add_argument("--out", type=Path, default=None, help="also write the JSON to this file (docs/bench/…)")
     return parser
 
@@ -133,10 +140,15 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args, argv: list[str]) -> int:
     from engine.bench import run_bench, run_family_bench
 
-    if args.family:
+    if args.time_to_model:
+        from engine.bench_time_to_model import run_time_to_model
+
+        figures = run_time_to_model(args.family or "sd1", args.steps, args.photos, args.num_class_images,
+                                    args.draw_steps)
+    elif args.family:
         figures = run_family_bench(args.family, args.steps)
     else:
-        figures = run_bench(args.base_model, args.steps)
+        figures = run_bench(args.base_model, args.steps, args.draw_steps)
     figures["command"] = "python -m engine " + " ".join(argv)
     print(json.dumps(figures))
     if args.out is not None:

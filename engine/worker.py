@@ -100,14 +100,14 @@ class WorkerOptions:
 class Engine:
     """The loaded base model and what can be done with it; every method runs on the GPU thread."""
 
-    def __init__(self, base_model: Path, runtime, pipe) -> None:
+    def __init__(self, base_model: Path, runtime, pipe, key: str | None = None) -> None:
         from engine.base_model import base_model_key, training_resolution
 
         self.base_model = base_model
         self.runtime = runtime
         self.pipe = pipe
         self.drawer = Drawer(pipe, runtime)
-        self.key = base_model_key(base_model)
+        self.key = key or base_model_key(base_model)
         self.resolution = training_resolution(pipe)
         self._training = False  # only read and written on the GPU thread
 
