@@ -10,20 +10,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine.detection import detect, family_of
+from engine.model_files import CONFIGS_DIR as CONFIGS_DIR  # callers know these names from here
+from engine.model_files import BaseModelError, read_json
+from engine.model_files import UnsupportedModel as UnsupportedModel
+from engine.single_file import load_single_file
+
 log = logging.getLogger(__name__)
 
-CONFIGS_DIR = Path(__file__).with_name("configs")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt")
 # Bump when the way class images are drawn changes without any setting changing: old caches are then not reused.
 CLASS_IMAGE_RECIPE = 2
-
-
-class BaseModelError(Exception):
-    """The base model is missing or cannot be loaded; the message says what to put where."""
-
-
-class UnsupportedModel(BaseModelError):
-    """The base model is of a family Kabina does not serve; the message says what was found and what is supported."""
 
 
 @dataclass(frozen=True)
@@ -44,10 +41,13 @@ def pick_runtime(device_setting: str = "auto") -> Runtime:
     setting = (device_setting or "auto").lower()
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
+        if setting == "cpu" and torch.version.cuda:
+            # A CUDA build of torch that sees no GPU: a driver older than the wheel's CUDA, or no GPU passed in.
+            log.warning("DEVICE=auto runs on the CPU: %s", _no_gpu_reason(torch))
     device = torch.device(setting)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise BaseModelError(f"DEVICE={device_setting} but no CUDA GPU is visible")
+            raise BaseModelError(f"DEVICE={device_setting} but no CUDA GPU is visible: {_no_gpu_reason(torch)}")
         # Plain is_bf16_supported() also says yes where bf16 is only emulated (pre-Ampere, e.g. a T4), which runs
         # several times slower than fp16 there; fp16 then, with the VAE kept in fp32 where it overflows.
         dtype = torch.bfloat16 if _native_bf16(device) else torch.float16
@@ -61,6 +61,14 @@ def pick_runtime(device_setting: str = "auto") -> Runtime:
     else:
         dtype, attention = torch.float32, "sdpa"
     return Runtime(device=device, dtype=dtype, attention=attention)
+
+
+def _no_gpu_reason(torch: Any) -> str:
+    """Why torch sees no GPU, in the operator's terms (the wheel's CUDA against the host's driver)."""
+    if not torch.version.cuda:
+        return f"this torch ({torch.__version__}) is a CPU-only build; install the CUDA build (README)"
+    return (f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, which needs an NVIDIA driver that "
+            "supports it (nvidia-smi shows the driver's CUDA version) and, in Docker, the GPU passed to the container")
 
 
 def _native_bf16(device) -> bool:
@@ -89,8 +97,6 @@ def load_base_pipeline(path: str | Path, runtime: Runtime, *, vae: str | Path | 
     _offline()
     import diffusers
 
-    from engine.detection import detect
-
     path = Path(path).expanduser()
     detection = detect(path)
     family = detection.family
@@ -103,8 +109,6 @@ def load_base_pipeline(path: str | Path, runtime: Runtime, *, vae: str | Path | 
         if detection.source == "folder":
             pipe = pipeline_class.from_pretrained(str(path), **common)
         else:
-            from engine.single_file import load_single_file
-
             pipe = load_single_file(pipeline_class, path, detection, common)
         if vae is not None:
             pipe.vae = _load_vae(Path(vae).expanduser(), dtype)
@@ -127,8 +131,8 @@ def _dtype_for(family, runtime: Runtime):
     import torch
 
     if family.is_flux and runtime.dtype == torch.float16:
-        # FLUX.1's activations overflow fp16 (the transformer and T5 were trained in bf16).
-        raise BaseModelError("FLUX.1 needs bfloat16, which this GPU lacks; use an Ampere or newer GPU")
+        # FLUX's activations overflow fp16 (its transformers and text encoders were trained in bf16).
+        raise BaseModelError(f"{family.title} needs bfloat16, which this GPU lacks; use an Ampere or newer GPU")
     return runtime.dtype
 
 
@@ -160,13 +164,21 @@ def pipeline_modules(pipe) -> list:
     return found
 
 
+def has_lora(pipe) -> bool:
+    return any(getattr(m, "peft_config", None) for m in pipeline_modules(pipe))
+
+
+def remove_lora(pipe) -> None:
+    """Take every LoRA out of the pipeline: the base model again, bit for bit."""
+    if has_lora(pipe):
+        pipe.unload_lora_weights()
+
+
 def use_fast_attention(pipe, runtime: Runtime) -> None:
     """xformers on CUDA when installed (UNet families); PyTorch's SDPA otherwise (diffusers' default processors).
 
     FLUX keeps its own processor: it applies rotary embeddings inside attention and already calls SDPA.
     """
-    from engine.detection import family_of
-
     if family_of(pipe).denoiser != "unet":
         return
     unet = pipe.unet
@@ -190,8 +202,6 @@ def base_model_key(path: str | Path, *, class_steps: int | None = None, class_gu
     images never share pictures, while the same model copied to another folder or host (other path, other file
     times) finds the cache it already filled. The sampling settings default to the family's.
     """
-    from engine.detection import detect
-
     path = Path(path).expanduser().resolve()
     detection = detect(path)
     family = detection.family
@@ -249,8 +259,6 @@ def weights_digest(file: Path) -> str:
 
 def training_resolution(pipe) -> int:
     """The image size the model was trained for (512 SD1.x, 768 SD2-v, 1024 SDXL/FLUX; 64 for the tiny models)."""
-    from engine.detection import family_of
-
     if family_of(pipe).denoiser == "unet":
         return int(pipe.unet.config.sample_size) * pipe.vae_scale_factor
     # FLUX's transformer has no sample size; its VAE config records the native one (1024 for FLUX.1).
@@ -286,9 +294,3 @@ def describe(runtime: Runtime) -> dict[str, Any]:
     info["attention"] = runtime.attention
     return info
 
-
-def read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}

@@ -8,6 +8,7 @@ turned into a size on the family's grid within its pixel budget). Defaults and l
 
 from __future__ import annotations
 
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -44,6 +45,11 @@ class DrawRequest:
     sampler: str | None = None  # None: the family's default (dpm++2m-karras for SD, the model's own for FLUX)
     lora_scale: float = 1.0  # the user's --strength: 0 is the base picture, 1 the LoRA as trained
     aspect_ratio: str | None = None  # "3:2", "2:3", "16:9", "9:16", "1:1"
+    # Image-to-image: start from this picture and redraw `image_change` of it (1: nothing of it kept); its shape
+    # decides the size. `upscale`: the picture enlarged 2× and refined (the size is twice the picture's).
+    init_image: Image.Image | None = None
+    image_change: float = 0.6
+    upscale: bool = False
 
 
 @dataclass
@@ -131,6 +137,26 @@ def size_of(request: DrawRequest, limits: ModelLimits) -> tuple[int, int]:
     return _side(width, limits), _side(height, limits)
 
 
+UPSCALE_FACTOR = 2
+
+
+def size_from_picture(picture: Image.Image, limits: ModelLimits, upscale: bool) -> tuple[int, int]:
+    """The size to draw a picture-based request at: the picture's shape within the model's pixel budget, or for
+    an upscale twice the picture's sides (on the model's grid, at most twice its largest side)."""
+    width, height = picture.size
+    if upscale:
+        cap = UPSCALE_FACTOR * limits.max_side
+        scale = min(UPSCALE_FACTOR, cap / max(width, height))
+    else:
+        scale = limits.resolution / (width * height) ** 0.5
+
+    def side(value: float) -> int:
+        rounded = int(value) - int(value) % limits.multiple
+        return max(limits.multiple, rounded)
+
+    return side(width * scale), side(height * scale)
+
+
 def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height: int,
                        negative: list[str] | None = None) -> dict[str, Any]:
     """The keyword arguments of one call to the family's pipeline (shared by draws, samples and class images)."""
@@ -138,7 +164,13 @@ def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height:
 
     family = family_of(pipe)
     args: dict[str, Any] = {"num_inference_steps": steps, "width": width, "height": height}
-    if family.is_flux:
+    if family.architecture == "flux2":
+        from engine.flux2 import MAX_SEQUENCE_LENGTH
+
+        # Distilled klein ignores guidance; the base variants run CFG against the empty prompt above 1.
+        args["guidance_scale"] = guidance
+        args["max_sequence_length"] = MAX_SEQUENCE_LENGTH
+    elif family.is_flux:
         # dev: guidance is an input of the transformer (FluxPipeline embeds guidance_scale); schnell has none.
         args["guidance_scale"] = guidance
         args["max_sequence_length"] = max_sequence_length(family)
@@ -169,6 +201,21 @@ class Drawer:
         self.cache_size = cache_size
         self._adapters: OrderedDict[tuple[str, int, int], str] = OrderedDict()
         self._counter = 0
+        self._image_pipe = None  # the family's image-to-image pipeline on the same components, made when needed
+
+    def image_pipe(self):
+        """The same model's image-to-image mode: diffusers builds it from the loaded components (no new weights,
+        and the LoRA adapters loaded into the shared denoiser and text encoders apply to it too)."""
+        if self._image_pipe is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            try:
+                image_pipe = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            except (ValueError, KeyError) as exc:
+                raise DrawError(f"{self.family.title} cannot draw from a picture here") from exc
+            image_pipe._kabina_family = self.family.name  # the same model: the family is the base pipeline's
+            self._image_pipe = image_pipe
+        return self._image_pipe
 
     @property
     def family(self) -> Family:
@@ -191,7 +238,7 @@ class Drawer:
         return count_tokens(self.pipe, prompt)
 
     def _has_adapters(self) -> bool:
-        from engine.training import has_lora
+        from engine.base_model import has_lora
 
         return has_lora(self.pipe)
 
@@ -239,6 +286,10 @@ class Drawer:
 
     def _noise_shape(self, width: int, height: int) -> tuple[int, ...]:
         factor = self.pipe.vae_scale_factor
+        if self.family.architecture == "flux2":
+            from engine.flux2 import noise_shape
+
+            return noise_shape(self.pipe, width, height)
         if self.family.is_flux:
             channels = self.pipe.transformer.config.in_channels // 4
             return (channels, 2 * (height // (factor * 2)), 2 * (width // (factor * 2)))
@@ -269,7 +320,7 @@ class Drawer:
             sin = torch.sin(omega)
             blended.append(torch.sin((1 - strength) * omega) / sin * a + torch.sin(strength * omega) / sin * b)
         latents = torch.stack(blended)
-        if self.family.is_flux:
+        if self.family.architecture == "flux1":  # FLUX.2's pipeline packs the patchified noise itself
             from diffusers import FluxPipeline
 
             latents = FluxPipeline._pack_latents(latents, latents.shape[0], *latents.shape[1:])
@@ -293,7 +344,12 @@ class Drawer:
         scale = float(request.lora_scale)
         if not 0.0 <= scale <= 2.0:
             raise DrawError("the strength must be between 0 and 2")
-        width, height = size_of(request, self.limits)
+        if request.init_image is not None:
+            if not 0.0 < float(request.image_change) <= 1.0:
+                raise DrawError("the change must be above 0 and at most 1")
+            width, height = size_from_picture(request.init_image, self.limits, request.upscale)
+        else:
+            width, height = size_of(request, self.limits)
         return {"steps": steps, "guidance": guidance, "sampler": sampler.lower(), "width": width, "height": height,
                 "scale": scale}
 
@@ -307,6 +363,9 @@ class Drawer:
         tokens, limit = self.count_tokens(request.prompt)
         negative_tokens = self.count_tokens(request.negative_prompt)[0] if request.negative_prompt else 0
         switch_ms = self.use_lora(request.lora, settings["scale"])
+        if request.init_image is not None:
+            images = self._draw_from_picture(request, seeds, settings, lighter)
+            return self._result(request, images, seeds, settings, tokens, limit, negative_tokens, switch_ms)
         latents = self._variation_latents(request, seeds, width, height)
         indices = list(range(len(seeds)))
         groups = [[i] for i in indices] if lighter else [indices]
@@ -327,6 +386,42 @@ class Drawer:
         finally:
             if lighter:
                 self.pipe.vae.disable_slicing()
+        return self._result(request, images, seeds, settings, tokens, limit, negative_tokens, switch_ms)
+
+    def _draw_from_picture(self, request: DrawRequest, seeds: list[int], settings: dict[str, Any],
+                           lighter: bool) -> list[Image.Image]:
+        """Image-to-image with the same model (and LoRA): the picture resized to the size to draw, then redrawn
+        by `image_change`; a big upscale decodes its latents in tiles so the VAE fits in memory."""
+        import torch
+
+        from engine.samplers import using_sampler
+
+        pipe = self.image_pipe()
+        width, height = settings["width"], settings["height"]
+        assert request.init_image is not None
+        start = request.init_image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+        args = pipeline_arguments(pipe, steps=settings["steps"], guidance=settings["guidance"], width=width,
+                                  height=height, negative=[request.negative_prompt] * len(seeds)
+                                  if request.negative_prompt else None)
+        if not self.family.is_flux:
+            args.pop("width"), args.pop("height")  # SD's image-to-image takes the size from the picture
+        # The pipeline runs steps × change steps: at least one, however small the change.
+        args["num_inference_steps"] = max(settings["steps"], math.ceil(1 / float(request.image_change)))
+        tiled = lighter or max(width, height) > self.limits.max_side
+        if tiled:
+            pipe.vae.enable_tiling()
+        try:
+            with using_sampler(pipe, settings["sampler"]), torch.inference_mode():
+                return pipe(prompt=[request.prompt] * len(seeds), image=[start] * len(seeds),
+                            strength=float(request.image_change),
+                            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], **args).images
+        finally:
+            if tiled:
+                pipe.vae.disable_tiling()
+
+    def _result(self, request: DrawRequest, images: list[Image.Image], seeds: list[int], settings: dict[str, Any],
+                tokens: int, limit: int, negative_tokens: int, switch_ms: float) -> DrawResult:
+        width, height = settings["width"], settings["height"]
         return DrawResult(
             images=images,
             seeds=seeds,

@@ -106,8 +106,17 @@ class Objective:
 
     def per_example(self, pipe, batch: StepBatch, embeds, time_ids=None):
         """One loss value per batch row: the model's prediction against the family's target."""
+        if self.family.architecture == "flux2":  # FLUX.2 [klein]'s step lives with its family (engine.flux2)
+            from engine import flux2
+
+            return flux2.per_example(self, pipe, batch, embeds)
         noised = self.noise(pipe, batch)
         return self.loss(self.predict(pipe, noised, embeds, time_ids), noised)
+
+    @property
+    def splits_prediction(self) -> bool:
+        """Whether noise() and predict() serve this family apart (output preservation needs them)."""
+        return self.family.architecture != "flux2"
 
     def noise(self, pipe, batch: StepBatch) -> Noised:
         """The step's noisy model input and the target each row's prediction is held to."""

@@ -6,9 +6,10 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from engine.tiny_common import NOTICE as NOTICE  # callers know both names from here
+from engine.tiny_common import TINY_RESOLUTION as TINY_RESOLUTION
 from engine.tokens import COMMON_PROMPT_WORDS
 
-TINY_RESOLUTION = 64
 # The words the SD1 tiny model's vocabulary is built from, frozen as they were before the identifier pool was
 # fixed against CLIP's real vocabulary: the SD1 tiny model (and every test figure measured on it) stays the same
 # files. Its identifiers are the pool words it holds as single tokens (sks, ohwx); the other families' tiny models
@@ -19,11 +20,6 @@ TINY_SD1_WORDS: tuple[str, ...] = (
     *COMMON_PROMPT_WORDS,
 )
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
-
-NOTICE = (
-    "This is Kabina's tiny test model: about a million random weights shaped like Stable Diffusion.\n"
-    "It loads and runs like the real thing, but everything it draws is noise. Use it for tests and demos only.\n"
-)
 
 
 def _byte_alphabet() -> list[str]:

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from PIL import Image
 
+from engine.base_model import has_lora, remove_lora  # noqa: F401  (engine.training re-exports them)
+from engine.class_images import Stopped
 from engine.conditioning import PromptEmbeds, encode, tokenize
 from engine.detection import family_of
 from engine.families import Family
@@ -54,6 +56,14 @@ StopFn = Callable[[], bool]
 
 def progress(stage: str, step: int, total: int, eta_s: float | None = None, **losses: float | None) -> TrainProgress:
     return TrainProgress(stage=stage, step=step, total=total, loss=losses.pop("loss", None), eta_s=eta_s, **losses)
+
+
+class TrainingStopped(Stopped):
+    """should_stop() turned true; a checkpoint of the finished steps was written first."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped at step {step}")
+        self.step = step
 
 
 # --- data ------------------------------------------------------------------------------------------------------
@@ -121,7 +131,7 @@ def add_lora(pipe, spec: TrainSpec) -> list:
     lr = spec.lr(family)
     model = denoiser(pipe)
     # alpha = rank: scale 1, so the learning rate means the same at any rank.
-    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(family.lora_targets))
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=family.lora_target_modules)
     model.add_adapter(config, adapter_name=ADAPTER)
     model.set_adapter(ADAPTER)
     groups = [{"params": _trainable(model), "lr": lr}]
@@ -148,18 +158,6 @@ def _trainable(module) -> list:
         else:
             param.requires_grad_(False)
     return params
-
-
-def has_lora(pipe) -> bool:
-    from engine.base_model import pipeline_modules
-
-    return any(getattr(m, "peft_config", None) for m in pipeline_modules(pipe))
-
-
-def remove_lora(pipe) -> None:
-    """Take every LoRA out of the pipeline: the base model again, bit for bit."""
-    if has_lora(pipe):
-        pipe.unload_lora_weights()
 
 
 @contextlib.contextmanager
@@ -289,6 +287,8 @@ class Loop:
         classes = p.classes if self.method == "class-images" else None
         batch = step_batch(step, self.spec.seed, p.instance, classes, objective.num_timesteps, family)
         if self.method == "output":
+            if not objective.splits_prediction:
+                raise ValueError(f"output preservation is not offered for {family.title}; use PRIOR=class-images")
             batch = with_class_row(batch)
         rows = batch.latents.shape[0]
         embeds = p.embeds.rows(rows) if p.embeds is not None else encode(
@@ -304,8 +304,6 @@ class Loop:
 
     def run(self, start: int, total: int) -> float | None:
         import torch
-
-        from engine.training import TrainingStopped
 
         objective = objective_for(self.pipe, self.runtime)
         scaler = None

@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from engine import lora_files
-from engine.class_images import Stopped, ensure_class_images
+from engine.class_images import ensure_class_images
 from engine.detection import family_of
 from engine.families import SD1, Family
 from engine.photos import crop_geometry
@@ -29,6 +29,7 @@ from engine.train_steps import (  # noqa: F401  (the names callers and tests rea
     Loop,
     ProgressFn,
     StopFn,
+    TrainingStopped,
     TrainProgress,
     add_lora,
     cache_inputs,
@@ -48,14 +49,6 @@ log = logging.getLogger(__name__)
 PhaseFn = Callable[[str], None]
 # The phases train() announces to on_phase, in order (the bench's time-to-model figures are keyed by them).
 PHASES: tuple[str, ...] = ("class_images", "prepare", "cache", "train", "save", "samples", "report_card")
-
-
-class TrainingStopped(Stopped):
-    """should_stop() turned true; a checkpoint of the finished steps was written first."""
-
-    def __init__(self, step: int) -> None:
-        super().__init__(f"stopped at step {step}")
-        self.step = step
 
 
 # --- defaults, from the photo count and the family -----------------------------------------------------------------

@@ -20,6 +20,7 @@ from engine.gpu_lane import GpuLane
 from engine.messages import failure
 from engine.photos import load_photo_set
 from engine.report_card import drift_warning
+from engine.telemetry import EngineTelemetry
 from engine.tokens import NoFreeToken, class_prompt, pick_token, usable_pool
 from storage.contract import (
     ClassImagesPayload,
@@ -33,7 +34,7 @@ from storage.contract import (
     TrainPayload,
     TrainResult,
 )
-from storage.errors import NotFound, StorageUnavailable
+from storage.errors import NotFound, PathEscape, StorageUnavailable
 from storage.keys import (
     checkpoint_prefix,
     class_images_prefix,
@@ -438,6 +439,9 @@ class Worker:
             sampler=p.sampler,
             lora_scale=p.strength,
             aspect_ratio=p.aspect_ratio,
+            init_image=await self._init_image(p.init_image) if p.init_image else None,
+            image_change=p.image_change,
+            upscale=p.upscale,
         )
         try:
             result = await self.on_gpu(self.engine.draw, request, lighter)
@@ -453,6 +457,19 @@ class Worker:
             variation_seeds=request.variation_seeds if request.variation_strength > 0 else None,
             width=result.width, height=result.height, steps=result.steps, sampler=result.sampler,
         )
+
+    async def _init_image(self, key: str):
+        """The picture an image-to-image draw starts from, decoded by the same bounded rules as training photos."""
+        from engine.photos import PhotoRejected, upright_rgb
+
+        try:
+            data = await self.store.blobs.get(key)
+        except (NotFound, PathEscape):
+            raise JobFailed(failure("picture_gone")) from None
+        try:
+            return await asyncio.to_thread(upright_rgb, data)
+        except PhotoRejected as exc:
+            raise JobFailed(failure("picture_unreadable")) from exc
 
     async def _save_images(self, job_id: int, result) -> list[str]:
         """Every picture of a draw, or none: a failed save (a full disk) takes the ones already saved back."""
@@ -620,14 +637,19 @@ async def serve_forever(settings, options: WorkerOptions) -> None:
     engine = await asyncio.to_thread(Engine.load, base, settings.device)
     log.info("base model %s loaded on %s", base, engine.runtime.device)
     store = await Storage.open(settings.data_dir, database_url=settings.database_url, blob_url=settings.blob_url)
-    await store.engines.publish(options.worker_id, engine.info(settings.draw_steps))
+    info = engine.info(settings.draw_steps)
+    await store.engines.publish(options.worker_id, info)
     worker = Worker(store, settings, engine, options)
+    telemetry = EngineTelemetry(store, options.worker_id, info.family, str(engine.runtime.device))
+    telemetry.instrument(worker)
+    await telemetry.start(settings.metrics_host, settings.engine_metrics_port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     try:
         await worker.run()
     finally:
+        await telemetry.stop()
         await store.close()
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storage import contract
+from storage.admin import AdminRepo, Stats
 from storage.blobs import BlobStore, open_blobs
 from storage.contract import (
     ClassImagesPayload,
@@ -39,6 +40,7 @@ from storage.errors import (
 from storage.files import FileStore
 from storage.keys import convert_old_paths
 from storage.leases import LeaseRepo
+from storage.preferences import PreferenceRepo, Preferences
 from storage.queue import PRIORITY, JobQueue
 from storage.records import (
     AlbumPart,
@@ -71,12 +73,12 @@ if TYPE_CHECKING:
     from storage.pg import PgDatabase
 
 __all__ = [
-    "PRIORITY", "AlbumPart", "BlobStore", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError",
+    "PRIORITY", "AdminRepo", "AlbumPart", "BlobStore", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError",
     "Conflict", "ContractError",
     "Delivery", "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "ForgetReport", "Job",
     "JobCancelled", "JobEvent", "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound",
-    "PathEscape", "Photo", "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError",
-    "StorageUnavailable", "SweepReport", "TokenTaken", "TrainPayload", "TrainResult", "User", "contract",
+    "PathEscape", "Photo", "Preferences", "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError",
+    "Stats", "StorageUnavailable", "SweepReport", "TokenTaken", "TrainPayload", "TrainResult", "User", "contract",
     "load_settings",
 ]
 
@@ -93,6 +95,7 @@ class Storage:
         self.files = files  # this machine's folders: the database file, temp and work files
         self.blobs = blobs if blobs is not None else open_blobs(None, files.root)  # everything rows name by key
         self.users = UserRepo(db)
+        self.preferences = PreferenceRepo(db)
         self.chats = ChatRepo(db)
         self.photos = PhotoRepo(db, self.blobs)
         self.models = ModelRepo(db, self.blobs)
@@ -105,6 +108,7 @@ class Storage:
         self.retention = Retention(db, self.blobs, self.jobs, self.models)
         self.leases = LeaseRepo(db, clock, monotonic)
         self.albums = AlbumRepo(db)
+        self.admin = AdminRepo(db, files.root, clock)
 
     @classmethod
     async def open(

@@ -7,6 +7,8 @@ from aiogram.enums import ChatAction
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, CallbackQuery, InputMediaDocument, Message, Update
 
+from bot.delivery import Outbox
+from bot.formatting import join
 from bot.keyboards import DrawAction
 from bot.services.drawing import (
     DrawInputError,
@@ -14,6 +16,8 @@ from bot.services.drawing import (
     DrawsPending,
     again_payload,
     draw_payload,
+    fallback_model,
+    has_cyrillic,
     parse_draw,
     resolve_model,
     variations_payload,
@@ -23,37 +27,40 @@ from storage import DrawPayload, DrawResult, Job, NotFound, PathEscape, Storage
 
 
 async def _enqueue(
-    message: Message, user_id: int, payload: DrawPayload, t: Texts, store: Storage, drawing: DrawService,
-    update: Update,
+    message: Message, user_id: int, payload: DrawPayload, t: Texts, drawing: DrawService, outbox: Outbox,
+    update: Update, hint: str | None = None,
 ) -> None:
     """Raises DrawsPending when the user is at MAX_PENDING_DRAWS (nothing is queued then)."""
     job = await drawing.enqueue(user_id, message.chat.id, payload, update.update_id)
     await message.bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)  # type: ignore[union-attr]
     position = await drawing.position(job)
-    status = await message.reply(t("draw_queued", position=position) if position else t("draw_started"))
+    text = t("draw_queued", position=position) if position else t("draw_started")
+    status = await message.reply(join([text, t(hint)]) if hint else text)
     reply_to = message.message_id if message.chat.type != "private" else None
-    await store.deliveries.save(job.id, "request", chat_id=message.chat.id, state="noted",
-                                data={"lang": t.language, "reply_to": reply_to})
-    await store.deliveries.save(job.id, "status", chat_id=message.chat.id, message_id=status.message_id,
-                                state="sent")
+    await outbox.drawing_requested(job.id, message.chat.id, t.language, reply_to, status.message_id)
 
 
 async def draw(
-    message: Message, command: CommandObject, event_update: Update, t: Texts, store: Storage, drawing: DrawService
+    message: Message, command: CommandObject, event_update: Update, t: Texts, store: Storage, drawing: DrawService,
+    outbox: Outbox,
 ) -> None:
     """/draw as a text, or as the caption of anything (aiogram's Command reads captions too): the same rules."""
     if message.from_user is None:
         return
     user_id, chat_id = message.from_user.id, message.chat.id
     try:
-        prompt, options = parse_draw(command.args or "", drawing.default_steps, await store.engines.current())
+        prefs = await store.preferences.get(user_id)
+        prompt, options = parse_draw(command.args or "", drawing.default_steps, await store.engines.current(), prefs)
         models = await drawing.usable(user_id, chat_id)
         if not models:
             raise DrawInputError(await _why_no_models(message, store))
         user = await store.users.get(user_id)
-        resolved = resolve_model(prompt, models, user.default_model_id if user else None)
+        default_id = user.default_model_id if user else None
+        fallback = fallback_model(models, default_id, message.chat.type == "private")
+        resolved = resolve_model(prompt, models, default_id, fallback)
         payload = draw_payload(resolved.model, resolved.prompt, options)
-        await _enqueue(message, user_id, payload, t, store, drawing, event_update)
+        await _enqueue(message, user_id, payload, t, drawing, outbox, event_update,
+                       hint="draw_hint_english" if has_cyrillic(prompt) else None)
     except DrawsPending as pending:
         if pending.first:
             await message.reply(t(pending.key, **pending.values))
@@ -90,7 +97,7 @@ async def _pressed_job(query: CallbackQuery, data: DrawAction, drawing: DrawServ
 
 async def draw_again(
     query: CallbackQuery, callback_data: DrawAction, event_update: Update, t: Texts, store: Storage,
-    drawing: DrawService,
+    drawing: DrawService, outbox: Outbox,
 ) -> None:
     job = await _pressed_job(query, callback_data, drawing, store)
     if job is None:
@@ -105,7 +112,7 @@ async def draw_again(
     else:
         payload = again_payload(job.payload)
     try:
-        await _enqueue(query.message, query.from_user.id, payload, t, store, drawing,  # type: ignore[arg-type]
+        await _enqueue(query.message, query.from_user.id, payload, t, drawing, outbox,  # type: ignore[arg-type]
                        event_update)
     except DrawsPending as pending:
         await query.answer(t.plain(pending.key, **pending.values), show_alert=True)
