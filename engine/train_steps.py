@@ -294,11 +294,12 @@ class Loop:
         embeds = p.embeds.rows(rows) if p.embeds is not None else encode(
             self.pipe, {k: v[:rows] for k, v in p.prompt_ids.items()})
         time_ids = time_ids_for(self.pipe, self.spec, batch, self.resolution, self.method)
+        if self.method != "output":
+            return combined_loss(objective.per_example(self.pipe, batch, embeds, time_ids), self.spec.prior_loss_weight)
         noised = objective.noise(self.pipe, batch)
-        if self.method == "output":
-            with torch.no_grad(), lora_off(denoiser(self.pipe)):
-                base = objective.predict(self.pipe, noised, p.base_embeds, time_ids, rows=slice(1, 2))
-            noised.target = torch.cat([noised.target[:1].float(), base.float()])
+        with torch.no_grad(), lora_off(denoiser(self.pipe)):
+            base = objective.predict(self.pipe, noised, p.base_embeds, time_ids, rows=slice(1, 2))
+        noised.target = torch.cat([noised.target[:1].float(), base.float()])
         per_example = objective.loss(objective.predict(self.pipe, noised, embeds, time_ids), noised)
         return combined_loss(per_example, self.spec.prior_loss_weight)
 
