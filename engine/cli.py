@@ -60,8 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny-model", help="write a tiny random pipeline of a family (its images are noise)")
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--family", default="sd1",
-                      choices=("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell", "flux2-klein"),
-                      help="sd1 (the default), sd2 (768-v), sd2-base, sdxl, flux (dev), flux-schnell or flux2-klein")
+                      choices=("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell", "flux2-klein",
+                               "z-image"),
+                      help="sd1 (the default), sd2 (768-v), sd2-base, sdxl, flux (dev), flux-schnell, flux2-klein or z-image")
 
     sub.add_parser("eval-toy", help="measure DreamBooth in the toy world (JSON): fidelity and class drift",
                    add_help=False)
@@ -122,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(args, argv)
         settings = load_settings()
+        # LOG_LEVEL and LOG_FORMAT may come from .env, which only the settings read.
+        setup_logging("engine", level=settings.log_level, fmt=settings.log_format)
         if args.command == "train":
             return _train(args, settings)
         if args.command == "draw":
@@ -189,7 +192,7 @@ def _train(args, settings) -> int:
     from engine.detection import family_of
     from engine.photos import load_photo_folder
     from engine.tokens import class_prompt, usable_pool
-    from engine.training import TrainingStopped, TrainSpec, train
+    from engine.training import TrainingStopped, TrainSpec, prior_for, train
     from storage.files import FileStore
 
     base = _base_model(args, settings)
@@ -203,7 +206,7 @@ def _train(args, settings) -> int:
         print("no usable photos", file=sys.stderr)
         return 1
     token = args.token or usable_pool(pipe.tokenizer)[0]
-    prior = args.prior or settings.prior or family_of(pipe).prior
+    prior = prior_for(family_of(pipe), args.prior or settings.prior)
     files = FileStore(settings.data_dir)
     key, prompt = base_model_key(base), class_prompt(args.class_word)
     class_dir = args.class_images

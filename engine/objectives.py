@@ -106,17 +106,17 @@ class Objective:
 
     def per_example(self, pipe, batch: StepBatch, embeds, time_ids=None):
         """One loss value per batch row: the model's prediction against the family's target."""
-        if self.family.architecture == "flux2":  # FLUX.2 [klein]'s step lives with its family (engine.flux2)
-            from engine import flux2
+        from engine.conditioning import FAMILY_MODULES, _module
 
-            return flux2.per_example(self, pipe, batch, embeds)
+        if self.family.architecture in FAMILY_MODULES:  # FLUX.2, Z-Image: the step lives with its family
+            return _module(self.family).per_example(self, pipe, batch, embeds)
         noised = self.noise(pipe, batch)
         return self.loss(self.predict(pipe, noised, embeds, time_ids), noised)
 
     @property
     def splits_prediction(self) -> bool:
         """Whether noise() and predict() serve this family apart (output preservation needs them)."""
-        return self.family.architecture != "flux2"
+        return splits_prediction(self.family)
 
     def noise(self, pipe, batch: StepBatch) -> Noised:
         """The step's noisy model input and the target each row's prediction is held to."""
@@ -218,6 +218,14 @@ class Noised:
     timesteps: Any
     target: Any  # what each row's prediction is compared with; output preservation replaces the class row's
     weighting: Any  # broadcastable loss weight (FLUX's timestep weighting; ones for DDPM)
+
+
+def splits_prediction(family: Family) -> bool:
+    """Families whose training step lives in their own module (engine.conditioning.FAMILY_MODULES) compute it in
+    one piece; output preservation needs the noise and the prediction apart, so they keep the paper's class images."""
+    from engine.conditioning import FAMILY_MODULES
+
+    return family.architecture not in FAMILY_MODULES
 
 
 def autocast(runtime):

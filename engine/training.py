@@ -76,6 +76,18 @@ DEFAULT_PRIOR_LOSS_WEIGHT = 1.0
 DEFAULT_LEARNING_RATE = 1e-4
 
 
+def prior_for(family: Family, setting: str | None = None) -> str:
+    """The prior method a training uses: PRIOR when set, else the family's."""
+    from engine.objectives import splits_prediction
+
+    method = setting or family.prior
+    if method == "output" and setting is None and not splits_prediction(family):
+        method = "class-images"  # a family whose step is one piece (FLUX.2, Z-Image) keeps the paper's method
+    if method not in PRIOR_METHODS:
+        raise ValueError(f"unknown prior method {method!r}; choose from {', '.join(PRIOR_METHODS)}")
+    return method
+
+
 @dataclass
 class TrainSpec:
     photos: list[Image.Image]  # already squared to `resolution` (engine.photos; they carry their crop geometry)
@@ -152,9 +164,7 @@ class TrainSpec:
         return h.hexdigest()[:16]
 
     def prior_method(self, family: Family = SD1) -> str:
-        method = self.prior or family.prior
-        if method not in PRIOR_METHODS:
-            raise ValueError(f"unknown prior method {method!r}; choose from {', '.join(PRIOR_METHODS)}")
+        method = prior_for(family, self.prior)
         if method == "class-images" and (self.class_image_dir is None or self.class_count(family) <= 0):
             return "off"
         return method
