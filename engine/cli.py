@@ -189,9 +189,10 @@ def _train(args, settings) -> int:
     from tqdm import tqdm
 
     from engine.base_model import base_model_key, load_base_pipeline, pick_runtime, train_resolution
+    from engine.conditioning import identifier_pool
     from engine.detection import family_of
     from engine.photos import load_photo_folder
-    from engine.tokens import class_prompt, usable_pool
+    from engine.tokens import class_prompt
     from engine.training import TrainingStopped, TrainSpec, prior_for, train
     from storage.files import FileStore
 
@@ -205,7 +206,7 @@ def _train(args, settings) -> int:
     if not photo_set.images:
         print("no usable photos", file=sys.stderr)
         return 1
-    token = args.token or usable_pool(pipe.tokenizer)[0]
+    token = args.token or identifier_pool(pipe)[0]
     prior = prior_for(family_of(pipe), args.prior or settings.prior)
     files = FileStore(settings.data_dir)
     key, prompt = base_model_key(base), class_prompt(args.class_word)
