@@ -54,7 +54,13 @@ async def draw(
         prompt, options = parse_draw(command.args or "", drawing.default_steps, await store.engines.current(), prefs)
         models = await drawing.usable(user_id, chat_id)
         if not models:
-            raise DrawInputError(await _why_no_models(message, store))
+            draft = await _model_to_draft(message, store)
+            if draft is None:
+                raise DrawInputError(await _why_no_models(message, store))
+            # A base model that takes reference pictures draws a draft from the owner's photos right away.
+            payload = draw_payload(draft, prompt, options).model_copy(update={"model_id": None, "draft_of": draft.id})
+            await _enqueue(message, user_id, payload, t, drawing, outbox, event_update, hint="draw_draft")
+            return
         user = await store.users.get(user_id)
         default_id = user.default_model_id if user else None
         fallback = fallback_model(models, default_id, message.chat.type == "private")
@@ -67,6 +73,15 @@ async def draw(
             await message.reply(t(pending.key, **pending.values))
     except DrawInputError as problem:
         await message.reply(t(problem.key, **problem.values))
+
+
+async def _model_to_draft(message: Message, store: Storage):
+    """The sender's own model still training, in a private chat, when the engine draws from reference photos."""
+    if message.chat.type != "private" or not (await store.engines.current()).takes_references:
+        return None
+    own = await store.models.list_for_owner(message.chat.id)
+    training = [m for m in own if m.status in {"queued", "training"}]
+    return training[-1] if training else None
 
 
 async def _why_no_models(message: Message, store: Storage) -> str:
