@@ -35,7 +35,8 @@ async def test_draw_delivers_one_album_with_prompt_and_seeds(
     pressed = [DrawAction.unpack(b["callback_data"]) for row in more.params["reply_markup"]["inline_keyboard"]
                for b in row]
     assert [(p.action, p.job_id, p.index) for p in pressed] == [
-        ("again", job.id, 0), ("png", job.id, 0), ("vary", job.id, 0), ("vary", job.id, 1), ("vary", job.id, 2)]
+        ("again", job.id, 0), ("png", job.id, 0), ("vary", job.id, 0), ("vary", job.id, 1), ("vary", job.id, 2),
+        ("upscale", job.id, 0), ("upscale", job.id, 1), ("upscale", job.id, 2)]
     status = next(c for c in fake.calls_of("sendMessage", ann.id) if "Drawing" in c.params["text"])
     (deleted,) = await fake.wait_call("deleteMessage", ann.id)  # "Drawing…" goes only once the result is out
     assert deleted.params["message_id"] == status.result["message_id"]
@@ -54,7 +55,7 @@ async def test_one_picture_comes_as_a_photo_with_buttons(
     (photo,) = await fake.wait_call("sendPhoto", ann.id)
     assert str(seeds[0]) in photo.params["caption"]
     keyboard = photo.params["reply_markup"]["inline_keyboard"]
-    assert [b["text"] for row in keyboard for b in row] == ["🔁 Again", "📄 PNG", "✨ #1"]
+    assert [b["text"] for row in keyboard for b in row] == ["🔁 Again", "📄 PNG", "✨ #1", "🔍 2×"]
 
 
 async def test_again_and_variation_buttons_queue_new_drawings(
