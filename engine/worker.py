@@ -570,6 +570,7 @@ class Worker:
             class_image_dir=await self.cache.pull_folder(class_prefix) if use_class_images else None,
             num_class_images=num_class,
             before_dir=await self.cache.pull_folder(before_prefix),
+            sample_steps=self.settings.draw_steps,  # samples and report card: DRAW_STEPS when set, else the family's
             resolution=trained_at,
             checkpoint_dir=checkpoint_dir,
             on_checkpoint=upload_checkpoint,
