@@ -219,6 +219,7 @@ def _train(args, settings) -> int:
         class_image_dir=class_dir, num_class_images=num_class, checkpoint_dir=args.out / "checkpoints",
         steps=args.steps or settings.train_steps, train_text_encoder=args.text_encoder, resolution=resolution,
         before_dir=files.report_before_dir(key, prompt, resolution),
+        sample_steps=settings.draw_steps,  # samples and report card: DRAW_STEPS when set, else the family's
     )
     bars: dict[str, tqdm] = {}
 

@@ -46,6 +46,8 @@ from storage.logs import job_context, report_storage_trouble
 
 log = logging.getLogger(__name__)
 
+# Reference photos a draft conditions on: each adds its tokens to every step (klein reads up to ~4 comfortably).
+MAX_REFERENCES = 4
 KINDS = [JobKind.DRAW, JobKind.CLASS_IMAGES, JobKind.TRAIN]
 LONG_KINDS = {JobKind.TRAIN, JobKind.CLASS_IMAGES}
 PROGRESS_EVERY_S = 1.0  # progress rows are events the bot turns into message edits: ~1/s is plenty
@@ -131,6 +133,7 @@ class Engine:
             default_sampler=family.default_sampler, sizes={ar: limits.size_for(ar) for ar in ASPECT_RATIOS},
             negative_prompt=family.negative_prompt, token_limit=self.drawer.count_tokens("")[1],
             draws_from_pictures=self.drawer.draws_from_pictures(),
+            takes_references=family.takes_references,
         )
 
     def identifier_pool(self) -> list[str]:
@@ -411,6 +414,9 @@ class Worker:
 
     async def draw(self, run: JobRun, p: DrawPayload, lighter: bool) -> DrawResult:
         lora = None
+        prompt, references = p.prompt, None
+        if p.draft_of is not None:
+            prompt, references = await self._draft_references(run.job, p)
         if p.model_id is not None:
             model = await self.store.models.get(p.model_id)
             if model is None or model.status == "deleted":
@@ -422,7 +428,8 @@ class Worker:
             except NotFound:
                 raise JobFailed(failure("weights_missing")) from None
         request = DrawRequest(
-            prompt=p.prompt,
+            prompt=prompt,
+            references=references,
             negative_prompt=p.negative_prompt,
             n=p.n,
             steps=p.steps or self.settings.draw_steps,
@@ -453,7 +460,28 @@ class Worker:
             negative_truncated=result.negative_truncated,
             variation_seeds=request.variation_seeds if request.variation_strength > 0 else None,
             width=result.width, height=result.height, steps=result.steps, sampler=result.sampler,
+            draft=references is not None,
         )
+
+    async def _draft_references(self, job, p: DrawPayload):
+        """A draft's prompt and reference photos: the job owner's own model only, its photos as the model will be
+        trained on them (squared to the model's size), the identifier it does not know yet replaced by "the"."""
+        from engine.photos import load_photo_set
+
+        model = await self.store.models.get(p.draft_of)
+        if model is None or model.status == "deleted" or model.owner_id != job.owner_id:
+            raise JobFailed(failure("model_gone"))
+        sources = []
+        for key in model.photo_paths[:MAX_REFERENCES]:
+            with contextlib.suppress(NotFound, PathEscape):
+                sources.append((key.rsplit("/", 1)[-1], await self.store.blobs.get(key)))
+        photos = await asyncio.to_thread(load_photo_set, sources, self.engine.resolution)
+        if not photos.images:
+            raise JobFailed(failure("no_photos"))
+        prompt = p.prompt
+        if model.token:
+            prompt = " ".join("the" if word == model.token else word for word in prompt.split())
+        return prompt, photos.images
 
     async def _init_image(self, key: str):
         """The picture an image-to-image draw starts from, decoded by the same bounded rules as training photos."""
@@ -543,6 +571,7 @@ class Worker:
             class_image_dir=await self.cache.pull_folder(class_prefix) if use_class_images else None,
             num_class_images=num_class,
             before_dir=await self.cache.pull_folder(before_prefix),
+            sample_steps=self.settings.draw_steps,  # samples and report card: DRAW_STEPS when set, else the family's
             resolution=trained_at,
             checkpoint_dir=checkpoint_dir,
             on_checkpoint=upload_checkpoint,

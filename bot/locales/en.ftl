@@ -420,3 +420,4 @@ failure_gave_up =
 failure_picture_gone = the picture to draw from is no longer kept. Send it again.
 failure_picture_unreadable = the picture to draw from cannot be read. Send another one.
 draw_no_pictures = ⛔ { $model } cannot start from a picture here. Describe the picture in words instead: <code>/draw …</code>
+draw_draft = ✏️ Your model is still training, so this is a quick <b>draft</b>: drawn from your own photos as references, not from a trained model. Once the model is ready, /draw uses it.

@@ -51,7 +51,7 @@ def _cli_train(monkeypatch, tmp_path, tiny_model_dir, make_photo, capsys, prior:
     for seed in range(3):
         make_photo(seed, (80, 80)).save(photos / f"p{seed}.png")
     for name, value in dict(DATA_DIR=str(tmp_path / "data"), BASE_MODEL=str(tiny_model_dir), DEVICE="cpu",
-                            NUM_CLASS_IMAGES="2", PRIOR=prior or "").items():
+                            NUM_CLASS_IMAGES="2", DRAW_STEPS="2", PRIOR=prior or "").items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("TRAIN_STEPS", raising=False)
     monkeypatch.chdir(tmp_path)
