@@ -50,6 +50,8 @@ class DrawRequest:
     init_image: Image.Image | None = None
     image_change: float = 0.6
     upscale: bool = False
+    # Reference pictures the model conditions on (FLUX.2 [klein]'s `image=[…]`): a draft from the user's photos.
+    references: list[Image.Image] | None = None
 
 
 @dataclass
@@ -182,13 +184,17 @@ def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height:
 
 
 def render(pipe, prompts: list[str], generators, *, steps: int, guidance: float, width: int, height: int,
-           sampler: str | None = None, negative: list[str] | None = None, latents=None) -> list[Image.Image]:
-    """Draw `prompts` (one generator each) with the family's pipeline and sampler `sampler` (None: as installed)."""
+           sampler: str | None = None, negative: list[str] | None = None, latents=None,
+           references: list[Image.Image] | None = None) -> list[Image.Image]:
+    """Draw `prompts` (one generator each) with the family's pipeline and sampler `sampler` (None: as installed);
+    `references` are pictures every prompt is conditioned on (families that take them)."""
     import torch
 
     from engine.samplers import using_sampler
 
     args = pipeline_arguments(pipe, steps=steps, guidance=guidance, width=width, height=height, negative=negative)
+    if references:
+        args["image"] = list(references)
     with using_sampler(pipe, sampler), torch.inference_mode():
         return pipe(prompt=prompts, generator=generators, latents=latents, **args).images
 
@@ -203,6 +209,16 @@ class Drawer:
         self._adapters: OrderedDict[tuple[str, int, int], str] = OrderedDict()
         self._counter = 0
         self._image_pipe = None  # the family's image-to-image pipeline on the same components, made when needed
+
+    def draws_from_pictures(self) -> bool:
+        """Whether this model has an image-to-image mode that starts from a picture (FLUX.2 [klein]'s takes a
+        picture only as a reference to edit by, with no strength: not the same thing)."""
+        import inspect
+
+        try:
+            return "strength" in inspect.signature(self.image_pipe().__call__).parameters
+        except DrawError:
+            return False
 
     def image_pipe(self):
         """The same model's image-to-image mode: diffusers builds it from the loaded components (no new weights,
@@ -345,6 +361,8 @@ class Drawer:
         scale = float(request.lora_scale)
         if not 0.0 <= scale <= 2.0:
             raise DrawError("the strength must be between 0 and 2")
+        if request.references and not family.takes_references:
+            raise DrawError(f"{family.title} cannot draw from reference pictures")
         if request.init_image is not None:
             if not 0.0 < float(request.image_change) <= 1.0:
                 raise DrawError("the change must be above 0 and at most 1")
@@ -382,7 +400,7 @@ class Drawer:
                     steps=settings["steps"], guidance=settings["guidance"], width=width, height=height,
                     sampler=settings["sampler"],
                     negative=[request.negative_prompt] * len(group) if request.negative_prompt else None,
-                    latents=None if latents is None else latents[group],
+                    latents=None if latents is None else latents[group], references=request.references,
                 )
         finally:
             if lighter:
@@ -397,6 +415,8 @@ class Drawer:
 
         from engine.samplers import using_sampler
 
+        if not self.draws_from_pictures():
+            raise DrawError(f"{self.family.title} cannot draw from a picture")
         pipe = self.image_pipe()
         width, height = settings["width"], settings["height"]
         assert request.init_image is not None
