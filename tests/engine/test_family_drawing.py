@@ -87,8 +87,8 @@ def test_strength_zero_is_the_base_picture_and_a_half_is_between(name, pipe_of, 
     try:
         _, base = _draw(drawer)
         _, full = _draw(drawer, lora=random_loras[name])
-        _, none = _draw(drawer, lora=random_loras[name], lora_scale=0.0)
-        _, half = _draw(drawer, lora=random_loras[name], lora_scale=0.5)
+        _, none = _draw(drawer, lora=random_loras[name], strength=0.0)
+        _, half = _draw(drawer, lora=random_loras[name], strength=0.5)
         _, again = _draw(drawer, lora=random_loras[name])
     finally:
         drawer.forget_loras()

@@ -1,0 +1,65 @@
+"""The draw job: the model's LoRA from the blob cache, the pictures drawn on the GPU, saved as PNGs by key."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+
+from engine.drawing import DrawError, DrawRequest
+from engine.jobs.context import JobContext, JobFailed, RunningJob
+from engine.messages import failure
+from storage.contract import DrawPayload, DrawResult
+from storage.errors import NotFound
+from storage.keys import job_prefix
+
+
+async def run_draw(ctx: JobContext, run: RunningJob, payload: DrawPayload, lighter: bool) -> DrawResult:
+    lora = None
+    if payload.model_id is not None:
+        model = await ctx.store.models.get(payload.model_id)
+        if model is None or model.status == "deleted":
+            raise JobFailed(failure("model_gone"))
+        if model.status != "ready" or not model.weights_path:
+            raise JobFailed(failure("model_not_ready"))
+        try:
+            lora = await ctx.cache.path(model.weights_path, version=model.updated_at)
+        except NotFound:
+            raise JobFailed("the model's weights are missing") from None
+    request = DrawRequest.from_payload(payload, lora=lora, default_steps=ctx.settings.draw_steps)
+    try:
+        result = await ctx.on_gpu(ctx.engine.draw, request, lighter)
+    except DrawError as exc:
+        raise JobFailed(str(exc)) from exc
+    keys = await save_pictures(ctx.store, run.job.id, result.images, result.seeds)
+    return DrawResult(
+        images=keys,
+        seeds=result.seeds,
+        prompt_truncated=result.prompt_truncated,
+        prompt_tokens=result.prompt_tokens,
+        negative_truncated=result.negative_truncated,
+        variation_seeds=request.variation_seeds if request.variation_strength > 0 else None,
+        width=result.width, height=result.height, steps=result.steps, sampler=result.sampler,
+    )
+
+
+async def save_pictures(store, job_id: int, images, seeds: list[int]) -> list[str]:
+    """Every picture of a draw, or none: a failed save (a full disk) takes the ones already saved back."""
+    keys: list[str] = []
+    try:
+        for index, (image, seed) in enumerate(zip(images, seeds, strict=True)):
+            key = f"{job_prefix(job_id)}/{index}_{seed}.png"
+            await store.blobs.put(key, await asyncio.to_thread(png_bytes, image))
+            keys.append(key)
+    except BaseException:
+        for key in keys:
+            with contextlib.suppress(Exception):
+                await store.blobs.delete(key)
+        raise
+    return keys
+
+
+def png_bytes(image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()

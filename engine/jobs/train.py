@@ -1,0 +1,118 @@
+"""The training job: an identifier, the owner's photos, a training on the GPU (resumable), its files published."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from pathlib import Path
+
+from engine import checkpoint_sync
+from engine.class_images import Stopped
+from engine.jobs.context import JobContext, JobFailed, RunningJob
+from engine.messages import failure
+from engine.photos import PhotoSet, load_photo_set
+from engine.report_card import drift_warning
+from engine.tokens import NoFreeToken, class_prompt, pick_token
+from storage.contract import TrainPayload, TrainResult
+from storage.errors import NotFound
+from storage.keys import checkpoint_prefix, class_images_prefix, model_prefix
+
+
+async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lighter: bool) -> TrainResult:
+    model = await ctx.store.models.get(payload.model_id)
+    if model is None or model.status == "deleted":
+        raise JobFailed(failure("model_gone"))
+    token = await token_for(ctx, model)
+    await ctx.store.models.set_status(model.id, "training")
+    photo_set = await load_photos(ctx, model)
+    num_class = ctx.settings.num_class_images if payload.num_class_images is None else payload.num_class_images
+    class_prefix = class_images_prefix(ctx.engine.key, class_prompt(model.class_word), ctx.engine.resolution)
+    spec = await train_spec(ctx, run, payload, model, token, photo_set, num_class, class_prefix)
+    if lighter:
+        spec = replace(spec, gradient_checkpointing=True)
+    try:
+        result, card_path, drift = await ctx.gpu.run_long(ctx.engine.train, spec, run.on_progress, run.should_stop)
+    finally:
+        if num_class:
+            await ctx.cache.push_folder(class_prefix)
+    prefix = model_prefix(model.id)
+    weights = await ctx.cache.publish(f"{prefix}/lora.safetensors", result.weights_path)
+    kohya = await ctx.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)
+    samples = [await ctx.cache.publish(f"{prefix}/{Path(s).name}", s) for s in result.sample_paths]
+    card = await ctx.cache.publish(f"{prefix}/report_card.png", card_path)
+    ready = await ctx.store.models.mark_ready(
+        model.id, weights_path=weights, kohya_path=kohya, sample_paths=samples,
+        params={**model.params, **result.params},
+    )
+    if not ready:
+        # The model was deleted while it trained (storage keeps it deleted): settle as cancelled, deliver nothing.
+        run.cancelled = True
+        raise Stopped
+    return TrainResult(
+        model_id=model.id, token=token, class_word=model.class_word, weights_path=weights, kohya_path=kohya,
+        sample_paths=samples, steps=result.steps, seconds=result.seconds, resumed_from=result.resumed_from,
+        rejected_photos=[r.reason for r in photo_set.rejected], report_card_path=card,
+        class_drift=round(drift, 4), drift_warning=drift_warning(drift),
+    )
+
+
+async def token_for(ctx: JobContext, model) -> str:
+    """The model's identifier: the one it has (a resumed job keeps its checkpoint's), else a free one of its owner's."""
+    from storage import TokenTaken
+
+    if model.token:
+        return model.token
+    pool = await ctx.on_gpu(ctx.engine.identifier_pool)
+    for _ in range(len(pool)):
+        try:
+            token = pick_token(pool, await ctx.store.models.tokens_in_use(model.owner_id))
+        except NoFreeToken as exc:
+            raise JobFailed(failure("no_token")) from exc
+        try:
+            await ctx.store.models.set_token(model.id, token)
+            return token
+        except TokenTaken:
+            continue  # another worker gave it to a model of this owner a moment ago
+    raise JobFailed(failure("no_token"))
+
+
+async def load_photos(ctx: JobContext, model) -> PhotoSet:
+    """The owner's photos from the blob store, prepared at the model's resolution; none usable fails the job."""
+    sources = []
+    for key in model.photo_paths:
+        with contextlib.suppress(NotFound):
+            sources.append((key.rsplit("/", 1)[-1], await ctx.store.blobs.get(key)))
+    photo_set = await asyncio.to_thread(load_photo_set, sources, ctx.engine.resolution)
+    if not photo_set.images:
+        raise JobFailed(failure("no_photos"))
+    return photo_set
+
+
+async def train_spec(ctx: JobContext, run: RunningJob, payload: TrainPayload, model, token: str,
+                     photo_set: PhotoSet, num_class: int, class_prefix: str):
+    """What to train, with its checkpoints restored from the blob store and uploaded back as they are made."""
+    from engine.training import TrainSpec
+
+    ckpt_prefix = checkpoint_prefix(run.job.id)
+    checkpoint_dir = ctx.cache.work_path(ckpt_prefix)
+    # Another host may have trained this job up to a checkpoint before it died.
+    await checkpoint_sync.restore(ctx.store.blobs, ckpt_prefix, checkpoint_dir)
+    loop = asyncio.get_running_loop()
+
+    def upload_checkpoint(folder: Path) -> None:  # on the GPU thread: the step waits for its upload
+        asyncio.run_coroutine_threadsafe(checkpoint_sync.upload(ctx.store.blobs, ckpt_prefix, folder), loop).result()
+
+    return TrainSpec(
+        photos=photo_set.images,
+        class_word=model.class_word,
+        token=token,
+        output_dir=ctx.cache.work_path(model_prefix(model.id)),
+        class_image_dir=await ctx.cache.pull_folder(class_prefix) if num_class else None,
+        num_class_images=num_class,
+        checkpoint_dir=checkpoint_dir,
+        on_checkpoint=upload_checkpoint,
+        steps=payload.steps or ctx.settings.train_steps,
+        checkpoint_every=ctx.checkpoint_every,
+        device=ctx.settings.device,
+    )
