@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -21,9 +22,10 @@ from aiogram.types import (
     User,
 )
 
+from bot.bans import Banned
 from bot.config import BotTuning
-from bot.delivery import Deliverer
-from bot.handlers import all_routers, photos
+from bot.delivery import Deliverer, Outbox
+from bot.handlers import admin, all_routers, photos
 from bot.handlers.errors import on_error
 from bot.keyboards import DrawAction
 from bot.leadership import Leadership
@@ -64,14 +66,22 @@ def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | No
         albums=albums,
         training=TrainingService(store, settings),
         drawing=drawing,
+        outbox=Outbox(store, tuning),
     )
     dp.update.outer_middleware(UserContext(store))
+    dp.update.outer_middleware(Banned(store, settings.admin_ids))
     dp.errors.register(on_error)
-    dp.include_routers(*all_routers(
+    dp.include_routers(admin.create_router(settings.admin_ids), *all_routers(
         photo_middleware=PerUserRateLimit(tuning.photo_limit, lambda m: bool(m.photo or m.document)),
         draw_middleware=PerUserRateLimit(tuning.draw_limit, _is_draw, drawing.recently_told),
+        sheet_middleware=PerUserRateLimit(tuning.sheet_limit, _is_command("photos")),
     ))
     return dp
+
+
+def _is_command(name: str) -> Callable[[Message | CallbackQuery], bool]:
+    pattern = re.compile(rf"^/{name}(@\w+)?(\s|$)")
+    return lambda event: isinstance(event, Message) and bool(event.text and pattern.match(event.text))
 
 
 def _is_draw(event: Message | CallbackQuery) -> bool:

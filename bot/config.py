@@ -25,6 +25,8 @@ class BotTuning:
     poll_timeout_s: int = 25
     draw_limit: RateLimit = RateLimit(4, 60.0)
     photo_limit: RateLimit = RateLimit(30, 60.0)
+    # /photos decodes the whole set (bounded, one photo at a time, but up to 20 of them): a few a minute.
+    sheet_limit: RateLimit = RateLimit(3, 60.0)
     retry_attempts: int = 5
     max_retry_after_s: float = 120.0
     # How often deleted models' late files, finished trainings' checkpoints, pictures past RETENTION_DAYS and old

@@ -41,15 +41,26 @@ def pick_runtime(device_setting: str = "auto") -> Runtime:
     setting = (device_setting or "auto").lower()
     if setting == "auto":
         setting = "cuda" if torch.cuda.is_available() else "cpu"
+        if setting == "cpu" and torch.version.cuda:
+            # A CUDA build of torch that sees no GPU: a driver older than the wheel's CUDA, or no GPU passed in.
+            log.warning("DEVICE=auto runs on the CPU: %s", _no_gpu_reason(torch))
     device = torch.device(setting)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise BaseModelError(f"DEVICE={device_setting} but no CUDA GPU is visible")
+            raise BaseModelError(f"DEVICE={device_setting} but no CUDA GPU is visible: {_no_gpu_reason(torch)}")
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         attention = "xformers" if _has_xformers() else "sdpa"
     else:
         dtype, attention = torch.float32, "sdpa"
     return Runtime(device=device, dtype=dtype, attention=attention)
+
+
+def _no_gpu_reason(torch: Any) -> str:
+    """Why torch sees no GPU, in the operator's terms (the wheel's CUDA against the host's driver)."""
+    if not torch.version.cuda:
+        return f"this torch ({torch.__version__}) is a CPU-only build; install the CUDA build (README)"
+    return (f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, which needs an NVIDIA driver that "
+            "supports it (nvidia-smi shows the driver's CUDA version) and, in Docker, the GPU passed to the container")
 
 
 def _has_xformers() -> bool:

@@ -19,10 +19,19 @@ pillow_heif.register_heif_opener()
 # Telegram sends at most 2560 px a side (~6.5 MP); 40 MP leaves room for files sent as documents while refusing
 # decompression bombs (a tiny file that would unpack into gigabytes) before any pixel is decoded.
 MAX_PIXELS = 40_000_000
+# A progressive JPEG is decoded scan by scan, each pass over the whole picture: libjpeg writes 10 scans, mozjpeg a
+# few more, cameras and phones 1. A crafted file repeats a cheap scan thousands of times (a 0.4 MB file, 11 s of
+# CPU); counting the scans in the header bounds the work before a pixel is decoded.
+MAX_JPEG_SCANS = 64
 # Two hashes this close (of 64 bits) are the same picture re-encoded, resized or lightly edited.
 NEAR_DUPLICATE_BITS = 6
+# The formats we decode, decided by Pillow from the file's own bytes (never its name or mime type). None of them
+# calls out to another program (EPS/PS and PDF would run Ghostscript). A phone's JPEG with a depth map opens as
+# MPO through the JPEG decoder.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF", "GIF", "BMP")
 
-REASONS = ("undecodable", "unsupported", "too_small", "too_many_pixels", "duplicate", "near_duplicate")
+REASONS = ("undecodable", "unsupported", "not_image", "too_complex", "too_small", "too_many_pixels", "duplicate",
+           "near_duplicate")
 
 # How files of image formats we cannot decode begin: such a file is "unsupported", not damaged.
 _OTHER_IMAGE_SIGNATURES = (
@@ -32,7 +41,10 @@ _OTHER_IMAGE_SIGNATURES = (
     b"8BPS",  # Photoshop
     b"FUJIFILMCCD-RAW",
     b"<svg", b"<?xml",
+    b"II*\x00", b"MM\x00*",  # TIFF and the camera raw files built on it
 )
+# Documents, not pictures (PostScript and PDF are also formats Pillow would hand to Ghostscript).
+_DOCUMENT_SIGNATURES = (b"%PDF", b"%!PS", b"\xc5\xd0\xd3\xc6", b"PK\x03\x04", b"{\\rtf", b"\xd0\xcf\x11\xe0")
 # ISO media files name their brand at byte 4 ("ftyp" + brand): HEIF, AVIF and their cousins.
 _FTYP_IMAGE_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"avif", b"avis",
                       b"crx ")
@@ -43,6 +55,40 @@ def _looks_like_another_image_format(data: bytes) -> bool:
     if head[4:8] == b"ftyp" and head[8:12] in _FTYP_IMAGE_BRANDS:
         return True
     return head.lstrip().startswith(_OTHER_IMAGE_SIGNATURES)
+
+
+def jpeg_scan_count(data: bytes) -> int:
+    """How many scans (SOS markers) the first picture of a JPEG holds, read from its markers without decoding.
+
+    Walks the segments (each a marker and a length) and skips each scan's entropy-coded data up to the next
+    marker that is neither a stuffed 0xFF00 nor a restart marker; stops at the picture's end (EOI)."""
+    scans, pos, end = 0, 2, len(data)
+    while pos + 4 <= end:
+        if data[pos] != 0xFF:
+            break  # damaged: the decoder will say so
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker != 0xDA:
+            continue
+        scans += 1
+        while True:  # the scan's entropy-coded data
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= end:
+                return scans
+            following = data[pos + 1]
+            if following == 0x00 or 0xD0 <= following <= 0xD7:
+                pos += 2
+                continue
+            break
+    return scans
 
 
 class PhotoRejected(Exception):
@@ -62,9 +108,14 @@ class PhotoInfo:
     phash: int  # 64-bit difference hash of the upright picture
 
 
-def _open(data: bytes) -> Image.Image:
+def open_bounded(data: bytes) -> Image.Image:
+    """The picture's header read by an allowed decoder, checked so that decoding it is bounded work.
+
+    Nothing is decoded yet (call `load()` or `draft()` first); raises PhotoRejected with the reason."""
+    if data.lstrip()[:8].startswith(_DOCUMENT_SIGNATURES):
+        raise PhotoRejected("not_image", "a document, not a picture")
     try:
-        image = Image.open(io.BytesIO(data))
+        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         if _looks_like_another_image_format(data):
             raise PhotoRejected("unsupported", "an image format we cannot decode") from None
@@ -75,6 +126,13 @@ def _open(data: bytes) -> Image.Image:
     # Image.open only read the header: refuse huge pictures before decoding a single pixel.
     if width * height > MAX_PIXELS:
         raise PhotoRejected("too_many_pixels", f"{width}x{height} is over {MAX_PIXELS} pixels")
+    if image.format in ("JPEG", "MPO") and (scans := jpeg_scan_count(data)) > MAX_JPEG_SCANS:
+        raise PhotoRejected("too_complex", f"a JPEG of {scans} scans (at most {MAX_JPEG_SCANS})")
+    return image
+
+
+def _open(data: bytes) -> Image.Image:
+    image = open_bounded(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -84,9 +142,34 @@ def _open(data: bytes) -> Image.Image:
     return image
 
 
+def _upright(image: Image.Image) -> Image.Image:
+    try:
+        return ImageOps.exif_transpose(image)
+    except Exception as exc:  # a damaged EXIF block (struct.error, a bad offset…): the file is broken
+        raise PhotoRejected("undecodable", f"the EXIF data is damaged: {exc}") from None
+
+
+def thumbnail(data: bytes, size: int) -> Image.Image:
+    """A small upright RGB picture of a photo at most `size` px a side, with the same bounds as intake.
+
+    A JPEG decodes straight at 1/2…1/8 scale: a 40 MP photo becomes a thumbnail in milliseconds."""
+    image = open_bounded(data)
+    try:
+        image.draft("RGB", (size, size))
+        image.load()
+    except Exception as exc:
+        raise PhotoRejected("undecodable", f"the image data is damaged: {exc}") from None
+    image = _upright(image).convert("RGB")
+    image.thumbnail((size, size))
+    return image
+
+
 def upright_rgb(data: bytes) -> Image.Image:
     """The decoded photo turned upright by its EXIF orientation, in RGB (transparency laid on white)."""
-    image = ImageOps.exif_transpose(_open(data))
+    return _rgb(_upright(_open(data)))
+
+
+def _rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("RGBA", "LA", "P", "PA"):
         image = image.convert("RGBA")
         canvas = Image.new("RGB", image.size, (255, 255, 255))
@@ -113,18 +196,20 @@ def hamming(a: int, b: int) -> int:
 
 def inspect_photo(data: bytes, resolution: int = 512) -> PhotoInfo:
     """Cheap checks the bot runs on every incoming photo; raises PhotoRejected with the reason."""
-    image = upright_rgb(data)
+    return _checked(data, resolution)[0]
+
+
+def _checked(data: bytes, resolution: int) -> tuple[PhotoInfo, Image.Image]:
+    """The checks and the upright RGB picture, from one bounded decode."""
+    decoded = _open(data)
+    image = _rgb(_upright(decoded))
     width, height = image.size
     minimum = resolution // 2
     if min(width, height) < minimum:
         raise PhotoRejected("too_small", f"{width}x{height} is under {minimum} px on its short side")
-    return PhotoInfo(
-        width=width,
-        height=height,
-        format=(Image.open(io.BytesIO(data)).format or "unknown"),
-        sha256=hashlib.sha256(data).hexdigest(),
-        phash=difference_hash(image),
-    )
+    info = PhotoInfo(width=width, height=height, format=decoded.format or "unknown",
+                     sha256=hashlib.sha256(data).hexdigest(), phash=difference_hash(image))
+    return info, image
 
 
 def crop_box(width: int, height: int, size: int) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
@@ -181,8 +266,7 @@ def crop_geometry(image: Image.Image) -> CropGeometry:
 
 def prepare_photo(data: bytes, size: int) -> Image.Image:
     """Decode, orient, check and square one training photo."""
-    inspect_photo(data, size)
-    return square_photo(upright_rgb(data), size)
+    return square_photo(_checked(data, size)[1], size)
 
 
 @dataclass(frozen=True)
@@ -212,13 +296,13 @@ def load_photo_set(sources: Iterable[tuple[str, bytes]], size: int) -> PhotoSet:
     rejected: list[Rejection] = []
     for name, data in sources:
         try:
-            info = inspect_photo(data, size)
+            info, image = _checked(data, size)
             for other_name, other, _ in kept:
                 if other.sha256 == info.sha256:
                     raise PhotoRejected("duplicate", f"the same file as {other_name}")
                 if hamming(other.phash, info.phash) <= NEAR_DUPLICATE_BITS:
                     raise PhotoRejected("near_duplicate", f"nearly the same picture as {other_name}")
-            kept.append((name, info, square_photo(upright_rgb(data), size)))
+            kept.append((name, info, square_photo(image, size)))
         except PhotoRejected as exc:
             rejected.append(Rejection(name, exc.reason, str(exc)))
     return PhotoSet(images=[k[2] for k in kept], names=[k[0] for k in kept], rejected=rejected)

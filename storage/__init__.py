@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from storage import contract
+from storage.admin import AdminRepo, Stats
 from storage.blobs import BlobStore, open_blobs
 from storage.contract import (
     ClassImagesPayload,
@@ -71,12 +72,12 @@ if TYPE_CHECKING:
     from storage.pg import PgDatabase
 
 __all__ = [
-    "PRIORITY", "AlbumPart", "BlobStore", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError",
+    "PRIORITY", "AdminRepo", "AlbumPart", "BlobStore", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError",
     "Conflict", "ContractError",
     "Delivery", "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "ForgetReport", "Job",
     "JobCancelled", "JobEvent", "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound",
     "PathEscape", "Photo", "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError",
-    "StorageUnavailable", "SweepReport", "TokenTaken", "TrainPayload", "TrainResult", "User", "contract",
+    "Stats", "StorageUnavailable", "SweepReport", "TokenTaken", "TrainPayload", "TrainResult", "User", "contract",
     "load_settings",
 ]
 
@@ -105,6 +106,7 @@ class Storage:
         self.retention = Retention(db, self.blobs, self.jobs, self.models)
         self.leases = LeaseRepo(db, clock, monotonic)
         self.albums = AlbumRepo(db)
+        self.admin = AdminRepo(db, files.root, clock)
 
     @classmethod
     async def open(

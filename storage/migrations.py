@@ -95,6 +95,14 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (chat_id, media_group_id, update_id))""",
         "CREATE TABLE kept_updates (update_id INTEGER PRIMARY KEY, raw TEXT NOT NULL, kept_at REAL NOT NULL)",
     ],
+    # 6 (operators): users an admin banned (told once, then ignored), the moment an admin gave a user their daily
+    # allowance back, and when each engine last said it was alive (its heartbeat, apart from when it started)
+    [
+        """CREATE TABLE bans (
+            user_id INTEGER PRIMARY KEY, by_user_id INTEGER NOT NULL, created_at REAL NOT NULL, told_at REAL)""",
+        "CREATE TABLE allowance_resets (user_id INTEGER PRIMARY KEY, reset_at REAL NOT NULL)",
+        "ALTER TABLE engines ADD COLUMN alive_at REAL",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

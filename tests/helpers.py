@@ -64,6 +64,46 @@ def photo_bytes(seed: int, size: tuple[int, int] = (320, 320), fmt: str = "JPEG"
     return out.getvalue()
 
 
+def scan_bomb(side: int = 2000, repeats: int = 5000) -> bytes:
+    """A hostile progressive JPEG: one cheap AC scan (with its Huffman table) repeated `repeats` times.
+
+    Every decoder walks every block of the picture once per scan, so a few hundred kB cost seconds of CPU; libjpeg
+    only warns about the repeated scans."""
+    out = io.BytesIO()
+    Image.new("RGB", (side, side), (120, 130, 140)).save(out, format="JPEG", progressive=True, quality=90)
+    data = out.getvalue()
+    segments, pos = [], 2
+    while data[pos + 1] != 0xD9:
+        marker, end = data[pos + 1], pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # the entropy-coded data runs to the next real marker
+            while data[end] != 0xFF or data[end + 1] == 0 or 0xD0 <= data[end + 1] <= 0xD7:
+                end += 1
+        segments.append((marker, pos, end))
+        pos = end
+    scans = [i for i, segment in enumerate(segments) if segment[0] == 0xDA]
+    second = scans[1]
+    start = segments[second - 1][1] if segments[second - 1][0] == 0xC4 else segments[second][1]
+    end = segments[second][2]
+    return data[:end] + data[start:end] * repeats + data[end:]
+
+
+def eps_bytes() -> bytes:
+    """A tiny Encapsulated PostScript file: Pillow would hand its program to Ghostscript to draw it."""
+    return (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 600 600\n"
+            b"newpath 0 0 moveto 600 600 lineto stroke showpage\n%%EOF\n")
+
+
+def damaged_exif_jpeg(size: tuple[int, int] = (600, 600)) -> bytes:
+    """A JPEG whose EXIF says it is rotated and holds a SHORT field too big for its type (Pillow's struct.error)."""
+    import struct
+
+    entries = struct.pack("<HHII", 0x0112, 3, 1, 6) + struct.pack("<HHII", 0x0128, 4, 1, 100_000)
+    exif = b"Exif\x00\x00II*\x00" + struct.pack("<IH", 8, 2) + entries + b"\x00" * 4
+    out = io.BytesIO()
+    photo_image(3, size).save(out, format="JPEG", exif=exif)
+    return out.getvalue()
+
+
 # --- waiting on events, never on wall time -----------------------------------------------------------------------
 
 

@@ -39,13 +39,13 @@ class Mutation:
 
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
-        "draw caption not escaped", "bot/delivery.py",
+        "draw caption not escaped", "bot/delivery/results.py",
         'prompt=escape(clip(prompt, room))',
         'prompt=__import__("bot.formatting").formatting.Markup(clip(prompt, room))',
         ("tests/bot/test_escaping.py::test_a_prompt_with_markup_characters_is_shown_as_typed_in_the_caption",),
     ),
     Mutation(
-        "failure reason not escaped", "bot/delivery.py",
+        "failure reason not escaped", "bot/delivery/results.py",
         'text = t("draw_failed", reason=escape(job.error or t("unknown_reason")))',
         'text = t("draw_failed", reason=__import__("bot.formatting").formatting.Markup(job.error or t("unknown_reason")))',
         ("tests/bot/test_escaping.py::test_a_failure_reason_with_markup_characters_reaches_the_user_as_text",),
@@ -62,17 +62,17 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_restart.py::test_a_bot_killed_inside_a_handler_handles_that_update_after_its_restart",),
     ),
     Mutation(
-        "delivery records ignored", "bot/delivery.py",
+        "delivery records ignored", "bot/delivery/outbox.py",
         'done = list(saved.data.get("steps", [])) if saved else []', "done = []",
         ("tests/bot/test_restart.py::test_a_bot_killed_in_the_middle_of_a_delivery_sends_the_rest_and_repeats_nothing",),
     ),
     Mutation(
-        "cancel deletes a ready model", "bot/delivery.py",
+        "cancel deletes a ready model", "bot/delivery/results.py",
         'if model is not None and model.status != "ready":', "if model is not None:",
         ("tests/bot/test_training.py::test_a_cancel_that_comes_after_the_model_is_ready_keeps_the_model",),
     ),
     Mutation(
-        "report card never sent", "bot/delivery.py",
+        "report card never sent", "bot/delivery/results.py",
         '            if card is not None:\n                key = "report_card_warning"',
         '            if False:\n                key = "report_card_warning"',
         ("tests/bot/test_training.py::test_training_reports_queue_position_progress_and_delivers_samples",),
@@ -228,6 +228,16 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_photos.py::test_a_picture_format_we_cannot_read_is_refused_as_unsupported_not_damaged",),
     ),
     Mutation(
+        "progressive JPEG scans unbounded", "engine/photos.py",
+        "(scans := jpeg_scan_count(data)) > MAX_JPEG_SCANS", "(scans := 0) > MAX_JPEG_SCANS",
+        ("tests/engine/test_photos.py::test_a_progressive_jpeg_repeating_one_scan_thousands_of_times_is_refused_before_decoding",),
+    ),
+    Mutation(
+        "every format Pillow knows is decoded", "engine/photos.py",
+        "formats=ALLOWED_FORMATS)", "formats=None)",
+        ("tests/engine/test_photos.py::test_picture_formats_outside_the_allow_list_are_never_decoded",),
+    ),
+    Mutation(
         "download trusts the declared size", "bot/services/downloads.py",
         "            if len(received) > limit:\n", "            if False:\n",
         ("tests/bot/test_photos.py::test_a_download_is_capped_by_the_bytes_received_not_the_size_declared",),
@@ -302,32 +312,32 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_restart.py::test_an_update_slow_to_finish_is_kept_so_the_offset_moves_on_and_a_restart_still_handles_it",),
     ),
     Mutation(
-        "a result refused with 5xx is not sent again", "bot/delivery.py",
+        "a result refused with 5xx is not sent again", "bot/delivery/outbox.py",
         "                transient = _transient(exc)\n", "                transient = False\n",
         ("tests/bot/test_faults.py::test_a_result_refused_with_5xx_is_sent_again_until_it_arrives_and_drawing_goes_only_after",),
     ),
     Mutation(
-        "a user who blocked the bot is retried", "bot/delivery.py",
+        "a user who blocked the bot is retried", "bot/delivery/outbox.py",
         "TelegramEntityTooLarge | TelegramForbiddenError | TelegramBadRequest", "TelegramEntityTooLarge | TelegramBadRequest",
         ("tests/bot/test_faults.py::test_a_user_who_blocked_the_bot_costs_one_attempt_and_the_result_is_recorded_undeliverable",),
     ),
     Mutation(
-        "the feed cursor passes undelivered results", "bot/delivery.py",
+        "the feed cursor passes undelivered results", "bot/delivery/follower.py",
         "            low = min(self._pending) - 1 if self._pending else self._read",
         "            low = self._read",
         ("tests/bot/test_restart.py::test_a_result_the_bot_api_kept_refusing_is_delivered_by_the_next_start",),
     ),
     Mutation(
-        "'Drawing…' deleted before the result", "bot/delivery.py",
-        '        reply = self._reply(request)\n        if job.status == "done"',
-        '        reply = self._reply(request)\n        first = await self.store.deliveries.get(job.id, "status")\n'
-        '        if first is not None and first.message_id is not None:\n'
-        '            await steps.run("status", lambda: self._delete(chat_id, first.message_id))\n'
+        "'Drawing…' deleted before the result", "bot/delivery/results.py",
+        '        reply = _reply(request)\n        if job.status == "done"',
+        '        reply = _reply(request)\n        first = await self.outbox.status_message(job.id)\n'
+        '        if first is not None:\n'
+        '            await steps.run("status", lambda: self._delete(chat_id, first))\n'
         '        if job.status == "done"',
         ("tests/bot/test_faults.py::test_a_result_refused_with_5xx_is_sent_again_until_it_arrives_and_drawing_goes_only_after",),
     ),
     Mutation(
-        "one serial consumer of the feed", "bot/delivery.py",
+        "one serial consumer of the feed", "bot/delivery/follower.py",
         "self._lanes.submit(job.chat_id, partial(self._in_lane, event))",
         "self._lanes.submit(0, partial(self._in_lane, event))",
         ("tests/bot/test_faults.py::test_a_chat_under_flood_control_delays_nobody_elses_result",),

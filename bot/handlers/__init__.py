@@ -7,10 +7,12 @@ from aiogram import Router
 from bot.handlers import drawing, fallback, groups, models, photos, start, training
 
 
-def all_routers(photo_middleware: object = None, draw_middleware: object = None) -> list[Router]:
+def all_routers(photo_middleware: object = None, draw_middleware: object = None,
+                sheet_middleware: object = None) -> list[Router]:
     photo_router, draw_router = photos.create_router(), drawing.create_router()
-    if photo_middleware is not None:
-        photo_router.message.middleware(photo_middleware)  # type: ignore[arg-type]
+    for middleware in (photo_middleware, sheet_middleware):
+        if middleware is not None:
+            photo_router.message.middleware(middleware)  # type: ignore[arg-type]
     if draw_middleware is not None:
         # Commands, captions and the buttons under pictures all make drawings: one window for them all.
         draw_router.message.middleware(draw_middleware)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ from aiogram.enums import ChatAction
 from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, CallbackQuery, InputMediaDocument, Message, Update
 
+from bot.delivery import Outbox
 from bot.keyboards import DrawAction
 from bot.services.drawing import (
     DrawInputError,
@@ -23,7 +24,7 @@ from storage import DrawPayload, DrawResult, Job, NotFound, PathEscape, Storage
 
 
 async def _enqueue(
-    message: Message, user_id: int, payload: DrawPayload, t: Texts, store: Storage, drawing: DrawService,
+    message: Message, user_id: int, payload: DrawPayload, t: Texts, drawing: DrawService, outbox: Outbox,
     update: Update,
 ) -> None:
     """Raises DrawsPending when the user is at MAX_PENDING_DRAWS (nothing is queued then)."""
@@ -32,14 +33,12 @@ async def _enqueue(
     position = await drawing.position(job)
     status = await message.reply(t("draw_queued", position=position) if position else t("draw_started"))
     reply_to = message.message_id if message.chat.type != "private" else None
-    await store.deliveries.save(job.id, "request", chat_id=message.chat.id, state="noted",
-                                data={"lang": t.language, "reply_to": reply_to})
-    await store.deliveries.save(job.id, "status", chat_id=message.chat.id, message_id=status.message_id,
-                                state="sent")
+    await outbox.drawing_requested(job.id, message.chat.id, t.language, reply_to, status.message_id)
 
 
 async def draw(
-    message: Message, command: CommandObject, event_update: Update, t: Texts, store: Storage, drawing: DrawService
+    message: Message, command: CommandObject, event_update: Update, t: Texts, store: Storage, drawing: DrawService,
+    outbox: Outbox,
 ) -> None:
     """/draw as a text, or as the caption of anything (aiogram's Command reads captions too): the same rules."""
     if message.from_user is None:
@@ -53,7 +52,7 @@ async def draw(
         user = await store.users.get(user_id)
         resolved = resolve_model(prompt, models, user.default_model_id if user else None)
         payload = draw_payload(resolved.model, resolved.prompt, options)
-        await _enqueue(message, user_id, payload, t, store, drawing, event_update)
+        await _enqueue(message, user_id, payload, t, drawing, outbox, event_update)
     except DrawsPending as pending:
         if pending.first:
             await message.reply(t(pending.key, **pending.values))
@@ -90,7 +89,7 @@ async def _pressed_job(query: CallbackQuery, data: DrawAction, drawing: DrawServ
 
 async def draw_again(
     query: CallbackQuery, callback_data: DrawAction, event_update: Update, t: Texts, store: Storage,
-    drawing: DrawService,
+    drawing: DrawService, outbox: Outbox,
 ) -> None:
     job = await _pressed_job(query, callback_data, drawing, store)
     if job is None:
@@ -105,7 +104,7 @@ async def draw_again(
     else:
         payload = again_payload(job.payload)
     try:
-        await _enqueue(query.message, query.from_user.id, payload, t, store, drawing,  # type: ignore[arg-type]
+        await _enqueue(query.message, query.from_user.id, payload, t, drawing, outbox,  # type: ignore[arg-type]
                        event_update)
     except DrawsPending as pending:
         await query.answer(t.plain(pending.key, **pending.values), show_alert=True)

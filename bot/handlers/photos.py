@@ -11,7 +11,7 @@ from aiogram.filters import Command
 from aiogram.types import BufferedInputFile, Message, ReplyParameters, Update
 
 from bot.services.downloads import download_capped
-from bot.services.images import DOWNLOAD_LIMIT, contact_sheet, off_loop
+from bot.services.images import DOWNLOAD_LIMIT, ContactSheet, off_loop
 from bot.services.photos import (
     AlbumCollector,
     AlbumDone,
@@ -116,10 +116,13 @@ async def show_photos(message: Message, t: Texts, store: Storage, settings: Sett
     if not photos:
         await message.answer(t("photos_none", min=settings.min_photos))
         return
-    # Twenty 40 MP photos take seconds to shrink: on the image threads, never on the event loop.
-    sheet = await off_loop(contact_sheet, [await _saved_bytes(store, p.path) for p in photos])
+    # One photo in memory at a time, shrunk on the image threads (never on the event loop) under intake's bounds.
+    sheet = ContactSheet(len(photos))
+    for index, photo in enumerate(photos):
+        await off_loop(sheet.add, index, await _saved_bytes(store, photo.path))
+    jpeg = await off_loop(sheet.jpeg)
     caption = t("photos_sheet", count=len(photos), min=settings.min_photos, max=settings.max_photos)
-    await message.answer_photo(BufferedInputFile(sheet, filename="photos.jpg"), caption=caption)
+    await message.answer_photo(BufferedInputFile(jpeg, filename="photos.jpg"), caption=caption)
 
 
 async def clear_photos(message: Message, t: Texts, store: Storage) -> None:

@@ -6,15 +6,14 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message, Update
 
-from bot.delivery import progress_text
+from bot.delivery import Outbox, progress_text
 from bot.services.training import TrainingService, TrainRefused
 from bot.texts import Texts
-from storage import Storage
 
 
 async def train(
-    message: Message, command: CommandObject, event_update: Update, t: Texts, store: Storage,
-    training: TrainingService,
+    message: Message, command: CommandObject, event_update: Update, t: Texts, training: TrainingService,
+    outbox: Outbox,
 ) -> None:
     try:
         started = await training.start(message.chat.id, message.chat.id, command.args or "", event_update.update_id)
@@ -22,17 +21,12 @@ async def train(
         await message.answer(t(refused.key, **refused.values))
         return
     job_id = started.job.id
-    # Noted before any Telegram call: the follower may see the job's first events while we are still sending,
-    # and must neither start a second progress message nor speak the wrong language.
-    await store.deliveries.save(job_id, "request", chat_id=message.chat.id, state="noted", data={"lang": t.language})
-    await store.deliveries.save(job_id, "progress", chat_id=message.chat.id, state="pending",
-                                data={"lang": t.language})
+    await outbox.training_requested(job_id, message.chat.id, t.language)  # before any Telegram call
     await message.answer(t("train_queued", photos=started.photos, name=started.model.class_word))
     text = progress_text(started.job, t, started.position)
     progress = await message.answer(text)
     # The follower edits this message in place from now on, also after a restart.
-    await store.deliveries.save(job_id, "progress", chat_id=message.chat.id, message_id=progress.message_id,
-                                state="live", data={"text": text, "lang": t.language})
+    await outbox.progress_shown(job_id, message.chat.id, progress.message_id, text, t.language)
 
 
 async def train_in_group(message: Message, t: Texts) -> None:

@@ -7,17 +7,15 @@ import io
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TypeVar
 
 from PIL import Image, ImageDraw, ImageOps
 
 from bot.services import Refusal
-from engine.photos import PhotoRejected, inspect_photo
+from engine.photos import PhotoRejected, inspect_photo, thumbnail
 
 # Telegram's getFile refuses files above this size, so the bot refuses them before asking.
 DOWNLOAD_LIMIT = 20 * 1024 * 1024
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif", ".avif"}
 
 # Decoding, inspecting and drawing pictures is CPU work: it runs on these few threads, never on the event loop, so a
 # user's 40 MP photos never delay another user's /help; at most this many pictures are in memory decoded at once.
@@ -41,7 +39,8 @@ class ImageInfo:
     height: int
 
 
-_REASON_TEXT = {"too_small": "refused_small", "too_many_pixels": "refused_huge", "unsupported": "refused_unsupported"}
+_REASON_TEXT = {"too_small": "refused_small", "too_many_pixels": "refused_huge", "unsupported": "refused_unsupported",
+                "not_image": "refused_not_image", "too_complex": "refused_too_complex"}
 
 
 def inspect_image(data: bytes, resolution: int) -> ImageInfo:
@@ -56,32 +55,32 @@ def inspect_image(data: bytes, resolution: int) -> ImageInfo:
     return ImageInfo(info.width, info.height)
 
 
-def looks_like_image(file_name: str | None, mime_type: str | None) -> bool:
-    if mime_type and mime_type.lower().startswith("image/"):
-        return True
-    return bool(file_name) and Path(file_name or "").suffix.lower() in IMAGE_SUFFIXES
+class ContactSheet:
+    """A JPEG grid of small square thumbnails, numbered, so a user sees the whole set at a glance.
 
+    Photos are added one at a time (only one is ever in memory); each is decoded under the same bounds as
+    intake, and an empty or unreadable photo gets an empty frame."""
 
-def contact_sheet(photos: list[bytes], thumb: int = 160, columns: int = 5) -> bytes:
-    """A JPEG grid of small square thumbnails, numbered, so a user sees the whole set at a glance (an empty or
-    unreadable photo gets an empty frame)."""
-    rows = max(1, (len(photos) + columns - 1) // columns)
-    cols = min(columns, max(1, len(photos)))
-    sheet = Image.new("RGB", (cols * thumb, rows * thumb), "white")
-    draw = ImageDraw.Draw(sheet)
-    for index, data in enumerate(photos):
-        x, y = (index % columns) * thumb, (index // columns) * thumb
+    def __init__(self, count: int, thumb: int = 160, columns: int = 5) -> None:
+        self.thumb, self.columns = thumb, columns
+        rows = max(1, (count + columns - 1) // columns)
+        cols = min(columns, max(1, count))
+        self.sheet = Image.new("RGB", (cols * thumb, rows * thumb), "white")
+        self._draw = ImageDraw.Draw(self.sheet)
+
+    def add(self, index: int, data: bytes) -> None:
+        thumb = self.thumb
+        x, y = (index % self.columns) * thumb, (index // self.columns) * thumb
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                # A JPEG decodes straight at 1/2…1/8 size: a 40 MP photo becomes a thumbnail in milliseconds.
-                image.draft("RGB", (thumb * 2, thumb * 2))
-                image = ImageOps.exif_transpose(image) or image
-                tile = ImageOps.fit(image.convert("RGB"), (thumb - 4, thumb - 4))
-            sheet.paste(tile, (x + 2, y + 2))
-        except (OSError, ValueError):
-            draw.rectangle((x + 2, y + 2, x + thumb - 2, y + thumb - 2), outline="grey")
-        draw.rectangle((x + 4, y + 4, x + 28, y + 22), fill="black")
-        draw.text((x + 8, y + 6), str(index + 1), fill="white")
-    out = io.BytesIO()
-    sheet.save(out, format="JPEG", quality=85)
-    return out.getvalue()
+            tile = ImageOps.fit(thumbnail(data, thumb * 2), (thumb - 4, thumb - 4))
+            self.sheet.paste(tile, (x + 2, y + 2))
+        except PhotoRejected:
+            self._draw.rectangle((x + 2, y + 2, x + thumb - 2, y + thumb - 2), outline="grey")
+        self._draw.rectangle((x + 4, y + 4, x + 28, y + 22), fill="black")
+        self._draw.text((x + 8, y + 6), str(index + 1), fill="white")
+
+    def jpeg(self) -> bytes:
+        out = io.BytesIO()
+        self.sheet.save(out, format="JPEG", quality=85)
+        return out.getvalue()
+

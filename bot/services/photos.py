@@ -13,7 +13,7 @@ from typing import Any
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest, TelegramForbiddenError
 
-from bot.services.images import DOWNLOAD_LIMIT, ImageRefused, inspect_image, looks_like_image, off_loop
+from bot.services.images import DOWNLOAD_LIMIT, ImageRefused, inspect_image, off_loop
 from storage import AlbumPart, DuplicatePhoto, Storage
 
 log = logging.getLogger(__name__)
@@ -59,9 +59,9 @@ class PhotoIntake:
     async def accept(
         self, owner_id: int, image: IncomingImage, download: Callable[[], Awaitable[bytes]]
     ) -> IntakeResult:
-        """Every check that needs no download comes first: a refused 50 MB file costs nothing."""
-        if image.is_document and not looks_like_image(image.file_name, image.mime_type):
-            return IntakeResult(Outcome.REFUSED, "refused_not_image")
+        """Every check that needs no download comes first: a refused 50 MB file costs nothing.
+
+        What a file is, is decided by its bytes once downloaded: a file name or mime type is the sender's word."""
         if image.file_size is not None and image.file_size > DOWNLOAD_LIMIT:
             return IntakeResult(Outcome.REFUSED, "refused_too_big", {"limit_mb": DOWNLOAD_LIMIT // (1024 * 1024)})
         if await self.store.photos.knows_file(owner_id, image.file_unique_id):

@@ -42,7 +42,8 @@ class TrainingService:
             raise TrainRefused("train_not_allowed")
         if await self.store.jobs.active_for_owner(user_id, "train"):
             raise TrainRefused("train_busy")
-        if self.settings.daily_trainings <= await self.store.jobs.count_since(user_id, "train", time.time() - DAY_S):
+        since = await self.store.admin.allowance_counts_from(user_id, time.time() - DAY_S)  # an admin may reset it
+        if self.settings.daily_trainings <= await self.store.jobs.count_since(user_id, "train", since):
             raise TrainRefused("train_daily_cap", cap=self.settings.daily_trainings)
         await self._check_new_class(user_id, class_word)
         photos = await self.store.photos.list(user_id)

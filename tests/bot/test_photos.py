@@ -163,3 +163,64 @@ async def test_a_download_is_capped_by_the_bytes_received_not_the_size_declared(
     text = await fake.wait_for(lambda: next(iter(ann.replies()), None), what="a reply", timeout=20)
     assert "larger than 20 MB" in text
     assert await store.photos.count(ann.id) == 0
+
+
+async def test_a_scan_bomb_sent_as_a_file_is_refused_and_not_saved(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    from tests.helpers import scan_bomb
+
+    fake.send_document(ann.data, scan_bomb(), "IMG_0001.jpg", "image/jpeg")
+    assert "too many layers" in await wait_reply(fake, ann.id, "⛔")
+    assert await store.photos.count(ann.id) == 0
+
+
+async def test_what_a_file_is_is_decided_by_its_bytes_not_its_name_or_type(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    from tests.helpers import eps_bytes
+
+    # PostScript dressed as a JPEG is a document, not a picture (and never reaches Ghostscript).
+    fake.send_document(ann.data, eps_bytes(), "photo.jpg", "image/jpeg")
+    await wait_reply(fake, ann.id, "not an image")
+    # A real photo under a name and type that say otherwise is still a photo.
+    fake.send_document(ann.data, photo_bytes(11, (600, 600)), "notes.txt", "text/plain")
+    await wait_reply(fake, ann.id, "Saved 1")
+    assert await store.photos.count(ann.id) == 1
+
+
+async def test_a_photo_with_damaged_exif_is_refused_politely(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    from tests.helpers import damaged_exif_jpeg
+
+    fake.send_document(ann.data, damaged_exif_jpeg(), "odd.jpg", "image/jpeg")
+    await wait_reply(fake, ann.id, "could not open")
+    assert await store.photos.count(ann.id) == 0
+
+
+async def test_the_contact_sheet_leaves_a_stored_scan_bomb_undecoded(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    """A bomb saved before the bound existed shows as an empty frame; the other photos are drawn."""
+    from tests.helpers import scan_bomb
+
+    await store.photos.add(ann.id, file_unique_id="old-bomb", data=scan_bomb(), width=2000, height=2000)
+    await store.photos.add(ann.id, file_unique_id="fine", data=photo_bytes(12, (600, 600)), width=600, height=600)
+    ann.say("/photos")
+    (call,) = await fake.wait_call("sendPhoto", ann.id)
+    sheet = Image.open(io.BytesIO(call.images()[0])).convert("RGB")
+    assert min(sheet.getpixel((80, 80))) > 240  # the empty frame, not the grey bomb
+    assert sheet.getpixel((240, 80)) != (255, 255, 255)
+
+
+async def test_photos_is_rate_limited_with_one_polite_reply(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    await store.photos.add(ann.id, file_unique_id="one", data=photo_bytes(13, (600, 600)), width=600, height=600)
+    for _ in range(6):
+        ann.say("/photos")
+    await wait_reply(fake, ann.id, "Slow down")
+    await fake.wait_idle(quiet=0.5)
+    assert len(fake.calls_of("sendPhoto", ann.id)) == 3
+    assert sum("Slow down" in t for t in ann.replies()) == 1

@@ -15,6 +15,7 @@ from engine.photos import (
     PhotoRejected,
     crop_box,
     inspect_photo,
+    jpeg_scan_count,
     load_photo_set,
     prepare_photo,
 )
@@ -134,3 +135,57 @@ def test_photo_and_token_modules_import_without_torch():
     code = "import sys, engine, engine.photos, engine.tokens; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_progressive_jpeg_repeating_one_scan_thousands_of_times_is_refused_before_decoding():
+    from tests.helpers import scan_bomb
+
+    bomb = scan_bomb(repeats=5000)
+    assert jpeg_scan_count(bomb) > 5000
+    with pytest.raises(PhotoRejected) as caught:
+        inspect_photo(bomb, 512)
+    assert caught.value.reason == "too_complex"
+    # The engine's training set applies the same bound: the bomb is left out with its reason.
+    kept = load_photo_set([("bomb.jpg", bomb)], 512)
+    assert kept.images == [] and [r.reason for r in kept.rejected] == ["too_complex"]
+
+
+def test_ordinary_progressive_and_baseline_jpegs_are_accepted(make_photo):
+    picture = make_photo(4, (800, 600))
+    for progressive in (False, True):
+        out = io.BytesIO()
+        picture.save(out, format="JPEG", progressive=progressive, quality=90)
+        assert 1 <= jpeg_scan_count(out.getvalue()) <= 12
+        assert inspect_photo(out.getvalue(), 512).format == "JPEG"
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "TGA", "TIFF", "PCX"])
+def test_picture_formats_outside_the_allow_list_are_never_decoded(make_photo, fmt):
+    out = io.BytesIO()
+    make_photo(5, (600, 600)).save(out, format=fmt)
+    with pytest.raises(PhotoRejected) as caught:
+        inspect_photo(out.getvalue(), 512)
+    assert caught.value.reason in ("undecodable", "unsupported")
+
+
+def test_postscript_is_refused_as_a_document_and_never_handed_to_ghostscript(monkeypatch):
+    from PIL import EpsImagePlugin
+
+    from tests.helpers import eps_bytes
+
+    def ghostscript(*args, **kwargs):
+        raise AssertionError("Ghostscript was run on a user's file")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", ghostscript)
+    with pytest.raises(PhotoRejected) as caught:
+        inspect_photo(eps_bytes(), 512)
+    assert caught.value.reason == "not_image"
+
+
+def test_a_photo_with_damaged_exif_is_refused_as_damaged_not_a_crash():
+    from tests.helpers import damaged_exif_jpeg
+
+    with pytest.raises(PhotoRejected) as caught:
+        inspect_photo(damaged_exif_jpeg(), 512)
+    assert caught.value.reason == "undecodable"
+    assert load_photo_set([("odd.jpg", damaged_exif_jpeg())], 512).rejected[0].reason == "undecodable"
