@@ -17,7 +17,7 @@ async def _serve() -> None:
     token = settings.bot_token.get_secret_value() if settings.bot_token else ""
     # Every way out of the process (uncaught exceptions, the loop's complaints, warnings) goes through the
     # redacting handler from here on.
-    setup_logging("bot", secrets=[token], level=settings.log_level)
+    setup_logging("bot", secrets=[token], level=settings.log_level, fmt=settings.log_format)
     log_loop_exceptions(asyncio.get_running_loop(), "bot")
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()

@@ -30,6 +30,7 @@ from bot.handlers.errors import on_error
 from bot.keyboards import DrawAction
 from bot.leadership import Leadership
 from bot.local_files import api_server
+from bot.metrics import RequestMetrics, UpdateMetrics, serve_endpoints
 from bot.middlewares import PerUserRateLimit, RetryAfter, UserContext
 from bot.polling import Poller, backoff, describe_problem
 from bot.services.drawing import DrawService
@@ -41,7 +42,8 @@ from storage.logs import report_storage_trouble
 
 log = logging.getLogger(__name__)
 
-PRIVATE_COMMANDS = ("start", "photos", "clear", "train", "draw", "models", "cancel", "help", "forgetme")
+PRIVATE_COMMANDS = ("start", "photos", "clear", "train", "draw", "models", "settings", "language", "cancel", "help",
+                    "forgetme")
 GROUP_COMMANDS = ("draw", "share", "unshare", "help")
 
 
@@ -51,6 +53,7 @@ def create_bot(settings: Settings, tuning: BotTuning | None = None) -> Bot:
     server = api_server(settings)
     session = AiohttpSession(api=server) if server else AiohttpSession()
     session.middleware(RetryAfter(tuning.retry_attempts, tuning.max_retry_after_s))
+    session.middleware(RequestMetrics())  # inside the retries: every refused attempt counts
     return Bot(token=settings.require_bot_token(), session=session, default=DefaultBotProperties(parse_mode=ParseMode.HTML))
 
 
@@ -68,6 +71,7 @@ def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | No
         drawing=drawing,
         outbox=Outbox(store, tuning),
     )
+    dp.update.outer_middleware(UpdateMetrics())
     dp.update.outer_middleware(UserContext(store))
     dp.update.outer_middleware(Banned(store, settings.admin_ids))
     dp.errors.register(on_error)
@@ -104,6 +108,9 @@ async def set_commands(bot: Bot) -> None:
                                   scope=BotCommandScopeAllPrivateChats(), language_code=code)
         await bot.set_my_commands([BotCommand(command=c, description=t(f"cmd_{c}")) for c in GROUP_COMMANDS],
                                   scope=BotCommandScopeAllGroupChats(), language_code=code)
+        # What an empty chat with the bot shows, and its profile line, in the reader's language.
+        await bot.set_my_description(t.plain("bot_description"), language_code=code)
+        await bot.set_my_short_description(t.plain("bot_short_description"), language_code=code)
 
 
 class InvalidToken(Exception):
@@ -131,15 +138,17 @@ async def whoami(bot: Bot, tuning: BotTuning) -> User:
 async def run_bot(bot: Bot, dp: Dispatcher, store: Storage, tuning: BotTuning) -> None:
     """Polls and delivers until cancelled — while this bot holds the lead over the database; a second bot on the
     same data waits as a standby until the lead is free."""
-    me = await whoami(bot, tuning)
     settings: Settings = dp["settings"]
     leadership = Leadership(store, settings.leader_lease_s)
+    endpoints = await serve_endpoints(store, settings, leadership)  # liveness answers while getMe is retried too
     try:
+        me = await whoami(bot, tuning)
         while True:
             await leadership.acquire()
             await _lead(bot, dp, store, tuning, leadership, me)
     finally:
         await leadership.release()
+        await endpoints.stop()
 
 
 async def _lead(bot: Bot, dp: Dispatcher, store: Storage, tuning: BotTuning, leadership: Leadership,

@@ -23,7 +23,7 @@ class DrawAction(CallbackData, prefix="draw"):
 
 
 class ModelAction(CallbackData, prefix="model"):
-    action: str  # "default" | "link" | "export" | "delete" | "confirm" | "keep" | "revoke"
+    action: str  # "default" | "link" | "export" | "rename" | "delete" | "confirm" | "keep" | "revoke"
     model_id: int
 
 
@@ -43,6 +43,16 @@ class ForgetAction(CallbackData, prefix="forget"):
     action: str  # "confirm" | "keep"
 
 
+class LanguageChoice(CallbackData, prefix="lang"):
+    language: str
+
+
+class SettingsAction(CallbackData, prefix="set"):
+    action: str  # "open" (show a field's choices) | "set" | "home" | "reset"
+    field: str = ""  # "model" | "sampler" | "steps" | "ar" | "n" | "strength"
+    value: str = ""  # "" (with "set"): back to the default
+
+
 def draw_keyboard(job_id: int, images: int, t: Texts) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t.plain("button_again"), callback_data=DrawAction(action="again", job_id=job_id))
@@ -60,8 +70,9 @@ def model_keyboard(model: Model, t: Texts, groups: list[Chat] | None = None, lin
         builder.button(text=t("button_default"), callback_data=ModelAction(action="default", model_id=model.id))
         builder.button(text=t("button_link"), callback_data=ModelAction(action="link", model_id=model.id))
         builder.button(text=t("button_export"), callback_data=ModelAction(action="export", model_id=model.id))
+        builder.button(text=t("button_rename"), callback_data=ModelAction(action="rename", model_id=model.id))
     builder.button(text=t("button_delete"), callback_data=ModelAction(action="delete", model_id=model.id))
-    sizes = [2, 2]
+    sizes = [2, 2, 1] if model.status == "ready" else [1]
     for chat in groups or []:
         builder.button(text=t.plain("button_stop_group", title=clip(chat.title or "?", BUTTON_TITLE_CHARS)),
                        callback_data=ShareAction(model_id=model.id, chat_id=chat.id))
@@ -109,4 +120,34 @@ def forget_keyboard(t: Texts) -> InlineKeyboardMarkup:
     builder = InlineKeyboardBuilder()
     builder.button(text=t("button_forget_confirm"), callback_data=ForgetAction(action="confirm"))
     builder.button(text=t("button_keep"), callback_data=ForgetAction(action="keep"))
+    return builder.as_markup()
+
+
+def language_keyboard(names: dict[str, str]) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for code, name in names.items():
+        builder.button(text=name, callback_data=LanguageChoice(language=code))
+    return builder.as_markup()
+
+
+SETTINGS_FIELDS = ("model", "sampler", "steps", "ar", "n", "strength")
+
+
+def settings_keyboard(t: Texts) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for field in SETTINGS_FIELDS:
+        builder.button(text=t.plain(f"button_settings_{field}"), callback_data=SettingsAction(action="open", field=field))
+    builder.button(text=t.plain("button_settings_reset"), callback_data=SettingsAction(action="reset"))
+    builder.adjust(2, 2, 2, 1)
+    return builder.as_markup()
+
+
+def settings_choices_keyboard(field: str, choices: list[tuple[str, str]], t: Texts) -> InlineKeyboardMarkup:
+    """`choices`: (value, label); "" is the default ("auto"), offered first."""
+    builder = InlineKeyboardBuilder()
+    for value, label in choices:
+        builder.button(text=clip(label, BUTTON_TITLE_CHARS),
+                       callback_data=SettingsAction(action="set", field=field, value=value))
+    builder.button(text=t.plain("button_back"), callback_data=SettingsAction(action="home"))
+    builder.adjust(*([3] * (len(choices) // 3)), len(choices) % 3 or 3, 1)
     return builder.as_markup()

@@ -33,11 +33,15 @@ class UserContext(BaseMiddleware):
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
-        data["t"] = Texts.for_user(user.language_code if user else None)
         if user is not None and not user.is_bot:
+            # The language the user chose with /language wins over their client's.
+            preferences = await self.store.preferences.get(user.id)
+            data["t"] = Texts.for_user(user.language_code, preferences.language)
             await self.store.users.upsert(
                 user.id, username=user.username, first_name=user.first_name, language=data["t"].language
             )
+        else:
+            data["t"] = Texts.for_user(user.language_code if user else None)
         chat = data.get("event_chat")
         if chat is not None:
             await self.store.chats.upsert(chat.id, type=chat.type, title=chat.title)

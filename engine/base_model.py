@@ -121,8 +121,8 @@ def _dtype_for(family, runtime: Runtime):
     import torch
 
     if family.is_flux and runtime.dtype == torch.float16:
-        # FLUX.1's activations overflow fp16 (the transformer and T5 were trained in bf16).
-        raise BaseModelError("FLUX.1 needs bfloat16, which this GPU lacks; use an Ampere or newer GPU")
+        # FLUX's activations overflow fp16 (its transformers and text encoders were trained in bf16).
+        raise BaseModelError(f"{family.title} needs bfloat16, which this GPU lacks; use an Ampere or newer GPU")
     return runtime.dtype
 
 

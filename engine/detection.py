@@ -69,6 +69,10 @@ def family_from_configs(pipeline_class: str, configs: dict[str, dict[str, Any]],
         return FAMILIES["sdxl"]
     if pipeline_class == "FluxPipeline":
         return FAMILIES["flux-dev" if configs.get("transformer", {}).get("guidance_embeds") else "flux-schnell"]
+    if pipeline_class == "Flux2KleinPipeline":
+        # model_index.json's is_distilled: klein 4B/9B are step-distilled, the "-base" checkpoints are not.
+        distilled = bool(configs.get("pipeline", {}).get("is_distilled", False))
+        return FAMILIES["flux2-klein" if distilled else "flux2-klein-base"]
     found = _KNOWN_OTHERS.get(pipeline_class, f"a {pipeline_class or 'pipeline of unknown kind'}")
     raise refuse(where, found)
 
@@ -83,6 +87,7 @@ def detect_folder(folder: Path) -> Detection:
         "scheduler": read_json(folder / "scheduler" / "scheduler_config.json"),
         "transformer": read_json(folder / "transformer" / "config.json"),
     }
+    configs["pipeline"] = index
     family = family_from_configs(str(index.get("_class_name", "")), configs, folder)
     return Detection(family=family, source="folder", prediction_type=configs["scheduler"].get("prediction_type"))
 
@@ -196,6 +201,7 @@ def family_of(pipe) -> Family:
         config = getattr(component, "config", None)
         if config is not None:
             configs[name] = dict(config.to_dict() if hasattr(config, "to_dict") else config)
+    configs["pipeline"] = dict(getattr(pipe, "config", None) or {})
     family = family_from_configs(type(pipe).__name__, configs, type(pipe).__name__)
     pipe._kabina_family = family.name
     return family

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from pydantic import ValidationError
 
 from engine.detection import family_of
 from engine.families import Family, size_for_aspect
-from storage.contract import DrawPayload
+from storage.contract import DEFAULT_IMAGE_CHANGE, UPSCALE_FACTOR, DrawPayload
 
 
 class DrawError(Exception):
@@ -38,25 +39,34 @@ class DrawRequest:
     sampler: str | None = None  # None: the family's default (dpm++2m-karras for SD, the model's own for FLUX)
     strength: float = 1.0  # how much of the LoRA: 0 is the base picture, 1 the LoRA as trained
     aspect_ratio: str | None = None  # "3:2", "2:3", "16:9", "9:16", "1:1"
+    # Image-to-image: start from this picture (the payload's blob key, read) and redraw `image_change` of it
+    # (1: nothing of it kept); its shape decides the size. `upscale`: the picture enlarged and refined.
+    init_image: Image.Image | None = None
+    image_change: float = DEFAULT_IMAGE_CHANGE
+    upscale: bool = False
 
     @classmethod
-    def from_payload(cls, payload: DrawPayload, *, lora: Path | None = None,
+    def from_payload(cls, payload: DrawPayload, *, lora: Path | None = None, init_image: Image.Image | None = None,
                      default_steps: int | None = None) -> DrawRequest:
-        """A draw job's request: its options as they are, its model's LoRA file, `default_steps` (DRAW_STEPS)
-        where it names none (None: the family's)."""
-        options = payload.model_dump(exclude={"model_id"})
+        """A draw job's request: its options as they are, its model's LoRA file, the picture its `init_image` key
+        names, and `default_steps` (DRAW_STEPS) where it names none (None: the family's)."""
+        options = payload.model_dump(exclude={"model_id", "init_image"})
         if options["steps"] is None:
             options["steps"] = default_steps
-        return cls(**options, lora=lora)
+        return cls(**options, lora=lora, init_image=init_image)
 
     def check_limits(self) -> None:
         """The job contract's limits, defined once in storage.contract (DrawPayload's fields); a DrawError names
-        the first one broken."""
-        options = {name: getattr(self, name) for name in DrawPayload.model_fields if name != "model_id"}
+        the first one broken. (The starting picture is checked by the photo rules when it is read.)"""
+        options = {name: getattr(self, name) for name in DrawPayload.model_fields if name not in _NOT_OPTIONS}
         try:
             DrawPayload.model_validate({"model_id": None, **options})
         except ValidationError as exc:
             raise DrawError(_broken_limit(exc.errors()[0])) from None
+
+
+# The payload's fields that are not options of the drawing: whose model, and the key of the starting picture.
+_NOT_OPTIONS = ("model_id", "init_image")
 
 
 def _broken_limit(error: dict[str, Any]) -> str:
@@ -132,3 +142,19 @@ def size_of(request: DrawRequest, limits: ModelLimits) -> tuple[int, int]:
     height = limits.resolution if request.height is None else request.height
     return _side(width, limits), _side(height, limits)
 
+
+def size_from_picture(picture: Image.Image, limits: ModelLimits, upscale: bool) -> tuple[int, int]:
+    """The size to draw a picture-based request at: the picture's shape within the model's pixel budget, or for
+    an upscale UPSCALE_FACTOR times the picture's sides (on the model's grid, at most that times its largest side)."""
+    width, height = picture.size
+    if upscale:
+        cap = UPSCALE_FACTOR * limits.max_side
+        scale = min(UPSCALE_FACTOR, cap / max(width, height))
+    else:
+        scale = limits.resolution / (width * height) ** 0.5
+
+    def side(value: float) -> int:
+        rounded = int(value) - int(value) % limits.multiple
+        return max(limits.multiple, rounded)
+
+    return side(width * scale), side(height * scale)

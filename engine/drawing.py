@@ -1,15 +1,16 @@
 """Drawing: the loaded base pipeline plus a per-request LoRA from an in-memory cache of adapters, for every family.
 
 A request may name a sampler (`dpm++2m-karras`, `euler-a`, `euler`, `ddim`, `default`; FLUX: flow-matching ones
-only), a LoRA strength (`--strength 0.8`: 0 draws exactly the base picture) and an aspect ratio (`3:2`, `16:9`, …,
-turned into a size on the family's grid within its pixel budget). A request's options are the draw job's
-(storage.contract.DrawPayload), by the same names, and are checked against the limits defined there; the
-family's own defaults and limits (engine.families.FAMILY_LIMITS) are scaled down for a smaller model of the family
-(the tiny test models).
+only), a LoRA strength (`--strength 0.8`: 0 draws exactly the base picture), an aspect ratio (`3:2`, `16:9`, …,
+turned into a size on the family's grid within its pixel budget) or a picture to draw from. A request's options
+are the draw job's (storage.contract.DrawPayload), by the same names, checked against the limits defined there
+(engine.draw_request); the family's own defaults and limits (engine.families.FAMILY_LIMITS) are scaled down for a
+smaller model of the family (the tiny test models).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,8 +21,16 @@ from PIL import Image
 
 from engine.detection import family_of
 
-# The request and its limits have their own module; callers know these names from here too.
-from engine.draw_request import DrawError, DrawRequest, ModelLimits, limits_of, seeds_for, size_of
+# The request, its limits and its size have their own module; callers know these names from here too.
+from engine.draw_request import (
+    DrawError,
+    DrawRequest,
+    ModelLimits,
+    limits_of,
+    seeds_for,
+    size_from_picture,
+    size_of,
+)
 from engine.families import Family
 
 MAX_SIDE = 1024  # SD1.x's; every family publishes its own (engine.families), this name stays for old callers
@@ -53,7 +62,13 @@ def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height:
 
     family = family_of(pipe)
     args: dict[str, Any] = {"num_inference_steps": steps, "width": width, "height": height}
-    if family.is_flux:
+    if family.architecture == "flux2":
+        from engine.flux2 import MAX_SEQUENCE_LENGTH
+
+        # Distilled klein ignores guidance; the base variants run CFG against the empty prompt above 1.
+        args["guidance_scale"] = guidance
+        args["max_sequence_length"] = MAX_SEQUENCE_LENGTH
+    elif family.is_flux:
         # dev: guidance is an input of the transformer (FluxPipeline embeds guidance_scale); schnell has none.
         args["guidance_scale"] = guidance
         args["max_sequence_length"] = max_sequence_length(family)
@@ -84,6 +99,21 @@ class Drawer:
         self.cache_size = cache_size
         self._adapters: OrderedDict[tuple[str, int, int], str] = OrderedDict()
         self._counter = 0
+        self._image_pipe = None  # the family's image-to-image pipeline on the same components, made when needed
+
+    def image_pipe(self):
+        """The same model's image-to-image mode: diffusers builds it from the loaded components (no new weights,
+        and the LoRA adapters loaded into the shared denoiser and text encoders apply to it too)."""
+        if self._image_pipe is None:
+            from diffusers import AutoPipelineForImage2Image
+
+            try:
+                image_pipe = AutoPipelineForImage2Image.from_pipe(self.pipe)
+            except (ValueError, KeyError) as exc:
+                raise DrawError(f"{self.family.title} cannot draw from a picture here") from exc
+            image_pipe._kabina_family = self.family.name  # the same model: the family is the base pipeline's
+            self._image_pipe = image_pipe
+        return self._image_pipe
 
     @property
     def family(self) -> Family:
@@ -154,6 +184,10 @@ class Drawer:
 
     def _noise_shape(self, width: int, height: int) -> tuple[int, ...]:
         factor = self.pipe.vae_scale_factor
+        if self.family.architecture == "flux2":
+            from engine.flux2 import noise_shape
+
+            return noise_shape(self.pipe, width, height)
         if self.family.is_flux:
             channels = self.pipe.transformer.config.in_channels // 4
             return (channels, 2 * (height // (factor * 2)), 2 * (width // (factor * 2)))
@@ -184,7 +218,7 @@ class Drawer:
             sin = torch.sin(omega)
             blended.append(torch.sin((1 - strength) * omega) / sin * a + torch.sin(strength * omega) / sin * b)
         latents = torch.stack(blended)
-        if self.family.is_flux:
+        if self.family.architecture == "flux1":  # FLUX.2's pipeline packs the patchified noise itself
             from diffusers import FluxPipeline
 
             latents = FluxPipeline._pack_latents(latents, latents.shape[0], *latents.shape[1:])
@@ -207,7 +241,10 @@ class Drawer:
             raise DrawError(f"{family.title} has no sampler {sampler!r}; available: {', '.join(family.samplers)}")
         if request.negative_prompt.strip() and not family.negative_prompt:
             raise DrawError(f"{family.title} draws without a negative prompt; leave it out")
-        width, height = size_of(request, self.limits)
+        if request.init_image is not None:
+            width, height = size_from_picture(request.init_image, self.limits, request.upscale)
+        else:
+            width, height = size_of(request, self.limits)
         return {"steps": steps, "guidance": guidance, "sampler": sampler.lower(), "width": width, "height": height,
                 "strength": float(request.strength)}
 
@@ -221,6 +258,9 @@ class Drawer:
         tokens, limit = self.count_tokens(request.prompt)
         negative_tokens = self.count_tokens(request.negative_prompt)[0] if request.negative_prompt else 0
         switch_ms = self.use_lora(request.lora, settings["strength"])
+        if request.init_image is not None:
+            images = self._draw_from_picture(request, seeds, settings, lighter)
+            return self._result(request, images, seeds, settings, tokens, limit, negative_tokens, switch_ms)
         latents = self._variation_latents(request, seeds, width, height)
         indices = list(range(len(seeds)))
         groups = [[i] for i in indices] if lighter else [indices]
@@ -241,6 +281,42 @@ class Drawer:
         finally:
             if lighter:
                 self.pipe.vae.disable_slicing()
+        return self._result(request, images, seeds, settings, tokens, limit, negative_tokens, switch_ms)
+
+    def _draw_from_picture(self, request: DrawRequest, seeds: list[int], settings: dict[str, Any],
+                           lighter: bool) -> list[Image.Image]:
+        """Image-to-image with the same model (and LoRA): the picture resized to the size to draw, then redrawn
+        by `image_change`; a big upscale decodes its latents in tiles so the VAE fits in memory."""
+        import torch
+
+        from engine.samplers import using_sampler
+
+        pipe = self.image_pipe()
+        width, height = settings["width"], settings["height"]
+        assert request.init_image is not None
+        start = request.init_image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
+        args = pipeline_arguments(pipe, steps=settings["steps"], guidance=settings["guidance"], width=width,
+                                  height=height, negative=[request.negative_prompt] * len(seeds)
+                                  if request.negative_prompt else None)
+        if not self.family.is_flux:
+            args.pop("width"), args.pop("height")  # SD's image-to-image takes the size from the picture
+        # The pipeline runs steps × change steps: at least one, however small the change.
+        args["num_inference_steps"] = max(settings["steps"], math.ceil(1 / float(request.image_change)))
+        tiled = lighter or max(width, height) > self.limits.max_side
+        if tiled:
+            pipe.vae.enable_tiling()
+        try:
+            with using_sampler(pipe, settings["sampler"]), torch.inference_mode():
+                return pipe(prompt=[request.prompt] * len(seeds), image=[start] * len(seeds),
+                            strength=float(request.image_change),
+                            generator=[torch.Generator("cpu").manual_seed(s) for s in seeds], **args).images
+        finally:
+            if tiled:
+                pipe.vae.disable_tiling()
+
+    def _result(self, request: DrawRequest, images: list[Image.Image], seeds: list[int], settings: dict[str, Any],
+                tokens: int, limit: int, negative_tokens: int, switch_ms: float) -> DrawResult:
+        width, height = settings["width"], settings["height"]
         return DrawResult(
             images=images,
             seeds=seeds,

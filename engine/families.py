@@ -1,9 +1,9 @@
-"""The base-model families Kabina serves (SD1.x, SD2.x, SDXL, FLUX.1) and what each one brings: defaults and limits.
+"""The base-model families Kabina serves (SD1.x, SD2.x, SDXL, FLUX.1, FLUX.2 [klein]) and their defaults and limits.
 
 Torch-free on purpose: the bot can read FAMILY_LIMITS (its /draw limits) without importing torch or diffusers.
 Every default says where it comes from. "Recipe" means diffusers' own DreamBooth-LoRA example scripts
 (examples/dreambooth/train_dreambooth_lora.py, train_dreambooth_lora_sdxl.py, train_dreambooth_lora_flux.py and
-their READMEs); "pipeline" means the diffusers pipeline class's own __call__ defaults (diffusers 0.42).
+their READMEs; train_dreambooth_lora_flux2_klein.py and README_flux2.md); "pipeline" means the diffusers pipeline class's own __call__ defaults (diffusers 0.42).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ MAX_IMAGES = MAX_IMAGES_PER_DRAW  # pictures per /draw request, every family (th
 class Family:
     """One base-model family: how it is loaded, trained, drawn and exported."""
 
-    name: str  # the short name used everywhere: sd1, sd2, sd2-v, sdxl, flux-dev, flux-schnell
+    name: str  # the short name used everywhere: sd1, sd2, sd2-v, sdxl, flux-dev, flux-schnell, flux2-klein, …
     title: str
     pipeline: str  # the diffusers pipeline class
     denoiser: str  # the pipeline attribute LoRA trains: "unet" or "transformer"
@@ -57,6 +57,10 @@ class Family:
     negative_prompt: bool  # does the family's pipeline use a negative prompt at all
     prompt_tokens: int  # text tokens the main text encoder reads
     guidance_embedded: bool = False  # FLUX.1-dev: guidance is an input of the transformer, not CFG
+    # How the denoiser is fed: "sd" (UNet), "flux1" (FLUX.1: T5 + CLIP, 2x2-packed latents, 3-axis position ids),
+    # "flux2" (FLUX.2 [klein]: Qwen3 layers, patchified batch-normed latents, 4-axis position ids; engine.flux2).
+    architecture: str = "sd"
+    takes_references: bool = False  # the pipeline conditions on reference pictures (`image=[…]`): drafts
 
     # --- training ---
     lora_targets: tuple[str, ...] = ()
@@ -91,7 +95,15 @@ class Family:
 
     @property
     def is_flux(self) -> bool:
+        """A flow-matching transformer family (FLUX.1 or FLUX.2); `architecture` tells the two apart."""
         return self.loss == "flow_matching"
+
+    @property
+    def lora_target_modules(self) -> list[str] | str:
+        """PEFT's target_modules: module-name suffixes, or one full-match regex (a single entry starting ".*")."""
+        if len(self.lora_targets) == 1 and self.lora_targets[0].startswith(".*"):
+            return self.lora_targets[0]
+        return list(self.lora_targets)
 
     def limits(self) -> dict[str, Any]:
         """What a caller (the bot's /draw) may ask of this family, as plain data."""
@@ -224,6 +236,7 @@ FLUX_DEV = Family(
     negative_prompt=False,  # FluxPipeline only uses one with true_cfg_scale > 1, which doubles the cost
     prompt_tokens=511,  # T5 reads max_sequence_length 512 positions, the last one </s>
     guidance_embedded=True,
+    architecture="flux1",
     lora_targets=_FLUX_ATTENTION,
     text_encoder_lora_targets=(),
     # FLUX's 3072-wide attention holds more per rank than SD's 320-1280; README_flux.md trains at rank 16.
@@ -258,9 +271,66 @@ FLUX_SCHNELL = replace(
     modelspec_architecture="flux-1-schnell",
 )
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SD2_V, SDXL, FLUX_DEV, FLUX_SCHNELL)}
+# train_dreambooth_lora_flux2_klein.py's default targets: every attention projection of the image stream in the
+# double blocks (to_q/k/v, to_out.0; "to_k" does not match the text stream's add_k_proj) and, in the single blocks,
+# the fused qkv+MLP input projection and the attention output. A regex: the single blocks' `to_out` is a Linear
+# while the double blocks' is a ModuleList, which a plain name would also match.
+_FLUX2_TARGETS = r".*(\.to_q|\.to_k|\.to_v|\.to_out\.0|\.to_qkv_mlp_proj|single_transformer_blocks\.\d+\.attn\.to_out)$"
 
-SUPPORTED = "SD1.x, SD2.x (512-base and 768-v), SDXL 1.0 base, FLUX.1-dev and FLUX.1-schnell"
+FLUX2_KLEIN = Family(
+    name="flux2-klein",
+    title="FLUX.2 [klein]",
+    pipeline="Flux2KleinPipeline",
+    denoiser="transformer",
+    text_encoders=("text_encoder",),  # Qwen3 (4B for klein 4B, 8B for 9B): three hidden layers stacked
+    loss="flow_matching",
+    resolution=1024,  # Flux2KleinPipeline.default_sample_size 128 × VAE factor 8; README_flux2.md trains at 1024
+    multiple=16,  # sides divisible by vae_scale_factor × 2 (latents are patchified 2x2)
+    max_side=2048,
+    # klein 4B/9B are step-distilled (model_index is_distilled): the model card draws in 4 steps without CFG.
+    draw_steps=4,
+    guidance=1.0,  # is_distilled ignores guidance; 1.0 says "no CFG" on the base variants too
+    max_steps=50,
+    samplers=FLUX_SCHNELL_SAMPLERS,  # the pipeline hands the scheduler sigmas and `mu`: the flow Euler sampler
+    default_sampler="default",
+    own_scheduler="FlowMatchEulerDiscreteScheduler",
+    negative_prompt=False,  # the pipeline has no negative prompt (its CFG uses the empty prompt)
+    prompt_tokens=512,  # Flux2KleinPipeline's max_sequence_length: the chat template's tokens plus the prompt's
+    architecture="flux2",
+    takes_references=True,
+    lora_targets=(_FLUX2_TARGETS,),
+    text_encoder_lora_targets=(),
+    rank_small_set=8,  # like FLUX.1: a 3072-wide transformer holds more per rank than SD's UNet
+    rank_large_set=16,
+    class_images=100,
+    class_image_steps=4,
+    class_image_guidance=1.0,
+    train_guidance=None,  # no guidance embedding (README_flux2.md passes --guidance_scale=1, which it ignores)
+    weighting_scheme="none",  # the recipe's default
+    kohya_unet_names="bfl-flux2",
+    kohya_text_encoder_prefixes=(),
+    ss_base_model_version="flux2_klein",
+    modelspec_architecture="flux-2-klein",
+    modelspec_implementation="https://github.com/black-forest-labs/flux2",
+)
+
+# The undistilled "base" checkpoints (FLUX.2-klein-base-4B/9B): the pipeline's own 50 steps and CFG at 4.0.
+FLUX2_KLEIN_BASE = replace(
+    FLUX2_KLEIN,
+    name="flux2-klein-base",
+    title="FLUX.2 [klein] base",
+    draw_steps=50,
+    guidance=4.0,
+    class_image_steps=28,
+    class_image_guidance=4.0,
+    modelspec_architecture="flux-2-klein-base",
+)
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SD2_V, SDXL, FLUX_DEV, FLUX_SCHNELL, FLUX2_KLEIN,
+                                                   FLUX2_KLEIN_BASE)}
+
+SUPPORTED = ("SD1.x, SD2.x (512-base and 768-v), SDXL 1.0 base, FLUX.1-dev, FLUX.1-schnell and FLUX.2 [klein] "
+             "(4B, 9B and their base variants)")
 
 
 def get_family(name: str) -> Family:

@@ -9,7 +9,9 @@
                does diffusers (_convert_kohya_flux_lora_to_diffusers → its "mixture" branch) at any model width.
                sd-scripts' own FLUX layout fuses q/k/v into `double_blocks_N_img_attn_qkv` / `single_blocks_N_linear1`,
                and diffusers reads the single blocks of that layout with FLUX.1's 3072/12288 widths hard-coded,
-               so it could not be proven on a small model; this one can.
+               so it could not be proven on a small model; this one can;
+  FLUX.2       `diffusion_model.double_blocks.N.img_attn.qkv` / `single_blocks.N.linear1` (BFL's names, ai-toolkit's
+               layout) with q/k/v fused exactly (engine.flux2.bfl_state).
 Each LoRA module becomes `<name>.lora_down.weight` (PEFT's lora_A), `<name>.lora_up.weight` (lora_B) and `<name>.alpha`.
 """
 
@@ -63,6 +65,11 @@ def text_encoder_module(module: str) -> str:
 def kohya_layout(family: Family, denoiser_state: dict[str, Any], denoiser_alpha: float, denoiser_config,
                  text_encoder_states: list[tuple[dict[str, Any], float]]) -> dict[str, Any]:
     """The whole kohya/ComfyUI state for a family from the PEFT states of its trained modules."""
+    if family.kohya_unet_names == "bfl-flux2":
+        from engine.flux2 import bfl_state
+
+        rank = next(v.shape[0] for k, v in denoiser_state.items() if ".lora_A." in k)
+        return bfl_state(denoiser_state, denoiser_alpha / rank)
     if family.kohya_unet_names == "onetrainer":
         state = kohya_state(denoiser_state, _underscored("lora_transformer"), denoiser_alpha)
     elif family.kohya_unet_names == "sgm":
@@ -94,7 +101,7 @@ def kohya_metadata(family: Family, rank: int, alpha: float, resolution: int, tit
         "modelspec.title": title,
         "modelspec.resolution": f"{resolution}x{resolution}",
     }
-    if family.kohya_unet_names != "onetrainer":
+    if family.kohya_unet_names not in ("onetrainer", "bfl-flux2"):
         # Not for FLUX: "networks.lora_flux" would announce sd-scripts' own fused FLUX layout, which this is not.
         metadata["ss_network_module"] = "networks.lora"
         metadata["modelspec.prediction_type"] = "v" if family.ss_v_parameterization else "epsilon"

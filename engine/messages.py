@@ -11,6 +11,8 @@ FAILURES: dict[str, str] = {
     "diverged": "Training went wrong (the numbers blew up). Please try again, perhaps with other photos.",
     "cancelled": "Training was cancelled.",
     "unknown_kind": "The engine does not know this kind of job.",
+    "picture_gone": "The picture to draw from is no longer kept. Send it again.",
+    "picture_unreadable": "The picture to draw from cannot be read. Send another one.",
     "internal": "Something went wrong in the engine. The operator can find details in its log.",
 }
 

@@ -22,10 +22,10 @@ from engine.single_file import (
 from engine.tiny_common import NOTICE, TINY_RESOLUTION
 from engine.tokens import COMMON_PROMPT_WORDS, IDENTIFIER_POOL
 
-FAMILY_CHOICES = ("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell")
+FAMILY_CHOICES = ("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell", "flux2-klein")
 # CLI names → family names ("sd2" is the 768-v v-prediction variant: the one whose loss differs from SD1's).
 CLI_FAMILIES = {"sd1": "sd1", "sd1-clip": "sd1", "sd2": "sd2-v", "sd2-base": "sd2", "sdxl": "sdxl",
-                "flux": "flux-dev", "flux-schnell": "flux-schnell"}
+                "flux": "flux-dev", "flux-schnell": "flux-schnell", "flux2-klein": "flux2-klein"}
 
 UNET_CHANNELS = (32, 64)
 VAE_CHANNELS = (16, 32, 32)  # three blocks: latents a quarter of the picture's side, cheap CPU attention
@@ -192,6 +192,10 @@ def build_tiny_family(folder: str | Path, family: str, seed: int = 0):
         pipe = _build_sd(name)
     elif name == "sdxl":
         pipe = _build_sdxl()
+    elif name == "flux2-klein":
+        from engine.tiny_flux2 import build_tiny_flux2_klein
+
+        pipe = build_tiny_flux2_klein(TINY_RESOLUTION)
     else:
         pipe = _build_flux(name)
     pipe.save_pretrained(str(folder))
@@ -216,8 +220,12 @@ def build_random_family(family_name: str, device, dtype):
     family = get_family(family_name)
     folder = CONFIGS_DIR / TEMPLATES[family.name]
     index = diffusers.DiffusionPipeline.load_config(str(folder))
-    components = {}
-    if family.is_flux:
+    components: dict = {}
+    if family.architecture == "flux2":
+        from engine.tiny_flux2 import tiny_qwen_tokenizer
+
+        components["tokenizer"] = tiny_qwen_tokenizer()  # its ids fit Qwen3's 151,936-token embedding
+    elif family.is_flux:
         components["tokenizer"] = family_tokenizers(get_family("sd1"))["tokenizer"]
         components["tokenizer_2"] = tiny_t5_tokenizer()
     else:
@@ -236,6 +244,8 @@ def build_random_family(family_name: str, device, dtype):
     pipeline_class = getattr(diffusers, family.pipeline)
     extra = {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False} \
         if family.pipeline == "StableDiffusionPipeline" else {}
+    if "is_distilled" in index:
+        extra["is_distilled"] = family.name == "flux2-klein"
     pipe = pipeline_class(**components, **extra).to(device=device, dtype=dtype)
     pipe._kabina_family = family.name
     if family.denoiser == "transformer":

@@ -223,7 +223,7 @@ def add_lora(pipe, spec: TrainSpec) -> list:
     lr = spec.lr(family)
     model = denoiser(pipe)
     # alpha = rank: scale 1, so the learning rate means the same at any rank.
-    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=list(family.lora_targets))
+    config = LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=family.lora_target_modules)
     model.add_adapter(config, adapter_name=ADAPTER)
     model.set_adapter(ADAPTER)
     groups = [{"params": _trainable(model), "lr": lr}]

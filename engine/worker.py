@@ -27,6 +27,7 @@ from engine.jobs.context import JobContext, JobFailed, RunningJob
 from engine.jobs.draw import run_draw
 from engine.jobs.train import run_train
 from engine.messages import failure
+from engine.telemetry import EngineTelemetry
 from storage.contract import JobKind, JobResult, Progress
 from storage.errors import StorageUnavailable
 from storage.logs import job_context, report_storage_trouble
@@ -309,14 +310,19 @@ async def serve_forever(settings, options: WorkerOptions) -> None:
     engine = await asyncio.to_thread(Engine.load, base, settings.device)
     log.info("base model %s loaded on %s", base, engine.runtime.device)
     store = await Storage.open(settings.data_dir, database_url=settings.database_url, blob_url=settings.blob_url)
-    await store.engines.publish(options.worker_id, engine.info(settings.draw_steps))
+    info = engine.info(settings.draw_steps)
+    await store.engines.publish(options.worker_id, info)
     worker = Worker(store, settings, engine, options)
+    telemetry = EngineTelemetry(store, options.worker_id, info.family, str(engine.runtime.device))
+    telemetry.instrument(worker)
+    await telemetry.start(settings.metrics_host, settings.engine_metrics_port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
     try:
         await worker.run()
     finally:
+        await telemetry.stop()
         await store.close()
 
 

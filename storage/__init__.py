@@ -40,6 +40,7 @@ from storage.errors import (
 from storage.files import FileStore
 from storage.keys import convert_old_paths
 from storage.leases import LeaseRepo
+from storage.preferences import PreferenceRepo, Preferences
 from storage.queue import PRIORITY, JobQueue
 from storage.records import (
     AlbumPart,
@@ -76,7 +77,7 @@ __all__ = [
     "Conflict", "ContractError",
     "Delivery", "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "ForgetReport", "Job",
     "JobCancelled", "JobEvent", "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound",
-    "PathEscape", "Photo", "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError",
+    "PathEscape", "Photo", "Preferences", "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError",
     "Stats", "StorageUnavailable", "SweepReport", "TokenTaken", "TrainPayload", "TrainResult", "User", "contract",
     "load_settings",
 ]
@@ -94,6 +95,7 @@ class Storage:
         self.files = files  # this machine's folders: the database file, temp and work files
         self.blobs = blobs if blobs is not None else open_blobs(None, files.root)  # everything rows name by key
         self.users = UserRepo(db)
+        self.preferences = PreferenceRepo(db)
         self.chats = ChatRepo(db)
         self.photos = PhotoRepo(db, self.blobs)
         self.models = ModelRepo(db, self.blobs)

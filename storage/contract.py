@@ -28,6 +28,13 @@ ASPECT_RATIOS = ("1:1", "3:2", "2:3", "16:9", "9:16")
 AspectRatio = Literal["1:1", "3:2", "2:3", "16:9", "9:16"]
 # --strength: how much of the trained LoRA goes into the picture (0: the base model's picture, 1: as trained).
 MAX_STRENGTH = 2.0
+# Image-to-image (--change): how much of a starting picture is redrawn (1: nothing of it is kept). Below 0.1 the
+# sampler runs no step at all at ordinary step counts; an upscale refines at UPSCALE_CHANGE, enough to sharpen the
+# enlarged picture without changing what it shows.
+MIN_IMAGE_CHANGE, MAX_IMAGE_CHANGE = 0.1, 1.0
+DEFAULT_IMAGE_CHANGE = 0.6
+UPSCALE_CHANGE = 0.3
+UPSCALE_FACTOR = 2
 
 
 class JobKind(StrEnum):
@@ -73,6 +80,11 @@ class DrawPayload(JobPayload):
     sampler: str | None = Field(None, max_length=32)  # None: the family's default (EngineInfo.samplers)
     strength: float = Field(1.0, ge=0.0, le=MAX_STRENGTH)
     aspect_ratio: AspectRatio | None = None  # None: square at the model's own resolution
+    # Image-to-image: the picture to start from (a blob key made by storage) and how much of it is redrawn; its
+    # shape decides the size. `upscale`: the picture enlarged UPSCALE_FACTOR× and refined, delivered as a file.
+    init_image: str | None = Field(None, max_length=300)
+    image_change: float = Field(DEFAULT_IMAGE_CHANGE, ge=MIN_IMAGE_CHANGE, le=MAX_IMAGE_CHANGE)
+    upscale: bool = False
 
 
 class ClassImagesPayload(JobPayload):

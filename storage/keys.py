@@ -24,6 +24,11 @@ def photo_key(owner_id: int, sha256: str) -> str:
     return f"photos/u{int(owner_id)}/{_hex(sha256)}.img"
 
 
+def input_image_key(owner_id: int, sha256: str) -> str:
+    """A picture a user draws from (image-to-image): beside their photo set, so forgetting the user removes it."""
+    return f"photos/u{int(owner_id)}/inputs/{_hex(sha256)}.img"
+
+
 def user_photos_prefix(owner_id: int) -> str:
     return f"photos/u{int(owner_id)}"
 

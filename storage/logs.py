@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
 import logging
 import os
 import sys
@@ -58,12 +59,38 @@ class _OneLineFormatter(logging.Formatter):
         return super().format(record).replace("\n", " ⏎ ")
 
 
-def setup_logging(process: str, *, secrets: Iterable[str] = (), level: str | None = None) -> None:
+class _JsonFormatter(logging.Formatter):
+    """LOG_FORMAT=json: one JSON object per line for log collectors (the same redacted message and traceback)."""
+
+    def __init__(self, process: str) -> None:
+        super().__init__()
+        self.process = process
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname, "process": self.process, "logger": record.name, "message": record.getMessage(),
+        }
+        job = current_job.get()
+        if job is not None:
+            line["job"] = job
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False)
+
+
+def setup_logging(process: str, *, secrets: Iterable[str] = (), level: str | None = None,
+                  fmt: str | None = None) -> None:
     level = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()  # settings.log_level when known
+    fmt = (fmt or os.environ.get("LOG_FORMAT") or "text").lower()  # settings.log_format when known
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _OneLineFormatter(f"%(asctime)s %(levelname)s {process}%(job)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    if fmt == "json":
+        handler.setFormatter(_JsonFormatter(process))
+    else:
+        handler.setFormatter(_OneLineFormatter(
+            f"%(asctime)s %(levelname)s {process}%(job)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S"))
     # The filter sits on the handler so that records of every library logger pass through it.
     handler.addFilter(LogLineFilter(secrets))
     root = logging.getLogger()

@@ -103,6 +103,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE allowance_resets (user_id INTEGER PRIMARY KEY, reset_at REAL NOT NULL)",
         "ALTER TABLE engines ADD COLUMN alive_at REAL",
     ],
+    # 7 (ux): a user's own choices — the language picked with /language and the /settings defaults for /draw
+    [
+        "ALTER TABLE users ADD COLUMN preferences TEXT NOT NULL DEFAULT '{}'",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -17,7 +17,7 @@ from storage.contract import EngineInfo
 from storage.db import Database
 from storage.errors import Conflict, DuplicatePhoto, NotFound, StorageUnavailable, TokenTaken
 from storage.files import unavailable, write_atomic_with
-from storage.keys import job_prefix, model_prefix, photo_key
+from storage.keys import input_image_key, job_prefix, model_prefix, photo_key
 from storage.records import AlbumPart, Chat, Delivery, Model, ModelStatus, Photo, User
 
 
@@ -129,6 +129,13 @@ class PhotoRepo:
             raise
         return Photo.from_row(row)
 
+    async def keep_input(self, owner_id: int, data: bytes) -> str:
+        """Keeps a picture to draw from (not part of the photo set); returns its blob key."""
+        sha = await asyncio.to_thread(lambda: hashlib.sha256(data).hexdigest())
+        key = input_image_key(owner_id, sha)
+        await self._blobs.put(key, data)
+        return key
+
     async def list(self, owner_id: int) -> list[Photo]:
         rows = await self._db.fetchall("SELECT * FROM photos WHERE owner_id = ? ORDER BY id", (owner_id,))
         return [Photo.from_row(r) for r in rows]
@@ -222,6 +229,10 @@ class ModelRepo:
             (*fields.values(), time.time(), model_id),
         )
         return changed > 0
+
+    async def rename(self, model_id: int, name: str) -> bool:
+        """A new display name (the identifier and class word stay: prompts and shares keep working)."""
+        return await self._update(model_id, name=name)
 
     async def set_job(self, model_id: int, job_id: int) -> None:
         await self._update(model_id, job_id=job_id)

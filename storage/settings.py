@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     max_pending_draws: int = Field(3, ge=1, le=100, description="queued-or-running draw jobs per user")
     retention_days: int = Field(30, ge=1, le=3_650, description="days drawn pictures are kept")
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_format: str = Field("text", description="text (one line per event) or json (one JSON object per line)")
+    metrics_host: str = Field("127.0.0.1", description="address the /metrics and /healthz endpoints listen on")
+    metrics_port: int = Field(0, ge=0, le=65_535, description="the bot's /metrics and /healthz port; 0 = off")
+    engine_metrics_port: int = Field(
+        0, ge=0, le=65_535, description="an engine's /metrics and /healthz port; 0 = off"
+    )
     blob_url: str | None = Field(
         None, description="where files live: file:///path or s3://bucket[/prefix]; empty = files under DATA_DIR"
     )
@@ -109,6 +115,14 @@ class Settings(BaseSettings):
             # The settings are frozen once built; this fills in the one default that depends on another value.
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'kabina.sqlite3'}")
         return self
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in {"text", "json"}:
+            raise ValueError("expected text or json")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -691,6 +691,14 @@ class FakeTelegram:
     def _m_deleteMyCommands(self, call: Call) -> bool:
         return True
 
+    def _m_setMyDescription(self, call: Call) -> bool:
+        self._check_text(call.params.get("description"), 512, "bot description")
+        return True
+
+    def _m_setMyShortDescription(self, call: Call) -> bool:
+        self._check_text(call.params.get("short_description"), 120, "bot short description")
+        return True
+
     def _m_sendChatAction(self, call: Call) -> bool:
         return True
 

@@ -93,8 +93,9 @@ class Results:
             prompt = job.payload.prompt
             seeds_text = escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
             note = t("draw_prompt_cut", tokens=result.prompt_tokens) if result.prompt_truncated else ""
-            room = CAPTION_LIMIT - len(t("draw_caption", prompt="", seeds=seeds_text, note=note)) - 40
-            caption = t("draw_caption", prompt=escape(clip(prompt, room)), seeds=seeds_text, note=note)
+            room = CAPTION_LIMIT - len(t("draw_caption", prompt="", seeds=seeds_text, note=note, count=len(seeds))) - 40
+            caption = t("draw_caption", prompt=escape(clip(prompt, room)), seeds=seeds_text, note=note,
+                        count=len(seeds))
             if images:
                 await self._send_images(steps, chat_id, images, caption, reply, draw_keyboard(job.id, len(images), t),
                                         f"draw-{job.id}", more_text=t("draw_more"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Router
 
-from bot.handlers import drawing, fallback, groups, models, photos, start, training
+from bot.handlers import drawing, fallback, groups, models, photos, rename, settings, start, training
 
 
 def all_routers(photo_middleware: object = None, draw_middleware: object = None,
@@ -19,4 +19,4 @@ def all_routers(photo_middleware: object = None, draw_middleware: object = None,
         draw_router.callback_query.middleware(draw_middleware)  # type: ignore[arg-type]
     # fallback last: it answers whatever no other router took.
     return [start.create_router(), photo_router, training.create_router(), draw_router, models.create_router(),
-            groups.create_router(), fallback.create_router()]
+            groups.create_router(), settings.create_router(), rename.create_router(), fallback.create_router()]

@@ -8,6 +8,7 @@ from aiogram.filters import Command, CommandObject
 from aiogram.types import BufferedInputFile, CallbackQuery, InputMediaDocument, Message, Update
 
 from bot.delivery import Outbox
+from bot.formatting import join
 from bot.keyboards import DrawAction
 from bot.services.drawing import (
     DrawInputError,
@@ -15,6 +16,8 @@ from bot.services.drawing import (
     DrawsPending,
     again_payload,
     draw_payload,
+    fallback_model,
+    has_cyrillic,
     parse_draw,
     resolve_model,
     variations_payload,
@@ -25,13 +28,14 @@ from storage import DrawPayload, DrawResult, Job, NotFound, PathEscape, Storage
 
 async def _enqueue(
     message: Message, user_id: int, payload: DrawPayload, t: Texts, drawing: DrawService, outbox: Outbox,
-    update: Update,
+    update: Update, hint: str | None = None,
 ) -> None:
     """Raises DrawsPending when the user is at MAX_PENDING_DRAWS (nothing is queued then)."""
     job = await drawing.enqueue(user_id, message.chat.id, payload, update.update_id)
     await message.bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)  # type: ignore[union-attr]
     position = await drawing.position(job)
-    status = await message.reply(t("draw_queued", position=position) if position else t("draw_started"))
+    text = t("draw_queued", position=position) if position else t("draw_started")
+    status = await message.reply(join([text, t(hint)]) if hint else text)
     reply_to = message.message_id if message.chat.type != "private" else None
     await outbox.drawing_requested(job.id, message.chat.id, t.language, reply_to, status.message_id)
 
@@ -45,14 +49,18 @@ async def draw(
         return
     user_id, chat_id = message.from_user.id, message.chat.id
     try:
-        prompt, options = parse_draw(command.args or "", drawing.default_steps, await store.engines.current())
+        prefs = await store.preferences.get(user_id)
+        prompt, options = parse_draw(command.args or "", drawing.default_steps, await store.engines.current(), prefs)
         models = await drawing.usable(user_id, chat_id)
         if not models:
             raise DrawInputError(await _why_no_models(message, store))
         user = await store.users.get(user_id)
-        resolved = resolve_model(prompt, models, user.default_model_id if user else None)
+        default_id = user.default_model_id if user else None
+        fallback = fallback_model(models, default_id, message.chat.type == "private")
+        resolved = resolve_model(prompt, models, default_id, fallback)
         payload = draw_payload(resolved.model, resolved.prompt, options)
-        await _enqueue(message, user_id, payload, t, drawing, outbox, event_update)
+        await _enqueue(message, user_id, payload, t, drawing, outbox, event_update,
+                       hint="draw_hint_english" if has_cyrillic(prompt) else None)
     except DrawsPending as pending:
         if pending.first:
             await message.reply(t(pending.key, **pending.values))

@@ -30,6 +30,7 @@ from bot.keyboards import (
 )
 from bot.texts import Texts
 from storage import Chat, Model, NotFound, PathEscape, Storage
+from storage.preferences import MAX_MODEL_NAME_CHARS
 
 MODELS_PER_PAGE = 5
 GROUPS_LISTED = 20  # a card names at most this many groups (each has its own button too), then "+N"
@@ -153,6 +154,10 @@ async def model_action(
         name = f"kabina-{model.class_word.replace(' ', '-')}-{model.token}-{model.id}.safetensors"
         await message.answer_document(BufferedInputFile(data, filename=name),
                                       caption=t("model_export_caption", token=model.token or ""))
+    elif action == "rename":
+        await store.preferences.update(query.from_user.id, renaming_model_id=model.id)
+        await query.answer()
+        await message.answer(t("rename_ask", name=model.name, max=MAX_MODEL_NAME_CHARS))
     elif action == "delete":
         await query.answer()
         await message.edit_reply_markup(reply_markup=confirm_delete_keyboard(model.id, t))

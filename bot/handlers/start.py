@@ -6,6 +6,7 @@ from aiogram import F, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import Message
 
+from bot.services.options_help import OptionsHelp
 from bot.texts import Texts
 from storage import Settings, Storage
 
@@ -27,9 +28,10 @@ async def start_with_share_link(message: Message, command: CommandObject, store:
         ))
 
 
-async def start(message: Message, t: Texts, settings: Settings) -> None:
+async def start(message: Message, t: Texts, settings: Settings, store: Storage) -> None:
     if message.chat.type == "private":
-        await message.answer(t("help", min=settings.min_photos, max=settings.max_photos))
+        options = OptionsHelp(await store.engines.current())
+        await message.answer(t("help", min=settings.min_photos, max=settings.max_photos, options=options))
     else:
         await message.reply(t("help_group"))
 

@@ -12,7 +12,8 @@ from typing import Any
 from bot.formatting import Markup, code, fit_lines
 from bot.services import Refusal
 from bot.services.models import handles_for
-from storage import DrawPayload, EngineInfo, Job, Model, Storage
+from bot.services.options_help import OptionNames, OptionsHelp
+from storage import DrawPayload, EngineInfo, Job, Model, Preferences, Storage
 from storage.contract import (
     ASPECT_RATIOS,
     MAX_GUIDANCE,
@@ -66,9 +67,31 @@ def _number(name: str, raw: str, kind: type, low: float, high: float) -> Any:
     return value
 
 
-def parse_draw(text: str, default_steps: int | None, info: EngineInfo | None = None) -> tuple[str, DrawOptions]:
+def preferred_options(prefs: Preferences | None, default_steps: int | None, info: EngineInfo) -> dict[str, Any]:
+    """The user's /settings as /draw's starting options; a choice the running model no longer takes (another
+    family's sampler, more steps than it allows) is left out rather than refused."""
+    options: dict[str, Any] = {"steps": default_steps}
+    if prefs is None:
+        return options
+    if prefs.steps is not None and prefs.steps <= info.max_draw_steps:
+        options["steps"] = prefs.steps
+    if prefs.sampler is not None and prefs.sampler in info.samplers:
+        options["sampler"] = prefs.sampler
+    if prefs.aspect_ratio is not None and prefs.aspect_ratio in info.sizes:
+        options["aspect_ratio"] = prefs.aspect_ratio
+    if prefs.n is not None:
+        options["n"] = prefs.n
+    if prefs.strength is not None:
+        options["strength"] = prefs.strength
+    return options
+
+
+def parse_draw(
+    text: str, default_steps: int | None, info: EngineInfo | None = None, prefs: Preferences | None = None
+) -> tuple[str, DrawOptions]:
     """Split `/draw` arguments into the prompt and its options, checked against what the base model allows
-    (`info`: the running engine's family limits; SD1.x's before any engine has started)."""
+    (`info`: the running engine's family limits; SD1.x's before any engine has started). The user's /settings
+    (`prefs`) fill in what the text does not say; a flag in the text wins for this draw."""
     info = info or EngineInfo()
     # Phones turn "--" into an em dash and quotes into curly ones; read them as the user meant.
     text = text.replace("\u2014", "--").replace("\u2013", "--")
@@ -78,7 +101,7 @@ def parse_draw(text: str, default_steps: int | None, info: EngineInfo | None = N
     except ValueError:
         raise DrawInputError("draw_bad_quotes") from None
     words: list[str] = []
-    options: dict[str, Any] = {"steps": default_steps}
+    options = preferred_options(prefs, default_steps, info)
     index = 0
     while index < len(parts):
         part = parts[index]
@@ -88,7 +111,7 @@ def parse_draw(text: str, default_steps: int | None, info: EngineInfo | None = N
             continue
         name = part[2:].lower()
         if name not in OPTIONS:
-            raise DrawInputError("draw_unknown_option", option=part)
+            raise DrawInputError("draw_unknown_option", option=part, options=OptionNames(info))
         if index + 1 >= len(parts):
             raise DrawInputError("draw_missing_value", option=part)
         raw = parts[index + 1]
@@ -96,7 +119,7 @@ def parse_draw(text: str, default_steps: int | None, info: EngineInfo | None = N
         _read_option(name, raw, options, info)
     prompt = " ".join(words).strip()
     if not prompt:
-        raise DrawInputError("draw_usage")
+        raise DrawInputError("draw_usage", options=OptionsHelp(info))
     limit, chars = max_prompt_words(info), max_prompt_chars(info)
     if len(prompt) > chars or len(_WORD.findall(prompt)) > limit:
         raise DrawInputError("draw_prompt_too_long", words=limit, chars=chars)
@@ -137,8 +160,11 @@ class ResolvedPrompt:
     prompt: str  # with chat handles such as sks_7 turned back into the model's token
 
 
-def resolve_model(prompt: str, models: list[Model], default_model_id: int | None) -> ResolvedPrompt:
-    """The one model whose identifier (or handle, where identifiers clash) the prompt names."""
+def resolve_model(
+    prompt: str, models: list[Model], default_model_id: int | None, fallback: Model | None = None
+) -> ResolvedPrompt:
+    """The one model whose identifier (or handle, where identifiers clash) the prompt names; a prompt naming none
+    draws `fallback` (the user's default, or the one model a group shares), its identifier put in for the user."""
     handles = handles_for(models)
     by_handle = {handle: m for m, handle in ((m, handles[m.id]) for m in models if m.id in handles)}
     by_token: dict[str, list[Model]] = {}
@@ -157,6 +183,8 @@ def resolve_model(prompt: str, models: list[Model], default_model_id: int | None
                 chosen[pick.id] = pick
             else:
                 raise DrawInputError("draw_ambiguous", choices=_choices(candidates, handles))
+    if not chosen and fallback is not None and fallback.token:
+        return ResolvedPrompt(model=fallback, prompt=f"{fallback.token} {fallback.class_word}, {prompt}")
     if not chosen:
         raise DrawInputError("draw_no_identifier", choices=_choices(models, handles))
     if len(chosen) > 1:
@@ -175,6 +203,24 @@ CHOICES_CHARS = 3000  # the reply around the list stays under Telegram's 4,096 c
 def _choices(models: list[Model], handles: dict[int, str]) -> Markup:
     lines = [Markup(f"• {code(f'{handles[m.id]} {m.class_word}')}") for m in models if m.id in handles]
     return fit_lines(lines, CHOICES_CHARS, lambda left_out: Markup(f"… (+{left_out})"))[0]
+
+
+def fallback_model(models: list[Model], default_model_id: int | None, private: bool) -> Model | None:
+    """The model a prompt without an identifier draws: in a private chat the user's default if usable, else their
+    only model; in a group, the model shared there if it is the only one."""
+    if private:
+        default = next((m for m in models if m.id == default_model_id), None)
+        if default is not None:
+            return default
+    return models[0] if len(models) == 1 else None
+
+
+_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+
+
+def has_cyrillic(prompt: str) -> bool:
+    """A prompt with Cyrillic words in it: the text encoders read English best (a hint, never a refusal)."""
+    return bool(_CYRILLIC.search(prompt))
 
 
 def draw_payload(model: Model, prompt: str, options: DrawOptions) -> DrawPayload:

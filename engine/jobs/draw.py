@@ -10,7 +10,7 @@ from engine.drawing import DrawError, DrawRequest
 from engine.jobs.context import JobContext, JobFailed, RunningJob
 from engine.messages import failure
 from storage.contract import DrawPayload, DrawResult
-from storage.errors import NotFound
+from storage.errors import NotFound, PathEscape
 from storage.keys import job_prefix
 
 
@@ -26,7 +26,8 @@ async def run_draw(ctx: JobContext, run: RunningJob, payload: DrawPayload, light
             lora = await ctx.cache.path(model.weights_path, version=model.updated_at)
         except NotFound:
             raise JobFailed("the model's weights are missing") from None
-    request = DrawRequest.from_payload(payload, lora=lora, default_steps=ctx.settings.draw_steps)
+    picture = await start_picture(ctx, payload.init_image) if payload.init_image else None
+    request = DrawRequest.from_payload(payload, lora=lora, init_image=picture, default_steps=ctx.settings.draw_steps)
     try:
         result = await ctx.on_gpu(ctx.engine.draw, request, lighter)
     except DrawError as exc:
@@ -41,6 +42,20 @@ async def run_draw(ctx: JobContext, run: RunningJob, payload: DrawPayload, light
         variation_seeds=request.variation_seeds if request.variation_strength > 0 else None,
         width=result.width, height=result.height, steps=result.steps, sampler=result.sampler,
     )
+
+
+async def start_picture(ctx: JobContext, key: str):
+    """The picture an image-to-image draw starts from, decoded by the same bounded rules as training photos."""
+    from engine.photos import PhotoRejected, upright_rgb
+
+    try:
+        data = await ctx.store.blobs.get(key)
+    except (NotFound, PathEscape):
+        raise JobFailed(failure("picture_gone")) from None
+    try:
+        return await asyncio.to_thread(upright_rgb, data)
+    except PhotoRejected as exc:
+        raise JobFailed(failure("picture_unreadable")) from exc
 
 
 async def save_pictures(store, job_id: int, images, seeds: list[int]) -> list[str]:

@@ -91,7 +91,6 @@ async def test_again_and_variation_buttons_queue_new_drawings(
     ('sks dog --neg "blurry', "quote is not closed"),
     ("", "Describe the picture"),
     ("sks dog " + "very " * 80, "prompt is too long"),
-    ("a cat in Paris", "does not name a model"),
 ])
 async def test_bad_draw_requests_get_a_clear_reply_and_queue_nothing(
     kabina, fake: FakeTelegram, store: Storage, ann: User, args: str, expected: str

@@ -114,7 +114,7 @@ async def test_cancelled_trainings_count_against_the_daily_cap(
     before = len(ann.replies())
     ann.say("/train dog")
     replies = await fake.wait_for(lambda: ann.replies()[before:], what="the answer to a third /train")
-    assert "today's 2 trainings" in replies[0]
+    assert "started 2 trainings today" in replies[0]
     assert await store.jobs.active_for_owner(ann.id) == []
 
 

@@ -27,7 +27,7 @@ async def test_models_lists_each_model_with_its_buttons(
     assert "dog" in card and "ready" in card
     call = next(c for c in fake.calls_of("sendMessage", ann.id) if c.params["text"] == card)
     labels = [b["text"] for row in call.params["reply_markup"]["inline_keyboard"] for b in row]
-    assert labels == ["⭐ Default", "🔗 Share link", "📦 Export LoRA", "🗑 Delete"]
+    assert labels == ["⭐ Default", "🔗 Share link", "📦 Export LoRA", "✏️ Rename", "🗑 Delete"]
 
 
 async def test_export_sends_the_lora_file(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
@@ -162,8 +162,8 @@ async def test_models_shows_where_a_model_is_shared_and_stops_a_group_share_from
     await wait_reply(fake, cleo.id, "shared «dog» with you")
     ann.say("/models")
     card, labels = await _card(fake, ann, "shared in")
-    assert "shared in: Friends, Work" in card["text"] and "1 open link(s) · 1 person(s)" in card["text"]
-    assert labels[4:] == ["🚫 Stop in Friends", "🚫 Stop in Work", "⛔ Revoke links"]
+    assert "shared in: Friends, Work" in card["text"] and "1 open link · 1 person draws" in card["text"]
+    assert labels[5:] == ["🚫 Stop in Friends", "🚫 Stop in Work", "⛔ Revoke links"]
     await _press(fake, ann, "shared in", "Stop in Friends")
     stopped = await wait_reply(fake, ann.id, "no longer shared in «Friends»")
     assert "nobody there can draw with it" in stopped
@@ -182,9 +182,9 @@ async def test_unshare_in_the_private_chat_lists_every_group_share_with_a_button
     await store.shares.share(dog.id, GROUP["id"], ann.id)
     await store.shares.share(cat.id, GROUP["id"], ann.id)
     ann.say("/unshare")
-    text, labels = await _card(fake, ann, "shared in 2 group(s)")
+    text, labels = await _card(fake, ann, "shared in 2 groups")
     assert labels == ["🚫 «cat» in Friends", "🚫 «dog» in Friends"]
-    await _press(fake, ann, "shared in 2 group(s)", "«cat» in Friends")
+    await _press(fake, ann, "shared in 2 groups", "«cat» in Friends")
     await wait_reply(fake, ann.id, "«cat» is no longer shared in «Friends»")
     assert [m.id for m in await store.shares.models_in_chat(GROUP["id"])] == [dog.id]
 
@@ -199,10 +199,10 @@ async def test_revoking_links_says_exactly_what_was_revoked_and_what_was_not(
     cleo.say(f"/start m_{codes[0]}")
     await wait_reply(fake, cleo.id, "shared «dog» with you")
     ann.say("/models")
-    await wait_reply(fake, ann.id, "2 open link(s)")
-    await _press(fake, ann, "2 open link(s)", "Revoke")
-    told = await wait_reply(fake, ann.id, "share link(s) revoked")
-    assert "«dog»: 2 share link(s) revoked" in told and "the 1 person(s) who had opened one" in told
+    await wait_reply(fake, ann.id, "2 open links")
+    await _press(fake, ann, "2 open links", "Revoke")
+    told = await wait_reply(fake, ann.id, "share links revoked")
+    assert "«dog»: 2 share links revoked" in told and "the 1 person who had opened one" in told
     assert "stay as they are: Friends" in told
     assert [c.id for c in await store.shares.groups_of(model.id)] == [GROUP["id"]]
     cleo.say("/draw sks dog in Rome")
@@ -280,7 +280,7 @@ async def test_group_replies_listing_models_stay_under_telegrams_limits_whatever
     assert all(len(c.params["text"]) <= 4096 for c in replies)
     # Each user has a lane of their own, so the two answers may come in either order.
     texts = [c.params["text"] for c in replies]
-    shared = next(text for text in texts if "does not name a model" not in text)
-    unnamed = next(text for text in texts if "does not name a model" in text)
+    shared = next(text for text in texts if "Which model?" not in text)
+    unnamed = next(text for text in texts if "Which model?" in text)
     assert "now shared" in shared and "more" in shared
-    assert "does not name a model" in unnamed and "(+" in unnamed
+    assert "(+" in unnamed

@@ -12,7 +12,9 @@ from tests.helpers import User, wait_reply
 async def test_start_explains_the_steps_in_english(kabina, fake: FakeTelegram, ann: User) -> None:
     ann.say("/start")
     text = await wait_reply(fake, ann.id, "Kabina")
-    assert "/train dog" in text and "/draw sks dog in Paris" in text
+    assert "/train dog" in text and "/draw in Paris" in text
+    # the options come from the running engine's model: SD1.x takes a negative prompt and CFG
+    assert "--neg" in text and "--cfg" in text and "Stable Diffusion 1.x" in text
 
 
 async def test_help_is_russian_for_a_russian_client(kabina, fake: FakeTelegram, boris: User) -> None:

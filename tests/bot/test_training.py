@@ -71,7 +71,7 @@ async def test_a_report_card_over_the_drift_bar_warns_the_owner(
     await worker.finish_training(job, steps=2, drift=0.31, drift_warning=True)
     await settled(store, job.id)
     (card,) = fake.calls_of("sendPhoto", ann.id)
-    assert "every dog may now look like yours" in card.params["caption"] and "0.31" in card.params["caption"]
+    assert "any «dog» you draw may now look like yours" in card.params["caption"] and "0.31" in card.params["caption"]
 
 
 async def test_a_cancel_that_comes_after_the_model_is_ready_keeps_the_model(

@@ -148,3 +148,12 @@ def test_an_engine_cache_path_survives_a_recreate_and_the_base_model_is_the_oper
     # BASE_MODEL from .env or the shell (a folder or a single .safetensors file under /models), /models/base if unset
     assert env["BASE_MODEL"] == "${BASE_MODEL:-/models/base}"
     assert env["DEVICE"] == "${DEVICE:-cuda}"
+
+
+def test_every_bot_and_engine_serves_metrics_and_liveness_on_the_compose_network(compose: dict) -> None:
+    for name, service in compose["services"].items():
+        env = _env(service)
+        if service.get("command") == ["python", "-m", "bot"]:
+            assert env["METRICS_HOST"] == "0.0.0.0" and int(env["METRICS_PORT"]) > 0, name
+        if service.get("command") == ["python", "-m", "engine"]:
+            assert env["METRICS_HOST"] == "0.0.0.0" and int(env["ENGINE_METRICS_PORT"]) > 0, name

@@ -53,7 +53,7 @@ def test_an_unsupported_family_is_refused_by_the_worker_in_one_line_naming_the_s
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert "Stable Diffusion 3" in line
-    for family in ("SD1.x", "SDXL", "FLUX.1-dev"):
+    for family in ("SD1.x", "SDXL", "FLUX.1-dev", "FLUX.2 [klein]"):
         assert family in line
 
 

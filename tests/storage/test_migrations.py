@@ -45,6 +45,9 @@ async def test_a_database_of_the_previous_version_upgrades_in_place_keeping_its_
         # and what the new version added works on the old data
         code = await store.shares.create_link(1)
         assert (await store.shares.redeem_link(code, 8)).id == 1
+        assert (await store.preferences.get(7)).steps is None
+        assert (await store.preferences.update(7, steps=30, language="ru")).steps == 30
+        assert (await store.preferences.get(7)).language == "ru"
     finally:
         await store.close()
 

@@ -1,0 +1,172 @@
+"""FLUX.2 [klein]: its text conditioning, its training step and its LoRA under ComfyUI's names.
+
+Everything here follows Flux2KleinPipeline (diffusers 0.42) and train_dreambooth_lora_flux2_klein.py:
+  - text: the prompt in Qwen3's chat template (a user turn, then an assistant turn with an empty think block),
+    padded to 512 tokens; hidden states of layers 9, 18 and 27 side by side (3 × the encoder's width) are the
+    sequence; text position ids are (0, 0, 0, l) per token (_prepare_text_ids);
+  - latents: the VAE posterior, patchified 2x2 into 4× the channels, normalised by the VAE's batch-norm
+    statistics (not by scaling/shift factors as FLUX.1), then flattened to tokens with (0, h, w, 0) position ids;
+  - the step: x_t = (1 - σ) x_0 + σ ε at the recipe's timestep density, target ε - x_0, no guidance embedding;
+  - the ComfyUI copy: BFL's module names (`diffusion_model.double_blocks.N.img_attn.qkv`, `single_blocks.N.linear1`)
+    with q/k/v fused exactly (lora_A stacked, lora_B block-diagonal), the layout ai-toolkit writes and both ComfyUI
+    and diffusers (_convert_non_diffusers_flux2_lora_to_diffusers) read.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+HIDDEN_LAYERS = (9, 18, 27)  # Flux2KleinPipeline's text_encoder_out_layers
+MAX_SEQUENCE_LENGTH = 512  # Flux2KleinPipeline's (and the recipe's) max_sequence_length
+
+
+def chat_text(tokenizer, prompt: str) -> str:
+    """The prompt as the pipeline hands it to Qwen3: one user turn and an opened assistant turn, thinking off."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True, enable_thinking=False)
+
+
+def tokenize(pipe, prompts: list[str]) -> dict[str, Any]:
+    texts = [chat_text(pipe.tokenizer, p) for p in prompts]
+    out = pipe.tokenizer(texts, return_tensors="pt", padding="max_length", truncation=True,
+                         max_length=MAX_SEQUENCE_LENGTH)
+    return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+
+def encode(pipe, ids: dict[str, Any]) -> dict[str, Any]:
+    """The conditioning tensors: `encoder_hidden_states` [B, L, 3·D] and `text_ids` [B, L, 4]."""
+    import torch
+    from diffusers import Flux2KleinPipeline
+
+    encoder = pipe.text_encoder
+    out = encoder(input_ids=ids["input_ids"].to(encoder.device),
+                  attention_mask=ids["attention_mask"].to(encoder.device), output_hidden_states=True, use_cache=False)
+    stacked = torch.stack([out.hidden_states[k] for k in HIDDEN_LAYERS], dim=1)
+    batch, layers, length, width = stacked.shape
+    embeds = stacked.permute(0, 2, 1, 3).reshape(batch, length, layers * width)
+    text_ids = Flux2KleinPipeline._prepare_text_ids(embeds).to(embeds.device)
+    return {"encoder_hidden_states": embeds, "text_ids": text_ids}
+
+
+def count_tokens(pipe, text: str) -> tuple[int, int]:
+    """(tokens of the prompt, how many of them fit): the chat template's own tokens come off the 512."""
+    tok = pipe.tokenizer
+    used = len(tok(text, add_special_tokens=False).input_ids)
+    overhead = len(tok(chat_text(tok, ""), add_special_tokens=False).input_ids)
+    return used, MAX_SEQUENCE_LENGTH - overhead
+
+
+def normalised_latents(vae, latents):
+    """Unscaled VAE latents [B, C, h, w] → the transformer's space: patchified 2x2, then batch-norm normalised."""
+    import torch
+    from diffusers import Flux2KleinPipeline
+
+    patches = Flux2KleinPipeline._patchify_latents(latents)
+    mean = vae.bn.running_mean.view(1, -1, 1, 1).to(patches.device, torch.float32)
+    std = torch.sqrt(vae.bn.running_var.view(1, -1, 1, 1) + vae.config.batch_norm_eps).to(patches.device,
+                                                                                          torch.float32)
+    return (patches.float() - mean) / std
+
+
+def per_example(objective, pipe, batch, embeds):
+    """One flow-matching loss per batch row, computed as train_dreambooth_lora_flux2_klein.py computes it."""
+    import torch
+    from diffusers import Flux2KleinPipeline
+    from diffusers.training_utils import compute_loss_weighting_for_sd3
+
+    from engine.objectives import autocast
+
+    device = objective.runtime.device
+    transformer = pipe.transformer
+    dtype = transformer.dtype
+    x0 = normalised_latents(pipe.vae, batch.latents.to(device))
+    noise = Flux2KleinPipeline._patchify_latents(batch.noise.to(device)).float()
+    index = batch.timesteps.cpu()
+    timesteps = objective.scheduler.timesteps[index].to(device)
+    sigmas = objective.scheduler.sigmas[index].to(device, torch.float32).view(-1, 1, 1, 1)
+    noisy = (1.0 - sigmas) * x0 + sigmas * noise
+    packed = Flux2KleinPipeline._pack_latents(noisy)
+    image_ids = Flux2KleinPipeline._prepare_latent_ids(noisy).to(device)
+    guidance = None
+    if transformer.config.guidance_embeds:
+        guidance = torch.full((noisy.shape[0],), float(objective.family.train_guidance or 1.0), device=device)
+    with autocast(objective.runtime):
+        prediction = transformer(
+            hidden_states=packed.to(dtype),
+            timestep=(timesteps / 1000).to(dtype),
+            guidance=guidance,
+            encoder_hidden_states=embeds["encoder_hidden_states"].to(device, dtype),
+            txt_ids=embeds["text_ids"].to(device),
+            img_ids=image_ids,
+            return_dict=False,
+        )[0]
+    prediction = Flux2KleinPipeline._unpack_latents_with_ids(prediction[:, : packed.size(1)], image_ids)
+    weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)
+    loss = weighting.float() * (prediction.float() - (noise - x0)) ** 2
+    return loss.reshape(noisy.shape[0], -1).mean(dim=1)
+
+
+def noise_shape(pipe, width: int, height: int) -> tuple[int, ...]:
+    """The pipeline's starting-noise shape for one picture: patchified latents [4·C, h/2, w/2]."""
+    factor = pipe.vae_scale_factor * 2
+    return (pipe.transformer.config.in_channels, height // factor, width // factor)
+
+
+# --- the ComfyUI / BFL copy ----------------------------------------------------------------------------------------
+
+# diffusers module → BFL module, per block kind (the inverse of _convert_non_diffusers_flux2_lora_to_diffusers).
+_DOUBLE_FUSED = {("to_q", "to_k", "to_v"): "img_attn.qkv", ("add_q_proj", "add_k_proj", "add_v_proj"): "txt_attn.qkv"}
+_DOUBLE_PLAIN = {"attn.to_out.0": "img_attn.proj", "attn.to_add_out": "txt_attn.proj", "ff.linear_in": "img_mlp.0",
+                 "ff.linear_out": "img_mlp.2", "ff_context.linear_in": "txt_mlp.0",
+                 "ff_context.linear_out": "txt_mlp.2"}
+_SINGLE_PLAIN = {"attn.to_qkv_mlp_proj": "linear1", "attn.to_out": "linear2"}
+
+
+def bfl_state(peft_state: dict[str, Any], scale: float) -> dict[str, Any]:
+    """PEFT's transformer LoRA (`….to_q.lora_A.weight`) → `diffusion_model.<BFL name>.lora_A/lora_B.weight`.
+
+    `scale` (alpha / rank) is folded into lora_B: the file carries no alpha, which ComfyUI and diffusers both read
+    as a scale of 1. Fused q/k/v get A = [A_q; A_k; A_v] and B = diag(B_q, B_k, B_v), so B·A is exactly the three
+    updates stacked (the rank triples; nothing is approximated).
+    """
+    import torch
+
+    modules: dict[str, dict[str, Any]] = {}
+    for key, tensor in peft_state.items():
+        module, _, kind = key.partition(".lora_")
+        modules.setdefault(module, {})[kind[0]] = tensor
+    out: dict[str, Any] = {}
+
+    def put(name: str, a, b) -> None:
+        out[f"diffusion_model.{name}.lora_A.weight"] = a.contiguous()
+        out[f"diffusion_model.{name}.lora_B.weight"] = (b * scale).contiguous()
+
+    done: set[str] = set()
+    for module in sorted(modules):
+        if m := re.fullmatch(r"transformer_blocks\.(\d+)\.attn\.(to_q|add_q_proj)", module):
+            block, first = m[1], m[2]
+            for parts, bfl in _DOUBLE_FUSED.items():
+                if parts[0] != first:
+                    continue
+                names = [f"transformer_blocks.{block}.attn.{p}" for p in parts]
+                if not all(n in modules for n in names):
+                    raise ValueError(f"cannot fuse {parts} of block {block}: LoRA on only some of them")
+                put(f"double_blocks.{block}.{bfl}", torch.cat([modules[n]["A"] for n in names]),
+                    torch.block_diag(*[modules[n]["B"] for n in names]))
+                done.update(names)
+    for module, pair in modules.items():
+        if module in done:
+            continue
+        if m := re.fullmatch(r"transformer_blocks\.(\d+)\.(.+)", module):
+            name = f"double_blocks.{m[1]}.{_DOUBLE_PLAIN.get(m[2], '')}"
+            known = m[2] in _DOUBLE_PLAIN
+        elif m := re.fullmatch(r"single_transformer_blocks\.(\d+)\.(.+)", module):
+            name = f"single_blocks.{m[1]}.{_SINGLE_PLAIN.get(m[2], '')}"
+            known = m[2] in _SINGLE_PLAIN
+        else:
+            known = False
+        if not known:
+            raise ValueError(f"no BFL name for the FLUX.2 module {module}")
+        put(name, pair["A"], pair["B"])
+    return out
