@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.base_model import autocast  # with the runtime it reads; engine.flux2 uses it too
 from engine.families import Family
 
 # The recipe's defaults for the density of the "logit_normal" and "mode" schemes (train_dreambooth_lora_flux.py).
@@ -181,16 +182,6 @@ class Objective:
         target = noise - x0
         loss = weighting.float() * (prediction.float() - target.float()) ** 2
         return loss.reshape(b, -1).mean(dim=1)
-
-
-def autocast(runtime):
-    import contextlib
-
-    import torch
-
-    if runtime.is_cuda and runtime.dtype != torch.float32:
-        return torch.autocast("cuda", dtype=runtime.dtype)
-    return contextlib.nullcontext()
 
 
 def sdxl_time_ids(geometries: list[tuple[int, int, int, int]], resolution: int):
