@@ -24,9 +24,9 @@ def _pixels(result):
 def test_draws_the_requested_count_and_size_and_returns_the_seeds(drawer):
     from engine.drawing import DrawRequest
 
-    result = drawer.draw(DrawRequest("a photo of dog", n=3, steps=2, width=64, height=48))
+    result = drawer.draw(DrawRequest("a photo of dog", n=3, steps=2, width=128, height=64))
     assert len(result.images) == 3 == len(result.seeds)
-    assert all(img.size == (64, 48) for img in result.images)
+    assert all(img.size == (128, 64) for img in result.images)
     assert len(set(result.seeds)) == 3
 
 
