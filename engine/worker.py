@@ -26,7 +26,7 @@ from engine.jobs.class_images import run_class_images
 from engine.jobs.context import JobContext, JobFailed, RunningJob
 from engine.jobs.draw import run_draw
 from engine.jobs.train import run_train
-from engine.messages import failure
+from engine.messages import Failure, failure
 from engine.telemetry import EngineTelemetry
 from storage.contract import JobKind, JobResult, Progress
 from storage.errors import StorageUnavailable
@@ -41,8 +41,6 @@ PROGRESS_EVERY_S = 1.0  # progress rows are events the bot turns into message ed
 INTERLEAVE_POLL_S = 0.1
 # How often to try again to record a job's end while the database cannot be written (a full disk).
 PERSIST_RETRY_S = 2.0
-# What a user reads when their job could not be saved (the operator gets the details in the log).
-NO_ROOM = "There is no room to save the result on the server right now. Please try again later."
 
 
 @dataclass(frozen=True)
@@ -148,7 +146,7 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 try:
-                    job = await self.store.jobs.claim(self.options.worker_id, KINDS, lease_s=self.options.lease_s)
+                    job = await self.store.lifecycle.claim(self.options.worker_id, KINDS, lease_s=self.options.lease_s)
                 except Exception:  # e.g. the database is busy: wait and look again rather than die
                     log.exception("claiming a job failed")
                     job = None
@@ -176,8 +174,8 @@ class Worker:
         """While a long job holds the GPU, claim draws and hand them to its next pause point."""
         while not self.stopping.is_set():
             try:
-                job = await self.store.jobs.claim(self.options.worker_id, INTERLEAVED_KINDS,
-                                                  lease_s=self.options.lease_s)
+                job = await self.store.lifecycle.claim(self.options.worker_id, INTERLEAVED_KINDS,
+                                                       lease_s=self.options.lease_s)
             except Exception:
                 log.exception("claiming a draw during training failed")
                 job = None
@@ -215,7 +213,7 @@ class Worker:
                 except Stopped:
                     result = None
                 except JobFailed as exc:
-                    await self._settle(run, error=str(exc))
+                    await self._settle(run, error=exc.args[0])
                     return
                 except Exception as exc:
                     if lighter or not is_out_of_memory(exc):
@@ -231,7 +229,8 @@ class Worker:
                 from storage import LeaseLost
 
                 try:
-                    await self._persist(run, lambda: self.store.jobs.complete(job.id, wid, result))
+                    # A training's model is ready with it (or, deleted meanwhile, the job ends cancelled).
+                    await self._persist(run, lambda: self.store.lifecycle.complete(job.id, wid, result))
                     log.info("job %s done", job.id)
                 except LeaseLost:
                     log.warning("job %s finished after its lease was lost; another worker owns it now", job.id)
@@ -252,10 +251,10 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=PERSIST_RETRY_S)
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, exc: BaseException) -> Failure:
         if isinstance(exc, StorageUnavailable):
             report_storage_trouble(exc, log)
-            return NO_ROOM
+            return failure("no_room")
         if is_out_of_memory(exc):
             return failure("out_of_memory")
         if isinstance(exc, FloatingPointError):
@@ -263,24 +262,19 @@ class Worker:
         log.exception("job failed", exc_info=exc)
         return failure("internal")
 
-    async def _settle(self, run: JobRun, error: str | None = None) -> None:
+    async def _settle(self, run: JobRun, error: Failure | None = None) -> None:
         """End a job that did not complete: failed, cancelled, or handed back on shutdown."""
         from storage import LeaseLost
 
         job, wid = run.job, self.options.worker_id
         try:
-            if error is not None:
-                if job.kind == "train" and job.model_id:
-                    await self._persist(run, lambda: self.store.models.set_status(job.model_id, "failed", error=error))
-                await self._persist(run, lambda: self.store.jobs.fail(job.id, wid, error))
+            if error is not None:  # a training's model fails with it (storage/lifecycle.py)
+                await self._persist(run, lambda: self.store.lifecycle.fail(job.id, wid, error.code, error.params))
                 log.info("job %s failed: %s", job.id, error)
-            elif run.cancelled:
-                if job.kind == "train" and job.model_id:
-                    await self._persist(run, lambda: self.store.models.set_status(
-                        job.model_id, "failed", error=failure("cancelled")))
-                await self._persist(run, lambda: self.store.jobs.cancelled(job.id, wid))
+            elif run.cancelled:  # a cancelled training's model goes with it
+                await self._persist(run, lambda: self.store.lifecycle.cancelled(job.id, wid))
             elif self.stopping.is_set():
-                await self.store.jobs.release(job.id, wid)
+                await self.store.lifecycle.release(job.id, wid)
                 log.info("job %s handed back; its checkpoint is kept", job.id)
         except LeaseLost:
             log.warning("job %s: lease lost; another worker has it", job.id)
@@ -288,7 +282,7 @@ class Worker:
     async def dispatch(self, run: JobRun, lighter: bool) -> JobResult | None:
         handler = HANDLERS.get(run.job.kind)
         if handler is None:
-            raise JobFailed(failure("unknown_kind", run.job.kind))
+            raise JobFailed(failure("unknown_kind", kind=run.job.kind))
         return await handler.run(self.context, run, run.job.payload, lighter)
 
 

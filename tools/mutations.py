@@ -45,9 +45,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_escaping.py::test_a_prompt_with_markup_characters_is_shown_as_typed_in_the_caption",),
     ),
     Mutation(
-        "failure reason not escaped", "bot/delivery/results.py",
-        'text = t("draw_failed", reason=escape(job.error or t("unknown_reason")))',
-        'text = t("draw_failed", reason=__import__("bot.formatting").formatting.Markup(job.error or t("unknown_reason")))',
+        "failure reason not escaped", "bot/texts.py",
+        'return escape(code) if code else self("unknown_reason")',
+        'return Markup(code) if code else self("unknown_reason")',
         ("tests/bot/test_escaping.py::test_a_failure_reason_with_markup_characters_reaches_the_user_as_text",),
     ),
     Mutation(
@@ -443,8 +443,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "the engine calls a full disk an internal error", "engine/worker.py",
-        "        if isinstance(exc, StorageUnavailable):\n            report_storage_trouble(exc, log)\n            return NO_ROOM",
-        "        if False:\n            return NO_ROOM",
+        "        if isinstance(exc, StorageUnavailable):\n            report_storage_trouble(exc, log)\n            return failure(\"no_room\")",
+        "        if False:\n            return failure(\"no_room\")",
         ("tests/engine/test_worker.py::test_a_full_disk_fails_the_draw_with_a_clear_message_and_the_worker_serves_the_next",),
     ),
     Mutation(

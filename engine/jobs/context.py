@@ -12,14 +12,13 @@ if TYPE_CHECKING:
 
 
 class JobFailed(Exception):
-    """A failure with a message fit for the user."""
+    """A failure the user is told about: `args[0]` is its Failure (a code and its parameters)."""
 
 
 class RunningJob(Protocol):
     """One claimed job as its handler sees it (engine.worker.JobRun keeps its lease and publishes progress)."""
 
     job: Any  # storage's Job: id, kind, payload, attempts
-    cancelled: bool  # a handler sets it when the job's subject went away meanwhile (a model deleted mid-training)
 
     def on_progress(self, progress: dict) -> None: ...
 

@@ -25,13 +25,13 @@ async def run_draw(ctx: JobContext, run: RunningJob, payload: DrawPayload, light
         try:
             lora = await ctx.cache.path(model.weights_path, version=model.updated_at)
         except NotFound:
-            raise JobFailed("the model's weights are missing") from None
+            raise JobFailed(failure("weights_missing")) from None
     picture = await start_picture(ctx, payload.init_image) if payload.init_image else None
     request = DrawRequest.from_payload(payload, lora=lora, init_image=picture, default_steps=ctx.settings.draw_steps)
     try:
         result = await ctx.on_gpu(ctx.engine.draw, request, lighter)
     except DrawError as exc:
-        raise JobFailed(str(exc)) from exc
+        raise JobFailed(failure("bad_request", detail=str(exc))) from exc
     keys = await save_pictures(ctx.store, run.job.id, result.images, result.seeds)
     return DrawResult(
         images=keys,

@@ -8,12 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine import checkpoint_sync
-from engine.class_images import Stopped
 from engine.jobs.context import JobContext, JobFailed, RunningJob
 from engine.messages import failure
 from engine.photos import PhotoSet, load_photo_set
 from engine.report_card import drift_warning
-from engine.tokens import NoFreeToken, class_prompt, pick_token
+from engine.tokens import class_prompt
 from storage.contract import TrainPayload, TrainResult
 from storage.errors import NotFound
 from storage.keys import checkpoint_prefix, class_images_prefix, model_prefix
@@ -23,8 +22,10 @@ async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lig
     model = await ctx.store.models.get(payload.model_id)
     if model is None or model.status == "deleted":
         raise JobFailed(failure("model_gone"))
-    token = await token_for(ctx, model)
-    await ctx.store.models.set_status(model.id, "training")
+    # The model starts training under a token none of the owner's live models uses (storage/lifecycle.py).
+    token = await ctx.store.lifecycle.begin_training(model.id, await ctx.on_gpu(ctx.engine.identifier_pool))
+    if token is None:
+        raise JobFailed(failure("no_token"))
     photo_set = await load_photos(ctx, model)
     num_class = ctx.settings.num_class_images if payload.num_class_images is None else payload.num_class_images
     class_prefix = class_images_prefix(ctx.engine.key, class_prompt(model.class_word), ctx.engine.resolution)
@@ -41,40 +42,12 @@ async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lig
     kohya = await ctx.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)
     samples = [await ctx.cache.publish(f"{prefix}/{Path(s).name}", s) for s in result.sample_paths]
     card = await ctx.cache.publish(f"{prefix}/report_card.png", card_path)
-    ready = await ctx.store.models.mark_ready(
-        model.id, weights_path=weights, kohya_path=kohya, sample_paths=samples,
-        params={**model.params, **result.params},
-    )
-    if not ready:
-        # The model was deleted while it trained (storage keeps it deleted): settle as cancelled, deliver nothing.
-        run.cancelled = True
-        raise Stopped
-    return TrainResult(
+    return TrainResult(  # the model is made ready with it, in the job's completion
         model_id=model.id, token=token, class_word=model.class_word, weights_path=weights, kohya_path=kohya,
         sample_paths=samples, steps=result.steps, seconds=result.seconds, resumed_from=result.resumed_from,
         rejected_photos=[r.reason for r in photo_set.rejected], report_card_path=card,
-        class_drift=round(drift, 4), drift_warning=drift_warning(drift),
+        class_drift=round(drift, 4), drift_warning=drift_warning(drift), params=result.params,
     )
-
-
-async def token_for(ctx: JobContext, model) -> str:
-    """The model's identifier: the one it has (a resumed job keeps its checkpoint's), else a free one of its owner's."""
-    from storage import TokenTaken
-
-    if model.token:
-        return model.token
-    pool = await ctx.on_gpu(ctx.engine.identifier_pool)
-    for _ in range(len(pool)):
-        try:
-            token = pick_token(pool, await ctx.store.models.tokens_in_use(model.owner_id))
-        except NoFreeToken as exc:
-            raise JobFailed(failure("no_token")) from exc
-        try:
-            await ctx.store.models.set_token(model.id, token)
-            return token
-        except TokenTaken:
-            continue  # another worker gave it to a model of this owner a moment ago
-    raise JobFailed(failure("no_token"))
 
 
 async def load_photos(ctx: JobContext, model) -> PhotoSet:
