@@ -44,16 +44,22 @@ class DrawRequest:
     init_image: Image.Image | None = None
     image_change: float = DEFAULT_IMAGE_CHANGE
     upscale: bool = False
+    # Reference pictures the model conditions on (FLUX.2 [klein]'s `image=[…]`): a draft from the user's photos.
+    references: list[Image.Image] | None = None
 
     @classmethod
     def from_payload(cls, payload: DrawPayload, *, lora: Path | None = None, init_image: Image.Image | None = None,
+                     references: list[Image.Image] | None = None, prompt: str | None = None,
                      default_steps: int | None = None) -> DrawRequest:
         """A draw job's request: its options as they are, its model's LoRA file, the picture its `init_image` key
-        names, and `default_steps` (DRAW_STEPS) where it names none (None: the family's)."""
-        options = payload.model_dump(exclude={"model_id", "init_image"})
+        names, a draft's reference photos and prompt, and `default_steps` (DRAW_STEPS) where it names none (None:
+        the family's)."""
+        options = payload.model_dump(exclude=set(_NOT_OPTIONS))
         if options["steps"] is None:
             options["steps"] = default_steps
-        return cls(**options, lora=lora, init_image=init_image)
+        if prompt is not None:
+            options["prompt"] = prompt
+        return cls(**options, lora=lora, init_image=init_image, references=references)
 
     def check_limits(self) -> None:
         """The job contract's limits, defined once in storage.contract (DrawPayload's fields); a DrawError names
@@ -65,8 +71,9 @@ class DrawRequest:
             raise DrawError(_broken_limit(exc.errors()[0])) from None
 
 
-# The payload's fields that are not options of the drawing: whose model, and the key of the starting picture.
-_NOT_OPTIONS = ("model_id", "init_image")
+# The payload's fields that are not options of the drawing: whose model, the key of the starting picture, and
+# the model a draft is of (the draw job reads them into `lora`, `init_image` and `references`).
+_NOT_OPTIONS = ("model_id", "init_image", "draft_of")
 
 
 def _broken_limit(error: dict[str, Any]) -> str:

@@ -80,13 +80,17 @@ def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height:
 
 
 def render(pipe, prompts: list[str], generators, *, steps: int, guidance: float, width: int, height: int,
-           sampler: str | None = None, negative: list[str] | None = None, latents=None) -> list[Image.Image]:
-    """Draw `prompts` (one generator each) with the family's pipeline and sampler `sampler` (None: as installed)."""
+           sampler: str | None = None, negative: list[str] | None = None, latents=None,
+           references: list[Image.Image] | None = None) -> list[Image.Image]:
+    """Draw `prompts` (one generator each) with the family's pipeline and sampler `sampler` (None: as installed);
+    `references` are pictures every prompt is conditioned on (families that take them)."""
     import torch
 
     from engine.samplers import using_sampler
 
     args = pipeline_arguments(pipe, steps=steps, guidance=guidance, width=width, height=height, negative=negative)
+    if references:
+        args["image"] = list(references)
     with using_sampler(pipe, sampler), torch.inference_mode():
         return pipe(prompt=prompts, generator=generators, latents=latents, **args).images
 
@@ -242,6 +246,8 @@ class Drawer:
             raise DrawError(f"{family.title} has no sampler {sampler!r}; available: {', '.join(family.samplers)}")
         if request.negative_prompt.strip() and not family.negative_prompt:
             raise DrawError(f"{family.title} draws without a negative prompt; leave it out")
+        if request.references and not family.takes_references:
+            raise DrawError(f"{family.title} cannot draw from reference pictures")
         if request.init_image is not None:
             width, height = size_from_picture(request.init_image, self.limits, request.upscale)
         else:
@@ -277,7 +283,7 @@ class Drawer:
                     steps=settings["steps"], guidance=settings["guidance"], width=width, height=height,
                     sampler=settings["sampler"],
                     negative=[request.negative_prompt] * len(group) if request.negative_prompt else None,
-                    latents=None if latents is None else latents[group],
+                    latents=None if latents is None else latents[group], references=request.references,
                 )
         finally:
             if lighter:

@@ -12,10 +12,7 @@ from pathlib import Path
 from engine.class_images import ensure_class_images
 from engine.drawing import Drawer, DrawRequest, limits_of
 from engine.families import ASPECT_RATIOS
-from engine.report_card import report_card
-from engine.tokens import usable_pool
 from storage.contract import EngineInfo
-from storage.files import write_atomic_with
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -42,14 +39,14 @@ def free_gpu_memory() -> None:
 class Engine:
     """The loaded base model and what can be done with it; every method runs on the GPU thread."""
 
-    def __init__(self, base_model: Path, runtime, pipe) -> None:
+    def __init__(self, base_model: Path, runtime, pipe, key: str | None = None) -> None:
         from engine.base_model import base_model_key, training_resolution
 
         self.base_model = base_model
         self.runtime = runtime
         self.pipe = pipe
         self.drawer = Drawer(pipe, runtime)
-        self.key = base_model_key(base_model)
+        self.key = key or base_model_key(base_model)
         self.resolution = training_resolution(pipe)
         self._training = False  # only read and written on the GPU thread
 
@@ -70,10 +67,13 @@ class Engine:
             guidance_embedded=family.guidance_embedded, samplers=family.samplers,
             default_sampler=family.default_sampler, sizes={ar: limits.size_for(ar) for ar in ASPECT_RATIOS},
             negative_prompt=family.negative_prompt, token_limit=self.drawer.count_tokens("")[1],
+            takes_references=family.takes_references,
         )
 
     def identifier_pool(self) -> list[str]:
-        return usable_pool(self.pipe.tokenizer)
+        from engine.conditioning import identifier_pool
+
+        return identifier_pool(self.pipe)
 
     def draw(self, request: DrawRequest, lighter: bool = False):
         if not self._training:
@@ -117,14 +117,10 @@ class Engine:
         self.drawer.forget_loras()  # training needs the bare base model
         self._training = True
         try:
+            # The library draws the samples and the report card too (with pause points between its draws).
             result = train(spec, on_progress, should_stop, pipe=self.pipe, runtime=self.runtime,
                            pause_point=pause_point)
-            # The trained adapter is still active: draw the bare class prompt without and with it.
-            card = report_card(self.pipe, spec.class_word, steps=spec.sample_steps)
-            card_path = write_atomic_with(Path(spec.output_dir) / "report_card.png",
-                                          lambda tmp: card.image.save(tmp, format="PNG"))
-            result.params["class_drift"] = round(card.drift, 4)
-            return result, card_path, card.drift
+            return result, result.report_card_path, result.class_drift
         finally:
             self._training = False
             self.drawer.forget_loras()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.detection import family_of
 from engine.jobs.context import JobContext, RunningJob
 from engine.tokens import class_prompt
 from storage.contract import ClassImagesPayload, ClassImagesResult
@@ -11,7 +12,7 @@ from storage.keys import class_images_prefix
 async def run_class_images(ctx: JobContext, run: RunningJob, payload: ClassImagesPayload,
                            lighter: bool) -> ClassImagesResult:
     prompt = class_prompt(payload.class_word)
-    count = payload.count or ctx.settings.num_class_images
+    count = payload.count or ctx.settings.num_class_images or family_of(ctx.engine.pipe).class_images
     prefix = class_images_prefix(ctx.engine.key, prompt, ctx.engine.resolution)
     folder = await ctx.cache.pull_folder(prefix)
     try:

@@ -13,9 +13,15 @@ from storage.contract import DrawPayload, DrawResult
 from storage.errors import NotFound, PathEscape
 from storage.keys import job_prefix
 
+# Reference photos a draft conditions on: each adds its tokens to every step (klein reads up to ~4 comfortably).
+MAX_REFERENCES = 4
+
 
 async def run_draw(ctx: JobContext, run: RunningJob, payload: DrawPayload, lighter: bool) -> DrawResult:
     lora = None
+    prompt, references = None, None
+    if payload.draft_of is not None:
+        prompt, references = await draft_references(ctx, run.job, payload)
     if payload.model_id is not None:
         model = await ctx.store.models.get(payload.model_id)
         if model is None or model.status == "deleted":
@@ -27,7 +33,8 @@ async def run_draw(ctx: JobContext, run: RunningJob, payload: DrawPayload, light
         except NotFound:
             raise JobFailed(failure("weights_missing")) from None
     picture = await start_picture(ctx, payload.init_image) if payload.init_image else None
-    request = DrawRequest.from_payload(payload, lora=lora, init_image=picture, default_steps=ctx.settings.draw_steps)
+    request = DrawRequest.from_payload(payload, lora=lora, init_image=picture, references=references, prompt=prompt,
+                                       default_steps=ctx.settings.draw_steps)
     try:
         result = await ctx.on_gpu(ctx.engine.draw, request, lighter)
     except DrawError as exc:
@@ -41,7 +48,29 @@ async def run_draw(ctx: JobContext, run: RunningJob, payload: DrawPayload, light
         negative_truncated=result.negative_truncated,
         variation_seeds=request.variation_seeds if request.variation_strength > 0 else None,
         width=result.width, height=result.height, steps=result.steps, sampler=result.sampler,
+        draft=references is not None,
     )
+
+
+async def draft_references(ctx: JobContext, job, payload: DrawPayload):
+    """A draft's prompt and reference photos: the job owner's own model only, its photos as the model will be
+    trained on them (squared to the model's size), the identifier it does not know yet replaced by "the"."""
+    from engine.photos import load_photo_set
+
+    model = await ctx.store.models.get(payload.draft_of)
+    if model is None or model.status == "deleted" or model.owner_id != job.owner_id:
+        raise JobFailed(failure("model_gone"))
+    sources = []
+    for key in model.photo_paths[:MAX_REFERENCES]:
+        with contextlib.suppress(NotFound, PathEscape):
+            sources.append((key.rsplit("/", 1)[-1], await ctx.store.blobs.get(key)))
+    photos = await asyncio.to_thread(load_photo_set, sources, ctx.engine.resolution)
+    if not photos.images:
+        raise JobFailed(failure("no_photos"))
+    prompt = payload.prompt
+    if model.token:
+        prompt = " ".join("the" if word == model.token else word for word in prompt.split())
+    return prompt, photos.images
 
 
 async def start_picture(ctx: JobContext, key: str):

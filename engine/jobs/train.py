@@ -8,6 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine import checkpoint_sync
+from engine.base_model import train_resolution
+from engine.detection import family_of
 from engine.jobs.context import JobContext, JobFailed, RunningJob
 from engine.messages import failure
 from engine.photos import PhotoSet, load_photo_set
@@ -15,10 +17,12 @@ from engine.report_card import drift_warning
 from engine.tokens import class_prompt
 from storage.contract import TrainPayload, TrainResult
 from storage.errors import NotFound
-from storage.keys import checkpoint_prefix, class_images_prefix, model_prefix
+from storage.keys import checkpoint_prefix, class_images_prefix, model_prefix, report_before_prefix
 
 
 async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lighter: bool) -> TrainResult:
+    from engine.training import prior_for
+
     model = await ctx.store.models.get(payload.model_id)
     if model is None or model.status == "deleted":
         raise JobFailed(failure("model_gone"))
@@ -28,15 +32,23 @@ async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lig
         raise JobFailed(failure("no_token"))
     photo_set = await load_photos(ctx, model)
     num_class = ctx.settings.num_class_images if payload.num_class_images is None else payload.num_class_images
-    class_prefix = class_images_prefix(ctx.engine.key, class_prompt(model.class_word), ctx.engine.resolution)
-    spec = await train_spec(ctx, run, payload, model, token, photo_set, num_class, class_prefix)
+    prior = prior_for(family_of(ctx.engine.pipe), ctx.settings.prior)
+    use_class_images = prior == "class-images" and num_class != 0
+    trained_at = train_resolution(ctx.engine.pipe, ctx.settings.train_resolution)
+    # Shared by every training of this base model at this size: its class images and the report card's "before".
+    class_prefix = class_images_prefix(ctx.engine.key, class_prompt(model.class_word), trained_at)
+    before_prefix = report_before_prefix(ctx.engine.key, class_prompt(model.class_word), trained_at)
+    spec = await train_spec(ctx, run, payload, model, token, photo_set, num_class, prior, trained_at)
+    spec = replace(spec, class_image_dir=await ctx.cache.pull_folder(class_prefix) if use_class_images else None,
+                   before_dir=await ctx.cache.pull_folder(before_prefix))
     if lighter:
         spec = replace(spec, gradient_checkpointing=True)
     try:
         result, card_path, drift = await ctx.gpu.run_long(ctx.engine.train, spec, run.on_progress, run.should_stop)
     finally:
-        if num_class:
+        if use_class_images:
             await ctx.cache.push_folder(class_prefix)
+        await ctx.cache.push_folder(before_prefix)
     prefix = model_prefix(model.id)
     weights = await ctx.cache.publish(f"{prefix}/lora.safetensors", result.weights_path)
     kohya = await ctx.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)
@@ -63,9 +75,10 @@ async def load_photos(ctx: JobContext, model) -> PhotoSet:
 
 
 async def train_spec(ctx: JobContext, run: RunningJob, payload: TrainPayload, model, token: str,
-                     photo_set: PhotoSet, num_class: int, class_prefix: str):
+                     photo_set: PhotoSet, num_class: int, prior: str, trained_at: int):
     """What to train, with its checkpoints restored from the blob store and uploaded back as they are made."""
     from engine.training import TrainSpec
+
 
     ckpt_prefix = checkpoint_prefix(run.job.id)
     checkpoint_dir = ctx.cache.work_path(ckpt_prefix)
@@ -81,8 +94,10 @@ async def train_spec(ctx: JobContext, run: RunningJob, payload: TrainPayload, mo
         class_word=model.class_word,
         token=token,
         output_dir=ctx.cache.work_path(model_prefix(model.id)),
-        class_image_dir=await ctx.cache.pull_folder(class_prefix) if num_class else None,
+        prior=prior,
         num_class_images=num_class,
+        sample_steps=ctx.settings.draw_steps,  # samples and report card: DRAW_STEPS when set, else the family's
+        resolution=trained_at,
         checkpoint_dir=checkpoint_dir,
         on_checkpoint=upload_checkpoint,
         steps=payload.steps or ctx.settings.train_steps,
