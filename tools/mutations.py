@@ -94,8 +94,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     # --- security (issue 12) ---
     Mutation(
         "texts stop escaping values", "bot/texts.py",
-        "return Markup(template.format(**{name: escape(value) for name, value in values.items()}))",
-        "return Markup(template.format(**values))",
+        "return escape(value) if isinstance(value, str) else value",
+        "return value",
         ("tests/bot/test_escaping.py::test_texts_escape_every_value_unless_it_is_marked_as_markup",),
     ),
     Mutation(
@@ -109,6 +109,23 @@ MUTATIONS: tuple[Mutation, ...] = (
         "if self._in_lane[lane] >= self.tuning.max_updates_per_lane or lane in parking",
         "if False and self._in_lane[lane] >= self.tuning.max_updates_per_lane or lane in parking",
         ("tests/bot/test_flood.py::test_one_users_backlog_never_fills_the_window_everyone_shares",),
+    ),
+    Mutation(
+        "settings take any value a button sends", "bot/handlers/settings.py",
+        "if callback_data.value not in allowed:", "if False:",
+        ("tests/bot/test_settings.py::test_forged_or_stale_settings_values_are_refused",),
+    ),
+    Mutation(
+        "upscale takes any picture index", "bot/handlers/pictures.py",
+        "if job is None or not 0 <= callback_data.index < len(job.result.images):",
+        "if job is None:",
+        ("tests/bot/test_pictures.py::test_upscale_refuses_a_forged_index_and_counts_against_pending_draws",),
+    ),
+    Mutation(
+        "draw ignores the user's settings", "bot/services/drawing.py",
+        "    options = preferred_options(prefs, default_steps, info)\n",
+        "    options = preferred_options(None, default_steps, info)\n",
+        ("tests/bot/test_settings.py::test_settings_survive_a_restart_and_shape_draw_and_its_buttons",),
     ),
     Mutation(
         "again/variation buttons ignore the chat the drawing was asked in", "bot/handlers/drawing.py",
@@ -453,8 +470,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "the engine calls a full disk an internal error", "engine/worker.py",
-        "        if isinstance(exc, StorageUnavailable):\n            report_storage_trouble(exc, log)\n            return NO_ROOM",
-        "        if False:\n            return NO_ROOM",
+        "        if isinstance(exc, StorageUnavailable):\n            report_storage_trouble(exc, log)\n            return failure(\"no_room\")",
+        "        if False:\n            return failure(\"no_room\")",
         ("tests/engine/test_worker.py::test_a_full_disk_fails_the_draw_with_a_clear_message_and_the_worker_serves_the_next",),
     ),
     Mutation(
