@@ -206,18 +206,14 @@ class ModelRepo:
         )
         return {r["token"] for r in rows}
 
-    async def _update(self, model_id: int, **fields: Any) -> bool:
-        """False when nothing changed: a deleted model stays deleted, whatever a worker still running reports."""
-        sets = ", ".join(f"{name} = ?" for name in fields)
+    async def rename(self, model_id: int, name: str) -> bool:
+        """A new display name (the identifier and class word stay: prompts and shares keep working); False for a
+        deleted model. Not a status change: those are storage/lifecycle's."""
         changed = await self._db.execute(
-            f"UPDATE models SET {sets}, updated_at = ? WHERE id = ? AND status != 'deleted'",
-            (*fields.values(), time.time(), model_id),
+            "UPDATE models SET name = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
+            (name, time.time(), model_id),
         )
         return changed > 0
-
-    async def rename(self, model_id: int, name: str) -> bool:
-        """A new display name (the identifier and class word stay: prompts and shares keep working)."""
-        return await self._update(model_id, name=name)
 
     async def class_words_ever(self, owner_id: int) -> set[str]:
         """Every class word the owner has trained or queued, deleted models included (a delete refunds nothing)."""
