@@ -188,9 +188,9 @@ def _train(args, settings) -> int:
     token = args.token or usable_pool(pipe.tokenizer)[0]
     class_dir = args.class_images
     if class_dir is None:
-        from storage.files import FileStore
+        from storage.keys import class_images_prefix
 
-        class_dir = FileStore(settings.data_dir).class_image_dir(
+        class_dir = Path(settings.data_dir) / class_images_prefix(
             base_model_key(base), class_prompt(args.class_word), resolution
         )
     num_class = settings.num_class_images if args.num_class_images is None else args.num_class_images

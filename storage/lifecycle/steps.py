@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storage.blobs import BlobStore, check_key
+from storage.blobs import BlobStore
 from storage.contract import (
     FailureCode,
     JobKind,
@@ -17,7 +17,7 @@ from storage.contract import (
     TrainResult,
 )
 from storage.db import Database
-from storage.keys import job_prefix, model_prefix
+from storage.keys import check_key, job_prefix, model_prefix
 from storage.leases import LeaseWatch
 from storage.queue import DEFAULT_PRIORITY, PRIORITY, JobQueue, add_event
 from storage.records import DeliveryKind, DeliveryState, Job, JobStatus, Model, ModelStatus
@@ -140,7 +140,7 @@ class Steps:
             return False
         cursor = await conn.execute(
             """UPDATE models SET status = 'ready', weights_path = ?, kohya_path = ?, sample_paths = ?, params = ?,
-               error = NULL, updated_at = ? WHERE id = ? AND status != 'deleted'""",
+               error = NULL, updated_at = ? WHERE id = ?""",
             (check_key(result.weights_path), check_key(result.kohya_path) if result.kohya_path else None,
              json.dumps([check_key(p) for p in result.sample_paths]), json.dumps({**model.params, **result.params}),
              self._now(), result.model_id),

@@ -58,7 +58,7 @@ async def test_training_reports_queue_position_progress_and_delivers_samples(
     assert len(cards) == 1, "the report card was not sent"
     card = cards[0]
     assert "Report card" in card.params["caption"] and "0.05" in card.params["caption"]
-    assert card.images() == [(store.files.model_dir(job.model_id) / "report_card.png").read_bytes()]
+    assert card.images() == [(store.files.root / "models" / str(job.model_id) / "report_card.png").read_bytes()]
     assert fake.errors() == []  # no 429, no "message is not modified"
 
 
