@@ -53,7 +53,7 @@ class DrawRequest:
 
 
 @dataclass
-class DrawResult:
+class DrawnImages:
     images: list[Image.Image]
     seeds: list[int]
     prompt_truncated: bool
@@ -354,7 +354,7 @@ class Drawer:
         return {"steps": steps, "guidance": guidance, "sampler": sampler.lower(), "width": width, "height": height,
                 "scale": scale}
 
-    def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawResult:
+    def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawnImages:
         """Draw the request; `lighter` (after an out-of-memory error) draws one image at a time, VAE in slices."""
         import torch
 
@@ -421,9 +421,9 @@ class Drawer:
                 pipe.vae.disable_tiling()
 
     def _result(self, request: DrawRequest, images: list[Image.Image], seeds: list[int], settings: dict[str, Any],
-                tokens: int, limit: int, negative_tokens: int, switch_ms: float) -> DrawResult:
+                tokens: int, limit: int, negative_tokens: int, switch_ms: float) -> DrawnImages:
         width, height = settings["width"], settings["height"]
-        return DrawResult(
+        return DrawnImages(
             images=images,
             seeds=seeds,
             prompt_truncated=tokens > limit,

@@ -138,7 +138,7 @@ class TrainSpec:
 
 
 @dataclass
-class TrainResult:
+class TrainedLora:
     weights_path: Path
     kohya_path: Path
     sample_paths: list[Path]
@@ -314,7 +314,7 @@ def train(
     pipe=None,
     runtime=None,
     pause_point: Callable[[], None] | None = None,
-) -> TrainResult:
+) -> TrainedLora:
     """Train a DreamBooth-LoRA for spec.token/spec.class_word and write its files into spec.output_dir.
 
     With `pipe` given (the worker's loaded base model) the trained adapter stays active in it afterwards,
@@ -452,7 +452,7 @@ def train(
     weights = lora_files.save_lora(output_dir / "lora.safetensors", pipe)
     kohya = lora_files.save_kohya_lora(output_dir / "lora_kohya.safetensors", pipe, resolution=resolution)
     samples = draw_samples(pipe, spec, output_dir, resolution, report, should_stop)
-    return TrainResult(
+    return TrainedLora(
         weights_path=weights,
         kohya_path=kohya,
         sample_paths=samples,

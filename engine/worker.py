@@ -411,10 +411,10 @@ class Worker:
             model = await self.store.models.get(p.model_id)
             if model is None or model.status == "deleted":
                 raise JobFailed(failure("model_gone"))
-            if model.status != "ready" or not model.weights_path:
+            if model.status != "ready" or not model.weights_key:
                 raise JobFailed(failure("model_not_ready"))
             try:
-                lora = await self.cache.path(model.weights_path, version=model.updated_at)
+                lora = await self.cache.path(model.weights_key, version=model.updated_at)
             except NotFound:
                 raise JobFailed(failure("weights_missing")) from None
         request = DrawRequest(
@@ -504,7 +504,7 @@ class Worker:
             raise JobFailed(failure("no_token"))
         resolution = self.engine.resolution
         sources = []
-        for key in model.photo_paths:
+        for key in model.photo_keys:
             with contextlib.suppress(NotFound):
                 sources.append((key.rsplit("/", 1)[-1], await self.store.blobs.get(key)))
         photo_set = await asyncio.to_thread(load_photo_set, sources, resolution)

@@ -139,7 +139,7 @@ class Steps:
         if model is None or model.status == ModelStatus.DELETED:
             return False
         cursor = await conn.execute(
-            """UPDATE models SET status = 'ready', weights_path = ?, kohya_path = ?, sample_paths = ?, params = ?,
+            """UPDATE models SET status = 'ready', weights_key = ?, kohya_key = ?, sample_keys = ?, params = ?,
                error = NULL, updated_at = ? WHERE id = ?""",
             (check_key(result.weights_path), check_key(result.kohya_path) if result.kohya_path else None,
              json.dumps([check_key(p) for p in result.sample_paths]), json.dumps({**model.params, **result.params}),

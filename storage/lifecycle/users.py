@@ -51,10 +51,10 @@ class UserCases(Steps):
                 # sweep leaves a model folder alone while its row may still be uncommitted (storage/retention.py).
                 for i, photo in enumerate(photos):
                     copies.append(f"{model_prefix(model_id)}/photos/{i:02d}-{photo['sha256'][:16]}.img")
-                    await copy_blob(self._blobs, photo["path"], copies[-1])
+                    await copy_blob(self._blobs, photo["blob_key"], copies[-1])
                 job_id = await self._insert_job(conn, TrainPayload(model_id=model_id, **(options or {})), owner_id, chat_id,
                                              model_id)
-                await conn.execute("UPDATE models SET photo_paths = ?, job_id = ? WHERE id = ?",
+                await conn.execute("UPDATE models SET photo_keys = ?, job_id = ? WHERE id = ?",
                                    (json.dumps(copies), job_id, model_id))
                 await self._noted(conn, job_id, chat_id, update_id, notes)
                 model, job = await read_model(conn, model_id), Job.from_row(await job_row(conn, job_id))
@@ -159,7 +159,7 @@ class UserCases(Steps):
                                   *((f"{model_prefix(model_id)}/sample-{i}.png", d) for i, d in enumerate(samples))]:
                     keys.append(key)
                     await self._blobs.put(key, data)
-                await conn.execute("UPDATE models SET weights_path = ?, kohya_path = ?, sample_paths = ? WHERE id = ?",
+                await conn.execute("UPDATE models SET weights_key = ?, kohya_key = ?, sample_keys = ? WHERE id = ?",
                                    (keys[0], keys[0], json.dumps(keys[1:]), model_id))
                 made = await read_model(conn, model_id)
             model = made  # committed

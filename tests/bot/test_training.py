@@ -89,7 +89,7 @@ async def test_a_cancel_that_comes_after_the_model_is_ready_keeps_the_model(
     assert await worker.finish_training(job, steps=2, while_drawing_samples=cancel_while_samples_are_drawn)
     await settled(store, job.id)
     model = await store.models.get(job.model_id)
-    assert model.status == "ready" and store.files.inside(model.weights_path).is_file()
+    assert model.status == "ready" and store.files.inside(model.weights_key).is_file()
     assert [m.id for m in await store.models.list_for_owner(ann.id)] == [job.model_id]
     await wait_reply(fake, ann.id, "Your model is ready")
 

@@ -108,9 +108,9 @@ async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_tok
     assert [j.result.token for j in done] == ["sks", "ohwx"]
     model = await store.models.get(first.id)
     assert model.status == "ready" and model.token == "sks"
-    assert model.weights_path == f"models/{first.id}/lora.safetensors" and len(model.sample_paths) == 4
+    assert model.weights_key == f"models/{first.id}/lora.safetensors" and len(model.sample_keys) == 4
     # On the default install the blobs are DATA_DIR's own files: the engine wrote each once and copied nothing.
-    assert (store.files.root / model.weights_path).is_file() and not (store.files.root / "cache").exists()
+    assert (store.files.root / model.weights_key).is_file() and not (store.files.root / "cache").exists()
     assert done[0].result.steps == 6
     # the report card: the bare class prompt before and after, with the drift figure the bot shows
     from PIL import Image

@@ -75,7 +75,7 @@ async def test_one_training_at_a_time_and_its_update_marked_with_it(store: Stora
     assert await store.lifecycle.start_training(1, 1, "cat", ids, update_id=77) is None
     assert await store.updates.seen(77)  # the refusal is that update's effect too
     assert [m.id for m in await store.models.list_for_owner(1)] == [started.model.id]  # no stray model
-    assert started.model.photo_paths and all([await store.blobs.exists(k) for k in started.model.photo_paths])
+    assert started.model.photo_keys and all([await store.blobs.exists(k) for k in started.model.photo_keys])
 
 
 async def test_the_queue_position_a_user_is_told_is_the_order_the_engine_takes_the_jobs(
