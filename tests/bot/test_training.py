@@ -123,18 +123,18 @@ async def test_a_training_whose_engine_dies_at_every_attempt_is_failed_and_the_o
     await wait_reply(fake, ann.id, "Training «dog»")
     lease = 0.3  # the engine dies at once at every attempt: its lease runs out unrenewed
     for attempt in (1, 2, 3):
-        job = await eventually(lambda: store.lifecycle.claim("doomed", kinds=["train"], lease_s=lease), 15,
+        job = await eventually(lambda: store.lifecycle.claim("doomed", kinds=["train"], lease_s=lease), 30,
                                what=f"attempt {attempt}")
         assert job.attempts == attempt
         assert await store.lifecycle.begin_training(job.model_id, ["sks"]) == "sks"
     # Out of attempts: the next claim (any engine's) gives it up instead of handing it out.
-    await eventually(lambda: _given_up(store, job.id, lease), 15, what="the training to be given up")
-    failed = await wait_reply(fake, ann.id, "Training failed", timeout=20)
+    await eventually(lambda: _given_up(store, job.id, lease), 30, what="the training to be given up")
+    failed = await wait_reply(fake, ann.id, "Training failed", timeout=30)
     assert "3 times" in failed
     model = await store.models.get(job.model_id)
     assert model.status == "failed" and await store.models.tokens_in_use(ann.id) == set()
     ann.say("/train dog")
-    await fake.wait_for(lambda: sum("Training «dog»" in t for t in ann.replies()) == 2, 10,
+    await fake.wait_for(lambda: sum("Training «dog»" in t for t in ann.replies()) == 2, 30,
                         what="a second training to start")
     again = await store.lifecycle.claim("healthy", kinds=["train"])
     assert again is not None and again.model_id != model.id
