@@ -318,6 +318,10 @@ help_option_strength = <code>--strength 0.8</code> how much of your model
 help_option_ar = <code>--ar 3:2</code> ({ $choices })
 cmd_settings = my drawing settings
 cmd_language = choose the language
+cmd_stats = admin: queue, engines, failures, disk
+cmd_ban = admin: ban a user (id or @username)
+cmd_unban = admin: lift a ban
+cmd_resetlimit = admin: give a user today's trainings back
 draw_hint_english = 💡 The model reads English best: a prompt in English usually draws closer to what you asked.
 bot_description = I learn a face, a pet or a thing from a few of your photos, then draw it anywhere you describe. Send photos of one subject to start; /help shows how.
 bot_short_description = Teach me a face, a pet or a thing from your photos — I draw it anywhere.
@@ -384,6 +388,17 @@ stats_engine_line = { $worker }: { $title } ({ $family }), seen { $seen } ago, {
 stats_idle = idle
 stats_none = none
 stats_no_engine = none — nothing will be drawn or trained until an engine starts
+help_option_change = <code>--change 0.6</code> how much of a picture you draw from is redrawn (0.1–1)
+draw_change_needs_picture = ⛔ --change is for drawing from a picture: send a photo with <code>/draw …</code> as its caption, or reply /draw to a picture.
+upscale_caption = 🔍 Twice the size: { $width }×{ $height } px, as a file (Telegram does not shrink it).
+upscale_started = 🔍 Making it bigger…
+button_upscale_one = 🔍 2×
+button_upscale = 🔍 2× #{ $k }
+draw_details =
+    { "\u000A" }⚙️ { $steps } { $steps ->
+        [one] step
+       *[other] steps
+    } · { $sampler } · { $width }×{ $height }
 
 # Why a job failed (storage.contract.FailureCode): the engine reports a code and its parameters.
 failure_model_gone = this model no longer exists (it was deleted).
