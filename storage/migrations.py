@@ -112,7 +112,15 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE jobs ADD COLUMN error_params TEXT",
     ],
-    # 9 (hostile): the class words of their own a user has trained, as bare hashes that outlive /forgetme (like
+    # 9 (lifecycle): columns that hold blob keys are named for it
+    [
+        "ALTER TABLE models RENAME COLUMN weights_path TO weights_key",
+        "ALTER TABLE models RENAME COLUMN kohya_path TO kohya_key",
+        "ALTER TABLE models RENAME COLUMN sample_paths TO sample_keys",
+        "ALTER TABLE models RENAME COLUMN photo_paths TO photo_keys",
+        "ALTER TABLE photos RENAME COLUMN path TO blob_key",
+    ],
+    # 10 (hostile): the class words of their own a user has trained, as bare hashes that outlive /forgetme (like
     # the daily training count), so forgetting is no way around the lifetime allowance of invented words
     [
         """CREATE TABLE class_words_used (user_id INTEGER NOT NULL, word_hash TEXT NOT NULL,
