@@ -33,6 +33,16 @@ class Runtime:
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
+    def autocast(self) -> Any:
+        """Mixed precision for a forward pass on a GPU in bf16/fp16; nothing on the CPU (fp32)."""
+        import contextlib
+
+        import torch
+
+        if self.is_cuda and self.dtype != torch.float32:
+            return torch.autocast("cuda", dtype=self.dtype)
+        return contextlib.nullcontext()
+
 
 def pick_runtime(device_setting: str = "auto") -> Runtime:
     """CUDA when present (bf16 where the GPU supports it, else fp16), otherwise CPU in fp32."""

@@ -136,7 +136,7 @@ class Objective:
                 "text_embeds": embeds["text_embeds"].to(device, unet.dtype),
                 "time_ids": time_ids.to(device, unet.dtype),
             }
-        with autocast(self.runtime):
+        with self.runtime.autocast():
             prediction = unet(noisy.to(unet.dtype), timesteps, embeds["encoder_hidden_states"].to(unet.dtype),
                               **kwargs).sample
         loss = F.mse_loss(prediction.float(), target.float(), reduction="none")
@@ -163,7 +163,7 @@ class Objective:
         guidance = None
         if transformer.config.guidance_embeds:
             guidance = torch.full((b,), float(self.family.train_guidance or 1.0), device=device)
-        with autocast(self.runtime):
+        with self.runtime.autocast():
             prediction = transformer(
                 hidden_states=packed.to(dtype),
                 timestep=(timesteps / 1000).to(dtype),
@@ -181,16 +181,6 @@ class Objective:
         target = noise - x0
         loss = weighting.float() * (prediction.float() - target.float()) ** 2
         return loss.reshape(b, -1).mean(dim=1)
-
-
-def autocast(runtime):
-    import contextlib
-
-    import torch
-
-    if runtime.is_cuda and runtime.dtype != torch.float32:
-        return torch.autocast("cuda", dtype=runtime.dtype)
-    return contextlib.nullcontext()
 
 
 def sdxl_time_ids(geometries: list[tuple[int, int, int, int]], resolution: int):
