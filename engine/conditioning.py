@@ -5,7 +5,8 @@
                as `text_embeds` (StableDiffusionXLPipeline.encode_prompt; the recipe's encode_prompt);
   FLUX.1       T5's last hidden state as the sequence, CLIP's pooled output as `pooled_projections`, and zero
                `txt_ids` (FluxPipeline.encode_prompt; the recipe's encode_prompt);
-  FLUX.2       Qwen3's layers 9, 18 and 27 side by side, with per-token `text_ids` (engine.flux2).
+  FLUX.2       Qwen3's layers 9, 18 and 27 side by side, with per-token `text_ids` (engine.flux2);
+  Z-Image      Qwen3's second-to-last layer, one unpadded tensor per prompt (engine.z_image).
 Token counts measure what the model really reads: CLIP reads 75 text tokens, FLUX's T5 its max_sequence_length
 minus the closing </s> (512 for dev, 256 for schnell).
 """
@@ -30,13 +31,24 @@ class PromptEmbeds:
         return PromptEmbeds({k: (v if k == "txt_ids" else v[:count]) for k, v in self.tensors.items()})
 
     def detached(self) -> PromptEmbeds:
-        return PromptEmbeds({k: v.detach() for k, v in self.tensors.items()})
+        return PromptEmbeds({k: ([t.detach() for t in v] if isinstance(v, list) else v.detach())
+                             for k, v in self.tensors.items()})
 
     def __getitem__(self, name: str):
         return self.tensors[name]
 
     def get(self, name: str, default=None):
         return self.tensors.get(name, default)
+
+
+# The families whose conditioning, training step and export names live in a module of their own.
+FAMILY_MODULES = {"flux2": "engine.flux2", "z-image": "engine.z_image"}
+
+
+def _module(family: Family):
+    import importlib
+
+    return importlib.import_module(FAMILY_MODULES[family.architecture])
 
 
 def max_sequence_length(family: Family) -> int:
@@ -47,10 +59,8 @@ def max_sequence_length(family: Family) -> int:
 def tokenize(pipe, prompts: list[str]) -> dict[str, Any]:
     """Token ids per tokenizer, padded and truncated exactly as the family's pipeline does."""
     family = family_of(pipe)
-    if family.architecture == "flux2":
-        from engine import flux2
-
-        return flux2.tokenize(pipe, prompts)
+    if family.architecture in FAMILY_MODULES:
+        return _module(family).tokenize(pipe, prompts)
     ids = {}
     for name in ("tokenizer", "tokenizer_2"):
         tok = getattr(pipe, name, None)
@@ -66,10 +76,8 @@ def encode(pipe, ids: dict[str, Any]) -> PromptEmbeds:
     import torch
 
     family = family_of(pipe)
-    if family.architecture == "flux2":
-        from engine import flux2
-
-        return PromptEmbeds(flux2.encode(pipe, ids))
+    if family.architecture in FAMILY_MODULES:
+        return PromptEmbeds(_module(family).encode(pipe, ids))
     if family.is_flux:
         clip = pipe.text_encoder(ids["tokenizer"].to(pipe.text_encoder.device), output_hidden_states=False)
         t5 = pipe.text_encoder_2(ids["tokenizer_2"].to(pipe.text_encoder_2.device), output_hidden_states=False)[0]
@@ -94,10 +102,8 @@ def encode_prompts(pipe, prompts: list[str]) -> PromptEmbeds:
 def count_tokens(pipe, text: str) -> tuple[int, int]:
     """(text tokens of `text`, how many the model reads) with the tokenizer that carries the prompt."""
     family = family_of(pipe)
-    if family.architecture == "flux2":
-        from engine import flux2
-
-        return flux2.count_tokens(pipe, text)
+    if family.architecture in FAMILY_MODULES:
+        return _module(family).count_tokens(pipe, text)
     if family.is_flux:
         tok = pipe.tokenizer_2
         return len(tok(text, add_special_tokens=False).input_ids), family.prompt_tokens

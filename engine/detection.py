@@ -69,6 +69,9 @@ def family_from_configs(pipeline_class: str, configs: dict[str, dict[str, Any]],
         return FAMILIES["sdxl"]
     if pipeline_class == "FluxPipeline":
         return FAMILIES["flux-dev" if configs.get("transformer", {}).get("guidance_embeds") else "flux-schnell"]
+    if pipeline_class == "ZImagePipeline":
+        # Z-Image and Z-Image-Turbo ship identical configs; only the name tells the distilled one apart.
+        return FAMILIES["z-image-turbo" if "turbo" in str(where).lower() else "z-image"]
     if pipeline_class == "Flux2KleinPipeline":
         # model_index.json's is_distilled: klein 4B/9B are step-distilled, the "-base" checkpoints are not.
         distilled = bool(configs.get("pipeline", {}).get("is_distilled", False))

@@ -164,12 +164,13 @@ def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height:
 
     family = family_of(pipe)
     args: dict[str, Any] = {"num_inference_steps": steps, "width": width, "height": height}
-    if family.architecture == "flux2":
-        from engine.flux2 import MAX_SEQUENCE_LENGTH
-
-        # Distilled klein ignores guidance; the base variants run CFG against the empty prompt above 1.
+    if family.architecture in ("flux2", "z-image"):
+        # Distilled klein ignores guidance; the base variants run CFG against the empty prompt above 1. Z-Image
+        # runs CFG above 1 against the negative prompt (Turbo draws at 0: none).
         args["guidance_scale"] = guidance
-        args["max_sequence_length"] = MAX_SEQUENCE_LENGTH
+        args["max_sequence_length"] = 512
+        if family.negative_prompt:
+            args["negative_prompt"] = negative
     elif family.is_flux:
         # dev: guidance is an input of the transformer (FluxPipeline embeds guidance_scale); schnell has none.
         args["guidance_scale"] = guidance
@@ -286,10 +287,10 @@ class Drawer:
 
     def _noise_shape(self, width: int, height: int) -> tuple[int, ...]:
         factor = self.pipe.vae_scale_factor
-        if self.family.architecture == "flux2":
-            from engine.flux2 import noise_shape
+        from engine.conditioning import FAMILY_MODULES, _module
 
-            return noise_shape(self.pipe, width, height)
+        if self.family.architecture in FAMILY_MODULES:
+            return _module(self.family).noise_shape(self.pipe, width, height)
         if self.family.is_flux:
             channels = self.pipe.transformer.config.in_channels // 4
             return (channels, 2 * (height // (factor * 2)), 2 * (width // (factor * 2)))

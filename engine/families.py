@@ -326,11 +326,59 @@ FLUX2_KLEIN_BASE = replace(
     modelspec_architecture="flux-2-klein-base",
 )
 
-FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SD2_V, SDXL, FLUX_DEV, FLUX_SCHNELL, FLUX2_KLEIN,
-                                                   FLUX2_KLEIN_BASE)}
+# Z-Image (Tongyi-MAI, 6B, a Qwen3-4B text encoder; ZImagePipeline, train_dreambooth_lora_z_image.py).
+Z_IMAGE = Family(
+    name="z-image",
+    title="Z-Image",
+    pipeline="ZImagePipeline",
+    denoiser="transformer",
+    text_encoders=("text_encoder",),
+    loss="flow_matching",
+    resolution=1024,  # README_z_image.md trains at 1024; its VAE is FLUX.1's (sample_size 1024)
+    multiple=16,  # VAE factor 8 × the transformer's 2x2 patches
+    max_side=2048,
+    draw_steps=50,  # ZImagePipeline's defaults: 50 steps, CFG 5.0 against the negative (or empty) prompt
+    guidance=5.0,
+    max_steps=50,
+    samplers=FLUX_SCHNELL_SAMPLERS,
+    default_sampler="default",
+    own_scheduler="FlowMatchEulerDiscreteScheduler",
+    negative_prompt=True,
+    prompt_tokens=512,  # max_sequence_length, chat template included
+    architecture="z-image",
+    lora_targets=("to_k", "to_q", "to_v", "to_out.0"),  # the recipe's default target_modules
+    text_encoder_lora_targets=(),
+    rank_small_set=8,
+    rank_large_set=16,
+    class_images=100,
+    class_image_steps=28,
+    class_image_guidance=5.0,
+    weighting_scheme="none",
+    kohya_unet_names="diffusers-prefixed",
+    kohya_text_encoder_prefixes=(),
+    ss_base_model_version="z_image",
+    modelspec_architecture="z-image",
+    modelspec_implementation="https://github.com/Tongyi-MAI/Z-Image",
+)
 
-SUPPORTED = ("SD1.x, SD2.x (512-base and 768-v), SDXL 1.0 base, FLUX.1-dev, FLUX.1-schnell and FLUX.2 [klein] "
-             "(4B, 9B and their base variants)")
+# Z-Image-Turbo: distilled for few steps without CFG (its model card: 9 steps, guidance 0).
+Z_IMAGE_TURBO = replace(
+    Z_IMAGE,
+    name="z-image-turbo",
+    title="Z-Image-Turbo",
+    draw_steps=9,
+    guidance=0.0,
+    negative_prompt=False,  # without CFG the pipeline never reads one
+    class_image_steps=9,
+    class_image_guidance=0.0,
+    modelspec_architecture="z-image-turbo",
+)
+
+FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SD2_V, SDXL, FLUX_DEV, FLUX_SCHNELL, FLUX2_KLEIN,
+                                                   FLUX2_KLEIN_BASE, Z_IMAGE, Z_IMAGE_TURBO)}
+
+SUPPORTED = ("SD1.x, SD2.x (512-base and 768-v), SDXL 1.0 base, FLUX.1-dev, FLUX.1-schnell, FLUX.2 [klein] "
+             "(4B, 9B and their base variants), Z-Image and Z-Image-Turbo")
 
 
 def get_family(name: str) -> Family:

@@ -11,7 +11,8 @@
                and diffusers reads the single blocks of that layout with FLUX.1's 3072/12288 widths hard-coded,
                so it could not be proven on a small model; this one can;
   FLUX.2       `diffusion_model.double_blocks.N.img_attn.qkv` / `single_blocks.N.linear1` (BFL's names, ai-toolkit's
-               layout) with q/k/v fused exactly (engine.flux2.bfl_state).
+               layout) with q/k/v fused exactly (engine.flux2.bfl_state);
+  Z-Image      `diffusion_model.<diffusers module>` (its diffusers names are the original checkpoint's; engine.z_image).
 Each LoRA module becomes `<name>.lora_down.weight` (PEFT's lora_A), `<name>.lora_up.weight` (lora_B) and `<name>.alpha`.
 """
 
@@ -70,6 +71,11 @@ def kohya_layout(family: Family, denoiser_state: dict[str, Any], denoiser_alpha:
 
         rank = next(v.shape[0] for k, v in denoiser_state.items() if ".lora_A." in k)
         return bfl_state(denoiser_state, denoiser_alpha / rank)
+    if family.kohya_unet_names == "diffusers-prefixed":
+        from engine.z_image import comfy_state
+
+        rank = next(v.shape[0] for k, v in denoiser_state.items() if ".lora_A." in k)
+        return comfy_state(denoiser_state, denoiser_alpha / rank)
     if family.kohya_unet_names == "onetrainer":
         state = kohya_state(denoiser_state, _underscored("lora_transformer"), denoiser_alpha)
     elif family.kohya_unet_names == "sgm":
@@ -101,7 +107,7 @@ def kohya_metadata(family: Family, rank: int, alpha: float, resolution: int, tit
         "modelspec.title": title,
         "modelspec.resolution": f"{resolution}x{resolution}",
     }
-    if family.kohya_unet_names not in ("onetrainer", "bfl-flux2"):
+    if family.kohya_unet_names not in ("onetrainer", "bfl-flux2", "diffusers-prefixed"):
         # Not for FLUX: "networks.lora_flux" would announce sd-scripts' own fused FLUX layout, which this is not.
         metadata["ss_network_module"] = "networks.lora"
         metadata["modelspec.prediction_type"] = "v" if family.ss_v_parameterization else "epsilon"

@@ -105,10 +105,10 @@ class Objective:
         return "flow_matching" if self.family.is_flux else str(self.scheduler.config.prediction_type)
 
     def per_example(self, pipe, batch: StepBatch, embeds, time_ids=None):
-        if self.family.architecture == "flux2":  # FLUX.2 [klein]'s step lives with its family (engine.flux2)
-            from engine import flux2
+        from engine.conditioning import FAMILY_MODULES, _module
 
-            return flux2.per_example(self, pipe, batch, embeds)
+        if self.family.architecture in FAMILY_MODULES:  # FLUX.2, Z-Image: the step lives with its family
+            return _module(self.family).per_example(self, pipe, batch, embeds)
         if self.family.is_flux:
             return self._flow(pipe, batch, embeds)
         return self._diffusion(pipe, batch, embeds, time_ids)

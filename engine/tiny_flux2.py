@@ -98,3 +98,24 @@ def build_tiny_flux2_klein(resolution: int):
                                                 max_image_seq_len=4096)
     return Flux2KleinPipeline(scheduler=scheduler, vae=_tiny_vae(resolution), text_encoder=text_encoder,
                               tokenizer=tokenizer, transformer=transformer, is_distilled=True)
+
+
+def build_tiny_z_image(vae):
+    """The tiny ZImagePipeline: the same Qwen tokenizer, a 2-layer Qwen3Model, FLUX.1's kind of VAE (`vae`)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    tokenizer = tiny_qwen_tokenizer()
+    text_encoder = Qwen3Model(Qwen3Config(
+        vocab_size=len(tokenizer), hidden_size=TEXT_WIDTH, intermediate_size=2 * TEXT_WIDTH, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+    ))
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=vae.config.latent_channels, dim=32, n_layers=1,
+        n_refiner_layers=1, n_heads=2, n_kv_heads=2, cap_feat_dim=TEXT_WIDTH, axes_dims=[4, 6, 6],
+    )
+    # Z-Image's scheduler: a static shift of 3 (ZImagePipeline passes `mu`, which a static shift ignores).
+    scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
+    return ZImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                          transformer=transformer)

@@ -26,7 +26,7 @@ def _fake_safetensors(path: Path, names: list[str], metadata: dict[str, str] | N
 
 
 @pytest.mark.parametrize(("cli", "family"), [("sd2", "sd2-v"), ("sdxl", "sdxl"), ("flux", "flux-dev"),
-                                             ("flux-schnell", "flux-schnell"), ("flux2-klein", "flux2-klein")])
+                                             ("flux-schnell", "flux-schnell"), ("flux2-klein", "flux2-klein"), ("z-image", "z-image")])
 def test_each_tiny_family_folder_is_detected_and_loads_as_its_pipeline(cli, family, tiny_family_dir, family_pipe):
     from engine.detection import detect, family_of
 

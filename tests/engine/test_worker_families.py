@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import add_photos
 
 
-@pytest.mark.parametrize("name", ["flux", "flux2-klein"])
+@pytest.mark.parametrize("name", ["flux", "flux2-klein", "z-image"])
 async def test_a_family_model_trains_through_the_worker_with_a_draw_in_between(name, store, tmp_path, tiny_family_dir,
                                                                              family_pipe, runtime, make_photo):
     from engine.detection import family_of
@@ -28,7 +28,8 @@ async def test_a_family_model_trains_through_the_worker_with_a_draw_in_between(n
     assert engine.resolution == 64 and engine.identifier_pool()[:2] == ["sks", "ohwx"]
     # what the bot will be told this model allows: FLUX's own defaults, no negative prompt, its sizes
     info = engine.info()
-    assert (info.family, info.resolution, info.negative_prompt) == (family_of(pipe).name, 64, False)
+    assert (info.family, info.resolution, info.negative_prompt) == (family_of(pipe).name, 64,
+                                                                     family_of(pipe).negative_prompt)
     assert info.default_draw_steps == family_of(pipe).draw_steps and info.sizes["1:1"] == (64, 64)
     ids = []
     for seed, size in ((1, (96, 80)), (2, (80, 96)), (3, (96, 96))):  # not square: the crop geometry matters

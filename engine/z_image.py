@@ -1,0 +1,91 @@
+"""Z-Image (and Z-Image-Turbo): its text conditioning, its training step and the copy of its LoRA for other tools.
+
+Everything here follows ZImagePipeline (diffusers 0.42) and train_dreambooth_lora_z_image.py:
+  - text: the prompt in Qwen3's chat template with thinking on (the pipeline's enable_thinking=True), padded to
+    512 tokens; the encoder's second-to-last hidden state, cut to the prompt's real tokens (a list of tensors of
+    different lengths, one per prompt: the transformer takes lists);
+  - latents: (z - shift_factor) · scaling_factor as FLUX.1's VAE, one frame each ([C, 1, h, w]), not packed;
+  - the step: x_t = (1 - σ) x_0 + σ ε at the recipe's timestep density; the transformer is given (1000 - t) / 1000
+    and its output is negated (Z-Image predicts x_0 - ε); target ε - x_0;
+  - the copy for other tools: `diffusion_model.<diffusers module>.lora_A/lora_B` (Z-Image's diffusers module names
+    are the original checkpoint's), read by diffusers' _convert_non_diffusers_z_image_lora_to_diffusers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MAX_SEQUENCE_LENGTH = 512  # ZImagePipeline's max_sequence_length
+
+
+def chat_text(tokenizer, prompt: str) -> str:
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                         add_generation_prompt=True, enable_thinking=True)
+
+
+def tokenize(pipe, prompts: list[str]) -> dict[str, Any]:
+    texts = [chat_text(pipe.tokenizer, p) for p in prompts]
+    out = pipe.tokenizer(texts, return_tensors="pt", padding="max_length", truncation=True,
+                         max_length=MAX_SEQUENCE_LENGTH)
+    return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+
+def encode(pipe, ids: dict[str, Any]) -> dict[str, Any]:
+    """`cap_feats`: one [tokens, D] tensor per prompt, its padding left out (ZImagePipeline._encode_prompt)."""
+    encoder = pipe.text_encoder
+    masks = ids["attention_mask"].to(encoder.device).bool()
+    hidden = encoder(input_ids=ids["input_ids"].to(encoder.device), attention_mask=masks,
+                     output_hidden_states=True).hidden_states[-2]
+    return {"cap_feats": [hidden[i][masks[i]] for i in range(hidden.shape[0])]}
+
+
+def count_tokens(pipe, text: str) -> tuple[int, int]:
+    tok = pipe.tokenizer
+    used = len(tok(text, add_special_tokens=False).input_ids)
+    overhead = len(tok(chat_text(tok, ""), add_special_tokens=False).input_ids)
+    return used, MAX_SEQUENCE_LENGTH - overhead
+
+
+def per_example(objective, pipe, batch, embeds):
+    """One flow-matching loss per batch row, as train_dreambooth_lora_z_image.py computes it."""
+    import torch
+    from diffusers.training_utils import compute_loss_weighting_for_sd3
+
+    from engine.objectives import autocast
+
+    device = objective.runtime.device
+    transformer = pipe.transformer
+    dtype = transformer.dtype
+    vae = pipe.vae.config
+    x0 = ((batch.latents - (vae.shift_factor or 0.0)) * vae.scaling_factor).to(device)
+    noise = batch.noise.to(device)
+    index = batch.timesteps.cpu()
+    timesteps = objective.scheduler.timesteps[index].to(device)
+    sigmas = objective.scheduler.sigmas[index].to(device, torch.float32).view(-1, 1, 1, 1)
+    noisy = (1.0 - sigmas) * x0 + sigmas * noise
+    frames = list(noisy.unsqueeze(2).to(dtype).unbind(dim=0))  # [C, 1, h, w] each
+    captions = [c.to(device, dtype) for c in embeds["cap_feats"]]
+    with autocast(objective.runtime):
+        out = transformer(frames, ((1000 - timesteps) / 1000).to(dtype), captions, return_dict=False)[0]
+    prediction = -torch.stack(out, dim=0).squeeze(2).float()
+    weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)
+    loss = weighting.float() * (prediction - (noise - x0).float()) ** 2
+    return loss.reshape(noisy.shape[0], -1).mean(dim=1)
+
+
+def noise_shape(pipe, width: int, height: int) -> tuple[int, ...]:
+    """ZImagePipeline.prepare_latents' shape for one picture: [C, h, w], sides even."""
+    factor = pipe.vae_scale_factor * 2
+    return (pipe.transformer.config.in_channels, 2 * (height // factor), 2 * (width // factor))
+
+
+def comfy_state(peft_state: dict[str, Any], scale: float) -> dict[str, Any]:
+    """PEFT names → `diffusion_model.<module>.lora_A/lora_B.weight`, alpha / rank folded into lora_B."""
+    out: dict[str, Any] = {}
+    for key, tensor in peft_state.items():
+        module, _, kind = key.partition(".lora_")
+        if kind.startswith("A."):
+            out[f"diffusion_model.{module}.lora_A.weight"] = tensor.contiguous()
+        elif kind.startswith("B."):
+            out[f"diffusion_model.{module}.lora_B.weight"] = (tensor * scale).contiguous()
+    return out
