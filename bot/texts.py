@@ -150,6 +150,17 @@ class Texts:
     def has(self, key: str) -> bool:
         return self._own.has_message(key) or self._fallback.has_message(key)
 
+    def failure(self, code: str | None, params: dict[str, object] | None = None) -> Markup:
+        """Why a job failed, from its failure code (storage.contract.FailureCode) and parameters; a job failed
+        before codes holds its reason as an English text, shown as it is."""
+        key = f"failure_{code}"
+        if code and self.has(key):
+            try:
+                return self(key, **(params or {}))
+            except ValueError:  # a parameter the engine did not send: the text without it would be wrong
+                return self("unknown_reason")
+        return escape(code) if code else self("unknown_reason")
+
     @classmethod
     def for_user(cls, language_code: str | None, chosen: str | None = None) -> Texts:
         return cls(pick_language(language_code, chosen))

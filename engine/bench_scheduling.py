@@ -24,7 +24,7 @@ async def _until_finished(store, job_id: int, timeout_s: float = 600.0):
 
 async def _timed_draw(store, payload) -> float:
     started = time.perf_counter()
-    job = await store.jobs.enqueue(payload, owner_id=1, chat_id=1)
+    job = await store.lifecycle.enqueue(payload, owner_id=1, chat_id=1)
     done = await _until_finished(store, job.id)
     if done.status != "done":
         raise RuntimeError(f"bench draw failed: {done.error}")
@@ -37,7 +37,7 @@ async def draw_latency_figures(
     """End-to-end latency (enqueue → result stored) of a one-image draw, first with the GPU idle, then while a
     training runs on the same worker: the second shows how long a /draw waits for the training to step aside."""
     from engine.worker import Engine, Worker, WorkerOptions
-    from storage import DrawPayload, Settings, Storage, TrainPayload
+    from storage import DrawPayload, Settings, Storage
 
     # A training far longer than the measurement; it is cancelled once the draws are timed.
     settings = Settings(data_dir=work / "sched-data", base_model=base_model, device=str(runtime.device),
@@ -57,15 +57,16 @@ async def draw_latency_figures(
             photo.save(out, format="PNG")
             ids.append((await store.photos.add(1, file_unique_id=f"b{i}", data=out.getvalue(),
                                                width=photo.width, height=photo.height)).id)
-        model = await store.models.create(1, name="bench", class_word="dog", params={}, photo_ids=ids)
-        train = await store.jobs.enqueue(TrainPayload(model_id=model.id), owner_id=1, chat_id=1, model_id=model.id)
+        started = await store.lifecycle.start_training(1, 1, "dog", ids)
+        assert started is not None
+        train = started.job
         while (progress := (job := await store.jobs.get(train.id)).progress) is None or progress.stage != "training":
             if job.status in ("done", "failed", "cancelled"):
                 raise RuntimeError(f"bench training ended early: {job.error}")
             await asyncio.sleep(0.01)
         busy = [await _timed_draw(store, payload) for _ in range(rounds)]
         step_during = (await store.jobs.get(train.id)).progress
-        await store.jobs.cancel(train.id)
+        await store.lifecycle.cancel(train.id)
         await _until_finished(store, train.id)
         worker.stop()
         await running

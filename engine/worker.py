@@ -17,11 +17,11 @@ from engine.blob_cache import BlobCache, default_cache_dir
 from engine.class_images import Stopped, ensure_class_images
 from engine.drawing import Drawer, DrawError, DrawRequest
 from engine.gpu_lane import GpuLane
-from engine.messages import failure
+from engine.messages import Failure, failure
 from engine.photos import load_photo_set
 from engine.report_card import drift_warning, report_card
 from engine.telemetry import EngineTelemetry
-from engine.tokens import NoFreeToken, class_prompt, pick_token, usable_pool
+from engine.tokens import class_prompt, usable_pool
 from storage.contract import (
     ClassImagesPayload,
     ClassImagesResult,
@@ -48,12 +48,10 @@ PROGRESS_EVERY_S = 1.0  # progress rows are events the bot turns into message ed
 INTERLEAVE_POLL_S = 0.1
 # How often to try again to record a job's end while the database cannot be written (a full disk).
 PERSIST_RETRY_S = 2.0
-# What a user reads when their job could not be saved (the operator gets the details in the log).
-NO_ROOM = "There is no room to save the result on the server right now. Please try again later."
 
 
 class JobFailed(Exception):
-    """A failure with a message fit for the user."""
+    """A failure the user is told about: `args[0]` is its Failure (a code and its parameters)."""
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -267,7 +265,7 @@ class Worker:
         try:
             while not self.stopping.is_set():
                 try:
-                    job = await self.store.jobs.claim(self.options.worker_id, KINDS, lease_s=self.options.lease_s)
+                    job = await self.store.lifecycle.claim(self.options.worker_id, KINDS, lease_s=self.options.lease_s)
                 except Exception:  # e.g. the database is busy: wait and look again rather than die
                     log.exception("claiming a job failed")
                     job = None
@@ -295,7 +293,7 @@ class Worker:
         """While a long job holds the GPU, claim draws and hand them to its next pause point."""
         while not self.stopping.is_set():
             try:
-                job = await self.store.jobs.claim(self.options.worker_id, ["draw"], lease_s=self.options.lease_s)
+                job = await self.store.lifecycle.claim(self.options.worker_id, ["draw"], lease_s=self.options.lease_s)
             except Exception:
                 log.exception("claiming a draw during training failed")
                 job = None
@@ -331,7 +329,7 @@ class Worker:
                 except Stopped:
                     result = None
                 except JobFailed as exc:
-                    await self._settle(run, error=str(exc))
+                    await self._settle(run, error=exc.args[0])
                     return
                 except Exception as exc:
                     if lighter or not is_out_of_memory(exc):
@@ -347,7 +345,8 @@ class Worker:
                 from storage import LeaseLost
 
                 try:
-                    await self._persist(run, lambda: self.store.jobs.complete(job.id, wid, result))
+                    # A training's model is ready with it (or, deleted meanwhile, the job ends cancelled).
+                    await self._persist(run, lambda: self.store.lifecycle.complete(job.id, wid, result))
                     log.info("job %s done", job.id)
                 except LeaseLost:
                     log.warning("job %s finished after its lease was lost; another worker owns it now", job.id)
@@ -368,10 +367,10 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), timeout=PERSIST_RETRY_S)
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, exc: BaseException) -> Failure:
         if isinstance(exc, StorageUnavailable):
             report_storage_trouble(exc, log)
-            return NO_ROOM
+            return failure("no_room")
         if is_out_of_memory(exc):
             return failure("out_of_memory")
         if isinstance(exc, FloatingPointError):
@@ -379,24 +378,19 @@ class Worker:
         log.exception("job failed", exc_info=exc)
         return failure("internal")
 
-    async def _settle(self, run: JobRun, error: str | None = None) -> None:
+    async def _settle(self, run: JobRun, error: Failure | None = None) -> None:
         """End a job that did not complete: failed, cancelled, or handed back on shutdown."""
         from storage import LeaseLost
 
         job, wid = run.job, self.options.worker_id
         try:
-            if error is not None:
-                if job.kind == "train" and job.model_id:
-                    await self._persist(run, lambda: self.store.models.set_status(job.model_id, "failed", error=error))
-                await self._persist(run, lambda: self.store.jobs.fail(job.id, wid, error))
+            if error is not None:  # a training's model fails with it (storage/lifecycle.py)
+                await self._persist(run, lambda: self.store.lifecycle.fail(job.id, wid, error.code, error.params))
                 log.info("job %s failed: %s", job.id, error)
-            elif run.cancelled:
-                if job.kind == "train" and job.model_id:
-                    await self._persist(run, lambda: self.store.models.set_status(
-                        job.model_id, "failed", error=failure("cancelled")))
-                await self._persist(run, lambda: self.store.jobs.cancelled(job.id, wid))
+            elif run.cancelled:  # a cancelled training's model goes with it
+                await self._persist(run, lambda: self.store.lifecycle.cancelled(job.id, wid))
             elif self.stopping.is_set():
-                await self.store.jobs.release(job.id, wid)
+                await self.store.lifecycle.release(job.id, wid)
                 log.info("job %s handed back; its checkpoint is kept", job.id)
         except LeaseLost:
             log.warning("job %s: lease lost; another worker has it", job.id)
@@ -409,7 +403,7 @@ class Worker:
             return await self.train(run, payload, lighter)
         if isinstance(payload, ClassImagesPayload):
             return await self.class_images(run, payload)
-        raise JobFailed(failure("unknown_kind", run.job.kind))
+        raise JobFailed(failure("unknown_kind", kind=run.job.kind))
 
     async def draw(self, run: JobRun, p: DrawPayload, lighter: bool) -> DrawResult:
         lora = None
@@ -422,7 +416,7 @@ class Worker:
             try:
                 lora = await self.cache.path(model.weights_path, version=model.updated_at)
             except NotFound:
-                raise JobFailed("the model's weights are missing") from None
+                raise JobFailed(failure("weights_missing")) from None
         request = DrawRequest(
             prompt=p.prompt,
             negative_prompt=p.negative_prompt,
@@ -445,7 +439,7 @@ class Worker:
         try:
             result = await self.on_gpu(self.engine.draw, request, lighter)
         except DrawError as exc:
-            raise JobFailed(str(exc)) from exc
+            raise JobFailed(failure("bad_request", detail=str(exc))) from exc
         keys = await self._save_images(run.job.id, result)
         return DrawResult(
             images=keys,
@@ -497,24 +491,6 @@ class Worker:
             await self.cache.push_folder(prefix)  # what was made before a stop serves the next try, anywhere
         return ClassImagesResult(count=len(paths), folder=prefix)
 
-    async def _token_for(self, model) -> str:
-        from storage import TokenTaken
-
-        if model.token:
-            return model.token  # a resumed job keeps the identifier its checkpoint was trained with
-        pool = await self.on_gpu(self.engine.identifier_pool)
-        for _ in range(len(pool)):
-            try:
-                token = pick_token(pool, await self.store.models.tokens_in_use(model.owner_id))
-            except NoFreeToken as exc:
-                raise JobFailed(failure("no_token")) from exc
-            try:
-                await self.store.models.set_token(model.id, token)
-                return token
-            except TokenTaken:
-                continue  # another worker gave it to a model of this owner a moment ago
-        raise JobFailed(failure("no_token"))
-
     async def train(self, run: JobRun, p: TrainPayload, lighter: bool) -> TrainResult:
         from engine.training import TrainSpec
 
@@ -522,8 +498,10 @@ class Worker:
         model = await self.store.models.get(p.model_id)
         if model is None or model.status == "deleted":
             raise JobFailed(failure("model_gone"))
-        token = await self._token_for(model)
-        await self.store.models.set_status(model.id, "training")
+        # The model starts training under a token none of the owner's live models uses (storage/lifecycle.py).
+        token = await self.store.lifecycle.begin_training(model.id, await self.on_gpu(self.engine.identifier_pool))
+        if token is None:
+            raise JobFailed(failure("no_token"))
         resolution = self.engine.resolution
         sources = []
         for key in model.photo_paths:
@@ -570,18 +548,7 @@ class Worker:
         kohya = await self.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)
         samples = [await self.cache.publish(f"{prefix}/{Path(s).name}", s) for s in result.sample_paths]
         card = await self.cache.publish(f"{prefix}/report_card.png", card_path)
-        ready = await self.store.models.mark_ready(
-            model.id,
-            weights_path=weights,
-            kohya_path=kohya,
-            sample_paths=samples,
-            params={**model.params, **result.params},
-        )
-        if not ready:
-            # The model was deleted while it trained (storage keeps it deleted): settle as cancelled, deliver nothing.
-            run.cancelled = True
-            raise Stopped
-        return TrainResult(
+        return TrainResult(  # the model is made ready with it, in the job's completion
             model_id=model.id,
             token=token,
             class_word=model.class_word,
@@ -595,6 +562,7 @@ class Worker:
             report_card_path=card,
             class_drift=round(drift, 4),
             drift_warning=drift_warning(drift),
+            params=result.params,
         )
 
 

@@ -18,6 +18,7 @@ from storage.contract import (
     DrawPayload,
     DrawResult,
     EngineInfo,
+    FailureCode,
     JobKind,
     Progress,
     TrainPayload,
@@ -40,12 +41,15 @@ from storage.errors import (
 from storage.files import FileStore
 from storage.keys import convert_old_paths
 from storage.leases import LeaseRepo
+from storage.lifecycle import Lifecycle, Note, TrainingStarted
 from storage.preferences import PreferenceRepo, Preferences
 from storage.queue import PRIORITY, JobQueue
 from storage.records import (
     AlbumPart,
     Chat,
     Delivery,
+    DeliveryKind,
+    DeliveryState,
     Job,
     JobEvent,
     JobStatus,
@@ -75,10 +79,11 @@ if TYPE_CHECKING:
 __all__ = [
     "PRIORITY", "AdminRepo", "AlbumPart", "BlobStore", "Chat", "ClassImagesPayload", "ClassImagesResult", "ConfigError",
     "Conflict", "ContractError",
-    "Delivery", "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo", "FileStore", "ForgetReport", "Job",
-    "JobCancelled", "JobEvent", "JobKind", "JobQueue", "JobStatus", "LeaseLost", "Model", "ModelStatus", "NotFound",
-    "PathEscape", "Photo", "Preferences", "Progress", "Retention", "SchemaTooNew", "Settings", "Storage", "StorageError",
-    "Stats", "StorageUnavailable", "SweepReport", "TokenTaken", "TrainPayload", "TrainResult", "User", "contract",
+    "Delivery", "DeliveryKind", "DeliveryState", "DrawPayload", "DrawResult", "DuplicatePhoto", "EngineInfo",
+    "FailureCode", "FileStore", "ForgetReport", "Job", "JobCancelled", "JobEvent", "JobKind", "JobQueue", "JobStatus",
+    "LeaseLost", "Lifecycle", "Model", "ModelStatus", "NotFound", "Note", "PathEscape", "Photo", "Preferences",
+    "Progress", "Retention", "SchemaTooNew", "Settings", "Stats", "Storage", "StorageError", "StorageUnavailable",
+    "SweepReport", "TokenTaken", "TrainPayload", "TrainResult", "TrainingStarted", "User", "contract",
     "load_settings",
 ]
 
@@ -100,12 +105,14 @@ class Storage:
         self.photos = PhotoRepo(db, self.blobs)
         self.models = ModelRepo(db, self.blobs)
         self.shares = ShareRepo(db)
-        self.jobs = JobQueue(db, clock, monotonic)
+        self.jobs = JobQueue(db, clock)
         self.deliveries = DeliveryRepo(db)
         self.cursors = CursorRepo(db)
         self.updates = UpdateLog(db)
         self.engines = EngineRepo(db)
-        self.retention = Retention(db, self.blobs, self.jobs, self.models)
+        self.retention = Retention(db, self.blobs)
+        # Every change of a model's or a job's status goes through here (storage/lifecycle.py).
+        self.lifecycle = Lifecycle(db, self.blobs, self.jobs, self.retention, clock, monotonic)
         self.leases = LeaseRepo(db, clock, monotonic)
         self.albums = AlbumRepo(db)
         self.admin = AdminRepo(db, files.root, clock)

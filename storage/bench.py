@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from storage import ConfigError, DrawPayload, DrawResult, Storage, TrainPayload
+from storage import ClassImagesPayload, ClassImagesResult, ConfigError, DrawPayload, DrawResult, Storage
 from storage.pg import with_search_path
 
 _DRAWN = DrawResult(images=[], seeds=[])
+_CLASS_IMAGES = ClassImagesResult(count=0, folder="")
 
 
 def backend_of(database_url: str | None) -> str:
@@ -58,7 +59,7 @@ async def _work(data_dir: str, database_url: str | None, worker_id: str, results
     try:
         while True:
             t0 = time.perf_counter()
-            job = await store.jobs.claim(worker_id, lease_s=30)
+            job = await store.lifecycle.claim(worker_id, lease_s=30)
             if job is None:
                 # The producer enqueues in parallel: stop only after a quiet spell with the stop marker set.
                 if (Path(data_dir) / "producer.done").exists():
@@ -69,27 +70,19 @@ async def _work(data_dir: str, database_url: str | None, worker_id: str, results
                 continue
             idle_since = None
             latencies.append((time.perf_counter() - t0) * 1000)
-            await store.jobs.complete(job.id, worker_id, _DRAWN if job.kind == "draw" else _trained(job))
+            await store.lifecycle.complete(job.id, worker_id, _DRAWN if job.kind == "draw" else _CLASS_IMAGES)
             done += 1
     finally:
         await store.close()
     results.put((worker_id, done, latencies))
 
 
-def _trained(job: Any) -> Any:
-    from storage import TrainResult
-
-    return TrainResult(model_id=job.payload.model_id, token="sks", class_word="dog", weights_path="",
-                       kohya_path="", sample_paths=[], steps=0, seconds=0.0, report_card_path="", class_drift=0.0,
-                       drift_warning=False)
-
-
 async def _produce(data_dir: str, database_url: str | None, n_jobs: int) -> None:
     store = await Storage.open(data_dir, database_url=database_url)
     try:
         for i in range(n_jobs):
-            payload = DrawPayload(model_id=None, prompt=f"p{i}") if i % 4 == 0 else TrainPayload(model_id=i)
-            await store.jobs.enqueue(payload, owner_id=i % 7)
+            payload = DrawPayload(model_id=None, prompt=f"p{i}") if i % 4 == 0 else ClassImagesPayload(class_word="dog")
+            await store.lifecycle.enqueue(payload, owner_id=i % 7)
     finally:
         await store.close()
     (Path(data_dir) / "producer.done").touch()

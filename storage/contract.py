@@ -43,6 +43,27 @@ class JobKind(StrEnum):
     CLASS_IMAGES = "class_images"
 
 
+class FailureCode(StrEnum):
+    """Why a job failed, as the engine (or the queue) reports it; the bot says it in the user's language
+    (bot/locales: `failure_<code>`, with the failure's parameters)."""
+
+    MODEL_GONE = "model_gone"
+    MODEL_NOT_READY = "model_not_ready"
+    WEIGHTS_MISSING = "weights_missing"
+    NO_PHOTOS = "no_photos"
+    NO_TOKEN = "no_token"
+    OUT_OF_MEMORY = "out_of_memory"
+    DIVERGED = "diverged"
+    CANCELLED = "cancelled"
+    UNKNOWN_KIND = "unknown_kind"  # params: kind
+    BAD_REQUEST = "bad_request"  # params: detail (the engine's own words: a request the bot should not have sent)
+    NO_ROOM = "no_room"
+    PICTURE_GONE = "picture_gone"  # the picture to draw from is no longer kept
+    PICTURE_UNREADABLE = "picture_unreadable"
+    INTERNAL = "internal"
+    GAVE_UP = "gave_up"  # params: attempts — the engine died at every attempt
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -133,6 +154,8 @@ class TrainResult(JobResult):
     report_card_path: str
     class_drift: float
     drift_warning: bool
+    # The training's own parameters (steps, rank, prior method …), kept on the model.
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
 class DrawResult(JobResult):

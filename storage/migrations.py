@@ -107,6 +107,11 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE users ADD COLUMN preferences TEXT NOT NULL DEFAULT '{}'",
     ],
+    # 8 (lifecycle): a failure is a code (jobs.error, models.error) with its parameters, said by the bot in the
+    # user's language
+    [
+        "ALTER TABLE jobs ADD COLUMN error_params TEXT",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -30,6 +30,26 @@ class ModelStatus(StrEnum):
     DELETED = "deleted"
 
 
+class DeliveryKind(StrEnum):
+    """What a delivery record is about: the user's request (language, reply), the "Drawing…" status message, the
+    live progress message of a training, and the result itself."""
+
+    REQUEST = "request"
+    STATUS = "status"
+    PROGRESS = "progress"
+    RESULT = "result"
+
+
+class DeliveryState(StrEnum):
+    NOTED = "noted"  # a request: what the handler noted when the user asked
+    PENDING = "pending"  # a progress message the handler is still sending
+    LIVE = "live"  # a progress message being edited
+    FINAL = "final"  # a progress message showing its last text
+    SENDING = "sending"  # a result part-way out
+    SENT = "sent"
+    FAILED = "failed"  # a result Telegram refused for good
+
+
 def _json(text: str | None, default: Any = None) -> Any:
     return json.loads(text) if text else default
 
@@ -131,7 +151,8 @@ class Job:
     lease_expires_at: float | None
     progress: Progress | None
     result: JobResult | None
-    error: str | None
+    error: str | None  # a failure code (storage.contract.FailureCode); older rows hold an English text
+    error_params: dict[str, Any]
     cancel_requested: bool
     created_at: float
     started_at: float | None
@@ -146,7 +167,8 @@ class Job:
             lease_owner=r["lease_owner"], lease_expires_at=r["lease_expires_at"],
             progress=Progress.model_validate(_json(r["progress"])) if r["progress"] else None,
             result=parse_result(r["kind"], _json(r["result"])) if r["result"] else None,
-            error=r["error"], cancel_requested=bool(r["cancel_requested"]), created_at=r["created_at"],
+            error=r["error"], error_params=_json(r["error_params"], {}), cancel_requested=bool(r["cancel_requested"]),
+            created_at=r["created_at"],
             started_at=r["started_at"], finished_at=r["finished_at"],
         )
 
@@ -167,16 +189,17 @@ class JobEvent:
 @dataclass(frozen=True, slots=True)
 class Delivery:
     job_id: int
-    what: str
+    what: DeliveryKind
     chat_id: int
     message_id: int | None
-    state: str
+    state: DeliveryState
     data: dict[str, Any]
     updated_at: float
 
     @classmethod
     def from_row(cls, r: Any) -> Delivery:
-        return cls(r["job_id"], r["what"], r["chat_id"], r["message_id"], r["state"], _json(r["data"], {}),
+        return cls(r["job_id"], DeliveryKind(r["what"]), r["chat_id"], r["message_id"], DeliveryState(r["state"]),
+                   _json(r["data"], {}),
                    r["updated_at"])
 
 

@@ -12,13 +12,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from storage.blobs import BlobStore, check_key
+from storage.blobs import BlobStore
 from storage.contract import EngineInfo
 from storage.db import Database
-from storage.errors import Conflict, DuplicatePhoto, NotFound, StorageUnavailable, TokenTaken
+from storage.errors import Conflict, DuplicatePhoto, NotFound, StorageUnavailable
 from storage.files import unavailable, write_atomic_with
-from storage.keys import input_image_key, job_prefix, model_prefix, photo_key
-from storage.records import AlbumPart, Chat, Delivery, Model, ModelStatus, Photo, User
+from storage.keys import input_image_key, photo_key
+from storage.records import AlbumPart, Chat, Delivery, Model, Photo, User
 
 
 async def copy_blob(blobs: BlobStore, source: str, target: str) -> None:
@@ -41,6 +41,31 @@ def _link_or_copy(source: Path, target: Path) -> None:
         if trouble is not None:
             raise trouble from exc
         write_atomic_with(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
+async def save_delivery(
+    conn: Any, job_id: int, what: str, *, chat_id: int, message_id: int | None = None, state: str = "sent",
+    data: dict[str, Any] | None = None,
+) -> None:
+    """One delivery record written inside the caller's transaction."""
+    await conn.execute(
+        """INSERT INTO deliveries (job_id, what, chat_id, message_id, state, data, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (job_id, what) DO UPDATE SET chat_id = excluded.chat_id,
+               message_id = excluded.message_id, state = excluded.state, data = excluded.data,
+               updated_at = excluded.updated_at""",
+        (job_id, str(what), chat_id, message_id, str(state), json.dumps(data) if data is not None else None,
+         time.time()),
+    )
+
+
+async def mark_update(conn: Any, update_id: int) -> None:
+    """The Telegram update's effect is committed with this transaction: a redelivered update is skipped."""
+    await conn.execute(
+        "INSERT INTO processed_updates (update_id, processed_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        (update_id, time.time()),
+    )
+    await conn.execute("DELETE FROM kept_updates WHERE update_id = ?", (update_id,))
 
 
 class UserRepo:
@@ -157,46 +182,6 @@ class ModelRepo:
         self._db = db
         self._blobs = blobs
 
-    async def create(
-        self,
-        owner_id: int,
-        *,
-        name: str,
-        class_word: str,
-        params: dict[str, Any],
-        photo_ids: list[int],
-        token: str | None = None,
-    ) -> Model:
-        marks = ",".join("?" * len(photo_ids))
-        photos = await self._db.fetchall(
-            f"SELECT * FROM photos WHERE owner_id = ? AND id IN ({marks}) ORDER BY id", (owner_id, *photo_ids)
-        )
-        if len(photos) != len(set(photo_ids)):
-            raise NotFound("some photos are not in this user's set")
-        now = time.time()
-        try:
-            async with self._db.transaction() as conn:
-                cursor = await conn.execute(
-                    """INSERT INTO models (owner_id, name, class_word, token, status, params, created_at, updated_at)
-                       VALUES (?, ?, ?, ?, 'queued', ?, ?, ?) RETURNING id""",
-                    (owner_id, name, class_word, token, json.dumps(params), now, now),
-                )
-                model_id = int((await cursor.fetchone())[0])
-                await cursor.close()
-                # The model keeps its own copies of the photos, so /clear never breaks a training.
-                copies = [f"{model_prefix(model_id)}/photos/{i:02d}-{p['sha256'][:16]}.img" for i, p in enumerate(photos)]
-                await conn.execute("UPDATE models SET photo_paths = ? WHERE id = ?", (json.dumps(copies), model_id))
-        except Conflict:
-            raise TokenTaken(f"token {token!r} is already used by one of this user's models") from None
-        # The copies are made once the row is committed: the retention sweep removes blobs of models it cannot see.
-        try:
-            for photo, copy in zip(photos, copies, strict=True):
-                await copy_blob(self._blobs, photo["path"], copy)
-        except BaseException:
-            await self.delete(model_id)
-            raise
-        return await self._require(model_id)
-
     async def _require(self, model_id: int) -> Model:
         model = await self.get(model_id)
         if model is None:
@@ -233,57 +218,6 @@ class ModelRepo:
     async def rename(self, model_id: int, name: str) -> bool:
         """A new display name (the identifier and class word stay: prompts and shares keep working)."""
         return await self._update(model_id, name=name)
-
-    async def set_job(self, model_id: int, job_id: int) -> None:
-        await self._update(model_id, job_id=job_id)
-
-    async def set_token(self, model_id: int, token: str) -> None:
-        try:
-            await self._update(model_id, token=token)
-        except Conflict:
-            raise TokenTaken(f"token {token!r} is already used by one of this user's models") from None
-
-    async def set_status(self, model_id: int, status: str, error: str | None = None) -> bool:
-        return await self._update(model_id, status=ModelStatus(status).value, error=error)
-
-    async def mark_ready(
-        self,
-        model_id: int,
-        *,
-        weights_path: str,
-        kohya_path: str | None = None,
-        sample_paths: list[str] | None = None,
-        params: dict[str, Any] | None = None,
-    ) -> bool:
-        """False (and nothing written) when the model was deleted meanwhile. The files are named by blob key."""
-        fields: dict[str, Any] = {
-            "status": ModelStatus.READY.value,
-            "weights_path": check_key(weights_path),
-            "kohya_path": check_key(kohya_path) if kohya_path else None,
-            "sample_paths": json.dumps([check_key(p) for p in sample_paths or []]),
-            "error": None,
-        }
-        if params is not None:
-            fields["params"] = json.dumps(params)
-        return await self._update(model_id, **fields)
-
-    async def delete(self, model_id: int) -> None:
-        """The model is gone for good: its shares and links end, and every file made for it or with it goes (weights,
-        exports, samples, report card, photo copies, training checkpoints, pictures drawn with it). A worker that is
-        still writing leaves files behind that the retention sweep removes (storage/retention.py)."""
-        async with self._db.transaction() as conn:
-            await conn.execute("DELETE FROM shares WHERE model_id = ?", (model_id,))
-            await conn.execute(
-                "UPDATE share_links SET revoked_at = ? WHERE model_id = ? AND revoked_at IS NULL",
-                (time.time(), model_id),
-            )
-            await conn.execute("UPDATE users SET default_model_id = NULL WHERE default_model_id = ?", (model_id,))
-            await conn.execute(
-                "UPDATE models SET status = 'deleted', updated_at = ? WHERE id = ?", (time.time(), model_id)
-            )
-        await self._blobs.delete_prefix(model_prefix(model_id))
-        for row in await self._db.fetchall("SELECT id FROM jobs WHERE model_id = ?", (model_id,)):
-            await self._blobs.delete_prefix(job_prefix(row["id"]))
 
     async def class_words_ever(self, owner_id: int) -> set[str]:
         """Every class word the owner has trained or queued, deleted models included (a delete refunds nothing)."""
@@ -426,14 +360,8 @@ class DeliveryRepo:
         state: str = "sent",
         data: dict[str, Any] | None = None,
     ) -> None:
-        await self._db.execute(
-            """INSERT INTO deliveries (job_id, what, chat_id, message_id, state, data, updated_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT (job_id, what) DO UPDATE SET chat_id = excluded.chat_id,
-                   message_id = excluded.message_id, state = excluded.state, data = excluded.data,
-                   updated_at = excluded.updated_at""",
-            (job_id, what, chat_id, message_id, state, json.dumps(data) if data is not None else None, time.time()),
-        )
+        async with self._db.transaction() as conn:
+            await save_delivery(conn, job_id, what, chat_id=chat_id, message_id=message_id, state=state, data=data)
 
     async def list_state(self, state: str) -> list[Delivery]:
         rows = await self._db.fetchall("SELECT * FROM deliveries WHERE state = ? ORDER BY job_id", (state,))
@@ -469,11 +397,7 @@ class UpdateLog:
 
     async def mark(self, update_id: int) -> None:
         async with self._db.transaction() as conn:
-            await conn.execute(
-                "INSERT INTO processed_updates (update_id, processed_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (update_id, time.time()),
-            )
-            await conn.execute("DELETE FROM kept_updates WHERE update_id = ?", (update_id,))
+            await mark_update(conn, update_id)
 
     async def keep(self, update_id: int, raw: dict[str, Any]) -> None:
         """Take an update still being handled into our own keeping: Telegram may forget it (the offset may pass

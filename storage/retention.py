@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.keys import ids_under, job_prefix, model_prefix, user_photos_prefix
-from storage.queue import JobQueue
-from storage.repos import ModelRepo
 
 DAY_S = 24 * 3600
 # The event feed and the intake log are working records: once the bot has followed an event, and Telegram can no
@@ -42,11 +40,9 @@ class SweepReport:
 class Retention:
     """Applies the rules of the README's privacy section; the bot runs `sweep` every half minute."""
 
-    def __init__(self, db: Database, blobs: BlobStore, jobs: JobQueue, models: ModelRepo) -> None:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
         self._db = db
         self._blobs = blobs
-        self._jobs = jobs
-        self._models = models
 
     async def sweep(self, retention_days: int, now: float | None = None) -> SweepReport:
         """Drawn pictures (and every finished job's record) are kept `retention_days` (RETENTION_DAYS)."""
@@ -64,8 +60,14 @@ class Retention:
         on_disk = ids_under(keys, "models")
         with_photos = {i for i in ids_under([k for k in keys if k.split("/")[2:3] == ["photos"]], "models")}
         statuses = {r["id"]: r["status"] for r in await self._db.fetchall("SELECT id, status FROM models")}
+        # A training's photo copies are made inside the transaction that creates its model (storage/lifecycle.py):
+        # a folder past the newest committed model may be one whose row is not committed yet. Writes take turns,
+        # so every model written before that one has a lower id.
+        newest = max(statuses, default=0)
         for model_id in on_disk:
             status = statuses.get(model_id)
+            if status is None and model_id > newest:
+                continue
             if status is None or status == "deleted":
                 # A worker that was still training when the model was deleted writes its files afterwards.
                 await self._blobs.delete_prefix(model_prefix(model_id))
@@ -131,20 +133,12 @@ class Retention:
             )
             report.deliveries = cursor.rowcount
 
-    async def forget_user(self, user_id: int) -> ForgetReport:
-        """Everything of the user goes: models (with their files and every picture drawn with them), photos,
-        pictures the user drew, jobs, deliveries, shares, links and the user's own row. Running jobs are asked to
-        stop; their rows go as soon as they have (the next sweep). The rows of trainings started in the last 24 h
+    async def erase_user(self, user_id: int, *, jobs_stopped: int = 0, models: int = 0) -> ForgetReport:
+        """The rest of /forgetme once storage/lifecycle.py has stopped the user's jobs and deleted their models:
+        photos, pictures the user drew, jobs, deliveries, shares, links and the user's own row. Running jobs'
+        rows go as soon as they have stopped (the next sweep). The rows of trainings started in the last 24 h
         stay, holding nothing but the time, so that forgetting is no way around the daily training cap."""
-        report = ForgetReport()
-        for row in await self._db.fetchall(
-            "SELECT id FROM jobs WHERE owner_id = ? AND status IN ('queued', 'running')", (user_id,)
-        ):
-            await self._jobs.cancel(row["id"])
-            report.jobs_stopped += 1
-        for row in await self._db.fetchall("SELECT id FROM models WHERE owner_id = ?", (user_id,)):
-            await self._models.delete(row["id"])
-            report.models += 1
+        report = ForgetReport(models=models, jobs_stopped=jobs_stopped)
         photos = await self._db.fetchall("SELECT path FROM photos WHERE owner_id = ?", (user_id,))
         report.photos = len(photos)
         jobs = await self._db.fetchall("SELECT id FROM jobs WHERE owner_id = ?", (user_id,))

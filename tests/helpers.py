@@ -243,6 +243,14 @@ async def add_photos(store: Storage, owner_id: int, seeds: list[int] | tuple[int
     return ids
 
 
+async def queued_training(store: Storage, owner_id: int, photo_ids: list[int], class_word: str = "dog",
+                          **options: Any) -> Job:
+    """A /train as the bot starts it: the model with its photos and its queued train job (TrainPayload options)."""
+    started = await store.lifecycle.start_training(owner_id, owner_id, class_word, photo_ids, options=options)
+    assert started is not None, "the owner already has a training"
+    return started.job
+
+
 async def put_blob(store: Storage, key: str, data: bytes) -> str:
     """`data` saved through storage's blob store; returns its key, what rows and results hold."""
     await store.blobs.put(key, data)
@@ -252,19 +260,11 @@ async def put_blob(store: Storage, key: str, data: bytes) -> str:
 async def make_ready_model(
     store: Storage, owner_id: int, token: str = "sks", class_word: str = "dog", seed: int = 0
 ) -> Model:
-    """A trained-looking model: photos, a weights file and a sample written through storage, status ready."""
+    """A trained-looking model: a weights file and a sample written through storage, status ready."""
     await store.users.upsert(owner_id, first_name=f"user{owner_id}")
-    photo_ids = await add_photos(store, owner_id, [10_000 + owner_id * 100 + seed * 10 + i for i in range(3)])
-    model = await store.models.create(owner_id, name=class_word, class_word=class_word, params={},
-                                      photo_ids=photo_ids, token=token)
-    folder = f"models/{model.id}"
-    weights = await put_blob(store, f"{folder}/lora.safetensors", b"weights-of-model-%d" % model.id)
-    sample = await put_blob(store, f"{folder}/sample-0.png", photo_bytes(77, (64, 64), fmt="PNG"))
-    await store.models.mark_ready(model.id, weights_path=weights, kohya_path=weights, sample_paths=[sample])
-    await store.photos.clear(owner_id)
-    ready = await store.models.get(model.id)
-    assert ready is not None
-    return ready
+    return await store.lifecycle.import_model(
+        owner_id, name=class_word, class_word=class_word, token=token,
+        weights=b"weights-of-%d-%d" % (owner_id, seed), samples=[photo_bytes(77, (64, 64), fmt="PNG")])
 
 
 # --- the engine's side of the queue, for bot tests that decide when a job moves ------------------------------------
@@ -280,7 +280,7 @@ class StandInWorker:
         self.worker_id = worker_id
 
     async def claim(self, kind: str, timeout: float = 10.0) -> Job:
-        return await eventually(lambda: self.store.jobs.claim(self.worker_id, kinds=[kind]), timeout,
+        return await eventually(lambda: self.store.lifecycle.claim(self.worker_id, kinds=[kind]), timeout,
                                 what=f"a {kind} job to be queued")
 
     async def finish_draw(self, job: Job, seeds: list[int] | None = None) -> list[int]:
@@ -289,7 +289,8 @@ class StandInWorker:
         seeds = seeds or job.payload.seeds or [random.randrange(2**32) for _ in range(n)]
         images = [await put_blob(self.store, f"jobs/{job.id}/{i}.png", photo_bytes(seeds[i] % 1000, (64, 64), "PNG"))
                   for i in range(n)]
-        await self.store.jobs.complete(job.id, self.worker_id, DrawResult(images=images, seeds=seeds, prompt_tokens=8))
+        await self.store.lifecycle.complete(job.id, self.worker_id,
+                                            DrawResult(images=images, seeds=seeds, prompt_tokens=8))
         return seeds
 
     async def progress(self, job: Job, stage: str, step: int, total: int) -> None:
@@ -303,13 +304,12 @@ class StandInWorker:
                               drift: float = 0.05, drift_warning: bool = False,
                               while_drawing_samples: Callable[[], Any] | None = None) -> bool:
         """The whole training: class images, steps, samples, report card. False if it was cancelled on the way
-        (then the job is settled as cancelled and the model marked failed, as the engine does), or if the model
-        was deleted by the time it was ready. `while_drawing_samples` runs after the last heartbeat, while the
+        (then the job is settled as cancelled, and its model goes, as the engine does), or if the model was
+        deleted by the time it was ready. `while_drawing_samples` runs after the last heartbeat, while the
         engine draws the samples and the report card (it checks for a cancel no more)."""
         assert isinstance(job.payload, TrainPayload)
         model_id = job.payload.model_id
-        await self.store.models.set_token(model_id, token)
-        await self.store.models.set_status(model_id, "training")
+        assert await self.store.lifecycle.begin_training(model_id, [token]) == token
         checkpoints = self.store.files.job_dir(job.id) / "checkpoints"
         try:
             await self.progress(job, "class_images", 2, 2)
@@ -324,27 +324,21 @@ class StandInWorker:
                 if inspect.isawaitable(outcome):
                     await outcome
         except JobCancelled:
-            await self.store.models.set_status(model_id, "failed", error="Training was cancelled.")
-            await self.store.jobs.cancelled(job.id, self.worker_id)
+            await self.store.lifecycle.cancelled(job.id, self.worker_id)
             return False
         folder = f"models/{model_id}"
         weights = await put_blob(self.store, f"{folder}/lora.safetensors", b"weights")
         samples = [await put_blob(self.store, f"{folder}/sample-{i}.png", photo_bytes(500 + i, (64, 64), "PNG"))
                    for i in range(2)]
         card = await put_blob(self.store, f"{folder}/report_card.png", photo_bytes(900, (192, 96), "PNG"))
-        if not await self.store.models.mark_ready(model_id, weights_path=weights, kohya_path=weights,
-                                                  sample_paths=samples):
-            # Deleted while it trained: the engine settles the job as cancelled and delivers nothing.
-            await self.store.jobs.cancelled(job.id, self.worker_id)
-            return False
         model = await self.store.models.get(model_id)
-        assert model is not None
-        await self.store.jobs.complete(job.id, self.worker_id, TrainResult(
-            model_id=model_id, token=token, class_word=model.class_word, weights_path=str(weights),
+        class_word = model.class_word if model is not None else "?"  # None: the owner was forgotten meanwhile
+        # False when the model was deleted while it trained: the job then ends cancelled, nothing is delivered.
+        return await self.store.lifecycle.complete(job.id, self.worker_id, TrainResult(
+            model_id=model_id, token=token, class_word=class_word, weights_path=str(weights),
             kohya_path=str(weights), sample_paths=[str(s) for s in samples], steps=steps, seconds=3.0,
             report_card_path=str(card), class_drift=drift, drift_warning=drift_warning,
         ))
-        return True
 
     def write_checkpoint(self, folder: Path, step: int) -> Path:
         """What engine/lora_files.save_checkpoint leaves: the LoRA and the optimizer state of one step."""
@@ -458,6 +452,12 @@ class RunningBot:
         if self._store is not None:
             await self._store.close()
             self._store = None
+
+    @property
+    def store(self) -> Storage:
+        """The bot's own storage (its own connection), to hold a write the way a kill would stop it."""
+        assert self._store is not None
+        return self._store
 
     def check_alive(self) -> None:
         if self._task is not None and self._task.done():

@@ -180,16 +180,10 @@ async def seed_models(data_dir: Path, lora: Path, users: list[dict]) -> None:
     """Every user owns a ready model with the seed user's real LoRA (written through storage)."""
     store = await Storage.open(data_dir)
     try:
-        for i, user in enumerate(users):
+        for user in users:
             await store.users.upsert(user["id"], first_name=user["first_name"], language="en")
-            photo = await store.photos.add(user["id"], file_unique_id=f"seed-{i}", data=photo_bytes(90_000 + i),
-                                           width=320, height=320)
-            model = await store.models.create(user["id"], name="dog", class_word="dog", params={},
-                                              photo_ids=[photo.id], token="sks")
-            weights = f"models/{model.id}/lora.safetensors"
-            await store.blobs.put(weights, lora.read_bytes())
-            await store.models.mark_ready(model.id, weights_path=weights, kohya_path=weights)
-            await store.photos.clear(user["id"])
+            await store.lifecycle.import_model(user["id"], name="dog", class_word="dog", token="sks",
+                                               weights=lora.read_bytes())
     finally:
         await store.close()
 

@@ -45,9 +45,9 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_escaping.py::test_a_prompt_with_markup_characters_is_shown_as_typed_in_the_caption",),
     ),
     Mutation(
-        "failure reason not escaped", "bot/delivery/results.py",
-        'text = t("draw_failed", reason=escape(job.error or t("unknown_reason")))',
-        'text = t("draw_failed", reason=__import__("bot.formatting").formatting.Markup(job.error or t("unknown_reason")))',
+        "failure reason not escaped", "bot/texts.py",
+        'return escape(code) if code else self("unknown_reason")',
+        'return Markup(code) if code else self("unknown_reason")',
         ("tests/bot/test_escaping.py::test_a_failure_reason_with_markup_characters_reaches_the_user_as_text",),
     ),
     Mutation(

@@ -101,7 +101,7 @@ class LiveProgress:
         live = await self._live_message(job, t)
         if live is None:
             return
-        position = await self.store.jobs.position(job.id) if job.status == "queued" else None
+        position = await self.store.jobs.queue_position(job.id) if job.status == "queued" else None
         live.pending = progress_text(job, t, position)
         if live.task is None or live.task.done():
             live.task = asyncio.get_running_loop().create_task(self._flush_later(job.id, live))

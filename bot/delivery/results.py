@@ -71,14 +71,11 @@ class Results:
                 file = BufferedInputFile(card[1], filename=f"report-{job.id}.png")
                 await steps.run("report_card", lambda: self._photo(chat_id, file, caption, None, None))
         elif job.status == "cancelled":
+            # (a cancelled training's model was deleted with the job: storage/lifecycle.py)
             await steps.run("progress", lambda: self.progress.finish(job, t("progress_cancelled")))
-            if job.model_id is not None:
-                model = await self.store.models.get(job.model_id)
-                if model is not None and model.status != "ready":
-                    await self.store.models.delete(job.model_id)
         else:
             await steps.run("progress", lambda: self.progress.finish(job, t("progress_failed")))
-            reason = escape(job.error or t("unknown_reason"))
+            reason = t.failure(job.error, job.error_params)
             await steps.run("failed", lambda: self._text(chat_id, t("train_failed", reason=reason), None))
 
     async def _drawing(self, job: Job, steps: ResultSteps) -> None:
@@ -105,7 +102,7 @@ class Results:
         elif job.status == "cancelled":
             await steps.run("cancelled", lambda: self._text(chat_id, t("draw_cancelled"), reply))
         else:
-            text = t("draw_failed", reason=escape(job.error or t("unknown_reason")))
+            text = t("draw_failed", reason=t.failure(job.error, job.error_params))
             await steps.run("failed", lambda: self._text(chat_id, text, reply))
         # "Drawing…" goes away only now that the result (or the reason there is none) is in the chat.
         status = await self.outbox.status_message(job.id)

@@ -31,12 +31,13 @@ async def _enqueue(
     update: Update, hint: str | None = None,
 ) -> None:
     """Raises DrawsPending when the user is at MAX_PENDING_DRAWS (nothing is queued then)."""
-    job = await drawing.enqueue(user_id, message.chat.id, payload, update.update_id)
+    reply_to = message.message_id if message.chat.type != "private" else None
+    job = await drawing.enqueue(user_id, message.chat.id, payload, update.update_id, lang=t.language,
+                                reply_to=reply_to)
     await message.bot.send_chat_action(message.chat.id, ChatAction.UPLOAD_PHOTO)  # type: ignore[union-attr]
     position = await drawing.position(job)
     text = t("draw_queued", position=position) if position else t("draw_started")
     status = await message.reply(join([text, t(hint)]) if hint else text)
-    reply_to = message.message_id if message.chat.type != "private" else None
     await outbox.drawing_requested(job.id, message.chat.id, t.language, reply_to, status.message_id)
 
 

@@ -175,10 +175,7 @@ async def model_action(
 
 async def delete_model(model: Model, store: Storage) -> None:
     """Stops every job of the model (its training, anyone's drawings with it), then deletes it and its files."""
-    for job in await store.jobs.for_model(model.id):
-        if not job.status.finished:
-            await store.jobs.cancel(job.id)
-    await store.models.delete(model.id)
+    await store.lifecycle.delete_model(model.id)
 
 
 async def stop_share(query: CallbackQuery, callback_data: ShareAction, bot: Bot, t: Texts, store: Storage) -> None:
@@ -239,7 +236,7 @@ async def forget_action(query: CallbackQuery, callback_data: ForgetAction, t: Te
         await query.answer()
         await message.edit_text(t("forget_kept"))
         return
-    report = await store.retention.forget_user(query.from_user.id)
+    report = await store.lifecycle.forget_user(query.from_user.id)
     await query.answer()
     await message.edit_text(t("forget_done", models=report.models, photos=report.photos))
 

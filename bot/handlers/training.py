@@ -16,12 +16,13 @@ async def train(
     outbox: Outbox,
 ) -> None:
     try:
-        started = await training.start(message.chat.id, message.chat.id, command.args or "", event_update.update_id)
+        started = await training.start(message.chat.id, message.chat.id, command.args or "", event_update.update_id,
+                                       lang=t.language)
     except TrainRefused as refused:
         await message.answer(t(refused.key, **refused.values))
         return
     job_id = started.job.id
-    await outbox.training_requested(job_id, message.chat.id, t.language)  # before any Telegram call
+    # the request and the pending progress message were noted with the job (storage/lifecycle.py)
     await message.answer(t("train_queued", photos=started.photos, name=started.model.class_word))
     text = progress_text(started.job, t, started.position)
     progress = await message.answer(text)

@@ -384,3 +384,23 @@ stats_engine_line = { $worker }: { $title } ({ $family }), seen { $seen } ago, {
 stats_idle = idle
 stats_none = none
 stats_no_engine = none — nothing will be drawn or trained until an engine starts
+
+# Why a job failed (storage.contract.FailureCode): the engine reports a code and its parameters.
+failure_model_gone = this model no longer exists (it was deleted).
+failure_model_not_ready = this model is not ready to draw with yet.
+failure_weights_missing = the model's weights are missing on the server.
+failure_no_photos = none of the photos could be used for training. Please send at least a few clear photos.
+failure_no_token = you have used every identifier for your models; delete one of them first.
+failure_out_of_memory = the GPU ran out of memory, even with lighter settings. Try fewer images or a smaller size.
+failure_diverged = training went wrong (the numbers blew up). Please try again, perhaps with other photos.
+failure_cancelled = it was cancelled.
+failure_unknown_kind = the engine does not know this kind of job ({ $kind }).
+failure_bad_request = the engine refused the request ({ $detail }).
+failure_no_room = there is no room to save the result on the server right now. Please try again later.
+failure_internal = something went wrong in the engine. The operator can find details in its log.
+failure_gave_up = the engine stopped unexpectedly { $attempts } { $attempts ->
+        [one] time
+       *[other] times
+    } (it crashed or was restarted), so I gave up. Please try again; if it keeps happening, tell the bot's operator.
+failure_picture_gone = the picture to draw from is no longer kept. Send it again.
+failure_picture_unreadable = the picture to draw from cannot be read. Send another one.

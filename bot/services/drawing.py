@@ -13,7 +13,17 @@ from bot.formatting import Markup, code, fit_lines
 from bot.services import Refusal
 from bot.services.models import handles_for
 from bot.services.options_help import OptionNames, OptionsHelp
-from storage import DrawPayload, EngineInfo, Job, Model, Preferences, Storage
+from storage import (
+    DeliveryKind,
+    DeliveryState,
+    DrawPayload,
+    EngineInfo,
+    Job,
+    Model,
+    Note,
+    Preferences,
+    Storage,
+)
 from storage.contract import (
     ASPECT_RATIOS,
     MAX_GUIDANCE,
@@ -269,13 +279,14 @@ class DrawService:
         return await self.store.models.usable_by(user_id, chat_id)
 
     async def enqueue(
-        self, user_id: int, chat_id: int, payload: DrawPayload, update_id: int | None = None
+        self, user_id: int, chat_id: int, payload: DrawPayload, update_id: int | None = None, *, lang: str = "en",
+        reply_to: int | None = None,
     ) -> Job:
-        job = await self.store.jobs.enqueue_within(payload, owner_id=user_id, limit=self.max_pending,
-                                                   chat_id=chat_id, model_id=payload.model_id)
-        if update_id is not None:
-            # The job (or the refusal) is the update's effect: a redelivered /draw must not queue a second one.
-            await self.store.updates.mark(update_id)
+        """The job, the update's mark (a redelivered /draw queues no second one) and what the result's delivery
+        needs (the language, the message to answer) in one transaction."""
+        request = Note(DeliveryKind.REQUEST, DeliveryState.NOTED, {"lang": lang, "reply_to": reply_to})
+        job = await self.store.lifecycle.request_drawing(user_id, chat_id, payload, limit=self.max_pending,
+                                                         update_id=update_id, notes=[request])
         if job is None:
             now = time.monotonic()
             first = now - self._told.get(user_id, -BURST_S) >= BURST_S
@@ -290,4 +301,4 @@ class DrawService:
         return time.monotonic() - self._told.get(user_id, -BURST_S) < BURST_S
 
     async def position(self, job: Job) -> int:
-        return await self.store.jobs.fair_position(job.id)
+        return await self.store.jobs.queue_position(job.id)

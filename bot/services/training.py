@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bot.services import Refusal
 from bot.services.class_words import NEW_CLASS_WORDS, is_vetted, normalise
-from storage import Job, Model, Settings, Storage, TrainPayload
+from storage import DeliveryKind, DeliveryState, Job, Model, Note, Settings, Storage
 
 DAY_S = 24 * 3600
 
@@ -34,7 +34,8 @@ class TrainingService:
         self.store = store
         self.settings = settings
 
-    async def start(self, user_id: int, chat_id: int, raw_class: str, update_id: int | None = None) -> TrainingStarted:
+    async def start(self, user_id: int, chat_id: int, raw_class: str, update_id: int | None = None,
+                    lang: str = "en") -> TrainingStarted:
         class_word = normalise_class_word(raw_class)
         if class_word is None:
             raise TrainRefused("train_usage")
@@ -49,22 +50,16 @@ class TrainingService:
         photos = await self.store.photos.list(user_id)
         if len(photos) < self.settings.min_photos:
             raise TrainRefused("train_few_photos", have=len(photos), need=self.settings.min_photos)
-        model = await self.store.models.create(
-            user_id, name=class_word, class_word=class_word, params={}, photo_ids=[p.id for p in photos]
-        )
+        # Noted with the job: the follower may see the job's first events while the handler is still sending,
+        # and must neither start a second progress message nor speak the wrong language.
+        notes = [Note(DeliveryKind.REQUEST, DeliveryState.NOTED, {"lang": lang}),
+                 Note(DeliveryKind.PROGRESS, DeliveryState.PENDING, {"lang": lang})]
         # One training per user, checked again where the job is made (two /train racing cannot both get one).
-        job = await self.store.jobs.enqueue_within(
-            TrainPayload(model_id=model.id), owner_id=user_id, limit=1, chat_id=chat_id, model_id=model.id
-        )
-        if job is None:
-            await self.store.models.delete(model.id)
+        started = await self.store.lifecycle.start_training(
+            user_id, chat_id, class_word, [p.id for p in photos], update_id=update_id, notes=notes)
+        if started is None:
             raise TrainRefused("train_busy")
-        await self.store.models.set_job(model.id, job.id)
-        if update_id is not None:
-            # The job is the update's effect: a redelivered /train must not queue a second one.
-            await self.store.updates.mark(update_id)
-        position = await self.store.jobs.position(job.id)
-        return TrainingStarted(model=model, job=job, position=position, photos=len(photos))
+        return TrainingStarted(model=started.model, job=started.job, position=started.position, photos=len(photos))
 
     async def _check_new_class(self, user_id: int, class_word: str) -> None:
         if is_vetted(class_word):
@@ -76,10 +71,4 @@ class TrainingService:
 
     async def cancel_all(self, user_id: int) -> list[Job]:
         """Cancel the user's queued and running jobs; returns the jobs it touched."""
-        cancelled = []
-        for job in await self.store.jobs.active_for_owner(user_id):
-            cancelled.append(await self.store.jobs.cancel(job.id))
-            # A queued training never started: its model would only be clutter in /models.
-            if job.kind == "train" and job.model_id is not None and job.status == "queued":
-                await self.store.models.delete(job.model_id)
-        return cancelled
+        return await self.store.lifecycle.cancel_for_user(user_id)

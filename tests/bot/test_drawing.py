@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from bot.keyboards import DrawAction
-from storage import Storage
+from storage import FailureCode, Storage
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import StandInWorker, User, make_ready_model, wait_reply
 
@@ -134,8 +134,19 @@ async def test_a_failed_drawing_gets_a_friendly_reason(
     await make_ready_model(store, ann.id)
     ann.say("/draw sks dog")
     job = await worker.claim("draw")
-    await store.jobs.fail(job.id, worker.worker_id, "the engine is restarting, please try again")
-    assert "engine is restarting" in await wait_reply(fake, ann.id, "Drawing failed")
+    await store.lifecycle.fail(job.id, worker.worker_id, FailureCode.OUT_OF_MEMORY)
+    assert "ran out of memory" in await wait_reply(fake, ann.id, "Drawing failed")
+
+
+async def test_a_failure_is_told_in_the_users_language(
+    kabina, fake: FakeTelegram, store: Storage, boris: User, worker: StandInWorker
+) -> None:
+    await make_ready_model(store, boris.id)
+    boris.say("/draw sks dog")
+    job = await worker.claim("draw")
+    await store.lifecycle.fail(job.id, worker.worker_id, FailureCode.GAVE_UP, {"attempts": 3})
+    text = await wait_reply(fake, boris.id, "Не удалось нарисовать")
+    assert "3 раз" in text and "gave up" not in text
 
 
 async def test_samplers_strength_and_shape_reach_the_engine(

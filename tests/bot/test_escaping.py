@@ -31,7 +31,7 @@ async def test_a_failure_reason_with_markup_characters_reaches_the_user_as_text(
     await make_ready_model(store, ann.id)
     ann.say("/draw sks dog")
     job = await worker.claim("draw")
-    await store.jobs.fail(job.id, worker.worker_id, "The <prompt> & the seed did not fit")
+    await store.lifecycle.fail(job.id, worker.worker_id, "The <prompt> & the seed did not fit")
     await settled(store, job.id)
     replies = [c for c in _sent(fake, "sendMessage", ann.id) if "fit" in c.params.get("text", "")]
     assert [c.error for c in replies] == [None], [c.error for c in replies]

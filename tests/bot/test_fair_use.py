@@ -109,7 +109,7 @@ async def test_cancelled_trainings_count_against_the_daily_cap(
         await fake.wait_for(lambda n=attempt + 1: sum("Cancelled 1 job" in t for t in ann.replies()) == n,
                             what="the cancel reply")
         await eventually(lambda j=job: _cancel_asked(store, j.id), what="the cancel to reach the job")
-        await store.jobs.cancelled(job.id, worker.worker_id)
+        await store.lifecycle.cancelled(job.id, worker.worker_id)
         await settled(store, job.id)
     before = len(ann.replies())
     ann.say("/train dog")
@@ -129,7 +129,7 @@ async def test_engine_failures_do_not_count_against_the_daily_cap(
     for _ in range(2):
         ann.say("/train dog")
         job = await worker.claim("train")
-        await store.jobs.fail(job.id, worker.worker_id, "the GPU ran out of memory")
+        await store.lifecycle.fail(job.id, worker.worker_id, "the GPU ran out of memory")
         await settled(store, job.id)
     before = len(ann.replies())
     ann.say("/train dog")

@@ -90,6 +90,39 @@ async def test_updates_handled_before_a_crash_are_not_handled_again(
     assert await store.photos.count(ann.id) == 3
 
 
+async def test_a_bot_killed_between_queueing_a_drawing_and_marking_its_update_draws_it_once(
+    fake: FakeTelegram, store: Storage, settings: Settings, ann: User, worker: StandInWorker
+) -> None:
+    from tests.bot.conftest import FAST
+
+    await make_ready_model(store, ann.id)
+    first = RunningBot(settings, FAST)
+    await first.start()
+    dying = asyncio.Event()
+
+    async def killed_before_marking(update_id: int) -> None:
+        dying.set()  # the process dies here: nothing after this point is written
+        await asyncio.Event().wait()
+
+    first.store.updates.mark = killed_before_marking  # type: ignore[method-assign]
+    ann.say("/draw sks dog in Paris")
+    await asyncio.wait_for(dying.wait(), 20)
+    await first.stop()
+    fake.redeliver_all()  # Telegram never heard that the update was handled
+    second = RunningBot(settings, FAST)
+    await second.start()
+    try:
+        job = await worker.claim("draw")
+        await worker.finish_draw(job)
+        await settled(store, job.id, timeout=20)
+        await fake.wait_idle(quiet=1.0, timeout=20)
+    finally:
+        await second.stop()
+    drawings = [e.job_id for e in await store.jobs.events_after(0) if e.kind == "queued"]
+    assert drawings == [job.id]  # exactly one job
+    assert len(fake.calls_of("sendPhoto", ann.id)) == 1  # and one result
+
+
 async def test_too_many_requests_are_waited_out_and_nothing_is_lost(
     kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from storage import JobCancelled, Storage, load_settings
+from storage import FailureCode, Storage, load_settings
 from tests.fake_telegram import FakeTelegram
 from tests.helpers import StandInWorker, User, eventually, photo_bytes, settled, wait_reply
 
@@ -80,20 +80,23 @@ async def test_a_cancel_that_comes_after_the_model_is_ready_keeps_the_model(
     await _photos(fake, ann)
     ann.say("/train dog")
     job = await worker.claim("train")
-    # The engine has saved the LoRA and marked the model ready when the user's /cancel arrives.
-    weights = f"models/{job.model_id}/lora.safetensors"
-    await store.blobs.put(weights, b"w")
-    await store.models.set_token(job.model_id, "sks")
-    await store.models.mark_ready(job.model_id, weights_path=weights)
-    ann.say("/cancel")
-    await eventually(lambda: _cancel_asked(store, job.id), what="the cancel to reach the job")
-    with pytest.raises(JobCancelled):
-        await store.jobs.heartbeat(job.id, worker.worker_id)
-    await store.jobs.cancelled(job.id, worker.worker_id)
+
+    async def cancel_while_samples_are_drawn() -> None:
+        # The engine has passed its last heartbeat (it is drawing the samples) when the user's /cancel arrives.
+        ann.say("/cancel")
+        await eventually(lambda: _cancel_asked(store, job.id), what="the cancel to reach the job")
+
+    assert await worker.finish_training(job, steps=2, while_drawing_samples=cancel_while_samples_are_drawn)
     await settled(store, job.id)
     model = await store.models.get(job.model_id)
     assert model.status == "ready" and store.files.inside(model.weights_path).is_file()
     assert [m.id for m in await store.models.list_for_owner(ann.id)] == [job.model_id]
+    await wait_reply(fake, ann.id, "Your model is ready")
+
+
+async def _given_up(store: Storage, job_id: int, lease: float) -> bool:
+    assert await store.lifecycle.claim("doomed", kinds=["train"], lease_s=lease) is None
+    return (await store.jobs.get(job_id)).status == "failed"
 
 
 async def _cancel_asked(store: Storage, job_id: int) -> bool:
@@ -106,10 +109,36 @@ async def test_a_failed_training_gets_a_friendly_reason(
     await _photos(fake, ann)
     ann.say("/train cat")
     job = await worker.claim("train")
-    await store.models.set_status(job.model_id, "failed", error="out of memory")
-    await store.jobs.fail(job.id, worker.worker_id, "the GPU ran out of memory; try fewer photos")
+    await store.lifecycle.fail(job.id, worker.worker_id, FailureCode.OUT_OF_MEMORY)
     text = await wait_reply(fake, ann.id, "Training failed")
     assert "ran out of memory" in text and "Traceback" not in text
+    assert (await store.models.get(job.model_id)).status == "failed"
+
+
+async def test_a_training_whose_engine_dies_at_every_attempt_is_failed_and_the_owner_may_train_again(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    await _photos(fake, ann)
+    ann.say("/train dog")
+    await wait_reply(fake, ann.id, "Training «dog»")
+    lease = 0.3  # the engine dies at once at every attempt: its lease runs out unrenewed
+    for attempt in (1, 2, 3):
+        job = await eventually(lambda: store.lifecycle.claim("doomed", kinds=["train"], lease_s=lease), 15,
+                               what=f"attempt {attempt}")
+        assert job.attempts == attempt
+        assert await store.lifecycle.begin_training(job.model_id, ["sks"]) == "sks"
+    # Out of attempts: the next claim (any engine's) gives it up instead of handing it out.
+    await eventually(lambda: _given_up(store, job.id, lease), 15, what="the training to be given up")
+    failed = await wait_reply(fake, ann.id, "Training failed", timeout=20)
+    assert "3 times" in failed
+    model = await store.models.get(job.model_id)
+    assert model.status == "failed" and await store.models.tokens_in_use(ann.id) == set()
+    ann.say("/train dog")
+    await fake.wait_for(lambda: sum("Training «dog»" in t for t in ann.replies()) == 2, 10,
+                        what="a second training to start")
+    again = await store.lifecycle.claim("healthy", kinds=["train"])
+    assert again is not None and again.model_id != model.id
+    assert await store.lifecycle.begin_training(again.model_id, ["sks"]) == "sks"
 
 
 async def test_one_training_at_a_time_and_cancel_frees_the_slot(

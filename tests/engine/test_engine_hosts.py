@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.test_worker_process import STEPS, _env, _start
-from tests.helpers import add_photos, eventually_sync
+from tests.helpers import add_photos, eventually_sync, queued_training
 from tests.postgres import configured_url, fresh_schema
 
 DRAWS = 8
@@ -41,14 +41,10 @@ def _open(data_dir: Path, database_url: str, blob_url: str):
 
 
 async def _train_job(data_dir: Path, database_url: str, blob_url: str) -> int:
-    from storage import TrainPayload
 
     async with await _open(data_dir, database_url, blob_url) as store:
         ids = await add_photos(store, 5, (1, 2, 3), size=(96, 96))
-        model = await store.models.create(5, name="rex", class_word="dog", params={}, photo_ids=ids)
-        job = await store.jobs.enqueue(TrainPayload(model_id=model.id, steps=STEPS), owner_id=5, chat_id=5,
-                                       model_id=model.id)
-        return job.id
+        return (await queued_training(store, 5, ids, steps=STEPS)).id
 
 
 async def _blob_checkpoint_step(data_dir: Path, database_url: str, blob_url: str, job_id: int) -> int | None:
@@ -70,7 +66,7 @@ async def _enqueue_draws(data_dir: Path, database_url: str, blob_url: str, model
     from storage import DrawPayload
 
     async with await _open(data_dir, database_url, blob_url) as store:
-        return [(await store.jobs.enqueue(DrawPayload(model_id=model_id, prompt=f"sks dog number {i}", steps=2),
+        return [(await store.lifecycle.enqueue(DrawPayload(model_id=model_id, prompt=f"sks dog number {i}", steps=2),
                                           owner_id=5, chat_id=5, model_id=model_id)).id for i in range(DRAWS)]
 
 

@@ -10,8 +10,8 @@ import pytest
 from safetensors.torch import load_file
 
 from engine.gpu_lane import GpuLane
-from storage import DrawPayload, TrainPayload
-from tests.helpers import add_photos
+from storage import DrawPayload
+from tests.helpers import add_photos, queued_training
 
 
 async def test_a_short_item_runs_at_the_next_pause_point_not_after_the_long_item() -> None:
@@ -92,9 +92,9 @@ async def test_an_error_in_a_short_item_reaches_its_caller_and_not_the_training(
         lane.shutdown()
 
 
-async def _model_for(store, owner: int, make_photo) -> int:
+async def _training_for(store, owner: int, make_photo):
     ids = await add_photos(store, owner, (1, 2, 3), size=(96, 96))
-    return (await store.models.create(owner, name="rex", class_word="dog", params={}, photo_ids=ids)).id
+    return await queued_training(store, owner, ids)
 
 
 async def test_a_draw_during_training_is_served_between_steps_and_the_training_ends_bit_for_bit_the_same(
@@ -107,12 +107,12 @@ async def test_a_draw_during_training_is_served_between_steps_and_the_training_e
                         train_steps=160)
     engine = Engine(tiny_model_dir, runtime, pipe)
     # Two owners, same photos: both models get `sks`, so their trainings are the same computation.
-    alone, interrupted = await _model_for(store, 2, make_photo), await _model_for(store, 1, make_photo)
-    await store.jobs.enqueue(TrainPayload(model_id=alone), owner_id=2, chat_id=2, model_id=alone)
+    alone_job = await _training_for(store, 2, make_photo)
+    alone = alone_job.model_id
     await Worker(store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05)).run()
 
-    train_job = await store.jobs.enqueue(TrainPayload(model_id=interrupted), owner_id=1, chat_id=1,
-                                         model_id=interrupted)
+    train_job = await _training_for(store, 1, make_photo)
+    interrupted = train_job.model_id
     worker = Worker(store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05))
     running = asyncio.create_task(worker.run())
     # Wait until the training loop itself runs, then ask for a picture with another LoRA and a base one.
@@ -127,7 +127,7 @@ async def test_a_draw_during_training_is_served_between_steps_and_the_training_e
     requests = [DrawPayload(prompt="a photo of sks dog", model_id=alone, n=1, steps=2, seeds=[3]),
                 DrawPayload(prompt="a photo of dog", model_id=None, n=1, steps=2, seeds=[3])]
     for payload in requests:
-        draw = await store.jobs.enqueue(payload, owner_id=3, chat_id=3)
+        draw = await store.lifecycle.enqueue(payload, owner_id=3, chat_id=3)
         while (done := await store.jobs.get(draw.id)).status in ("queued", "running"):
             await asyncio.sleep(0.01)
         assert done.status == "done", done.error

@@ -40,7 +40,7 @@ async def test_an_engine_beats_serves_metrics_and_times_its_jobs(tmp_path: Path,
         assert before.get_value("kabina_engine_heartbeat_timestamp_seconds") > 0
         assert before.get_value("kabina_job_duration_seconds_count", kind="draw", family="sd1") == 0
 
-        job = await store.jobs.enqueue(DrawPayload(model_id=None, prompt="a dog", steps=2), owner_id=1)
+        job = await store.lifecycle.enqueue(DrawPayload(model_id=None, prompt="a dog", steps=2), owner_id=1)
         done = await eventually(lambda: _finished(store, job.id), 120, what="the drawing to finish")
         assert done.status == JobStatus.DONE, done.error
         after = await eventually(lambda: _timed(port), 10, what="the job's duration")

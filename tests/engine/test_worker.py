@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.messages import FAILURES
-from storage import TrainPayload
-from tests.helpers import TightDisk, add_photos
+from storage import FailureCode
+from tests.helpers import TightDisk, add_photos, queued_training
 
 
 @pytest.fixture
@@ -59,12 +58,12 @@ async def test_a_job_that_raises_does_not_stop_the_worker(store, make_worker, en
         return real_draw(self, request, lighter)
 
     monkeypatch.setattr(Engine, "draw", flaky)
-    bad = await store.jobs.enqueue(_draw_payload("explode a photo of dog"), owner_id=1, chat_id=1)
-    good = await store.jobs.enqueue(_draw_payload(), owner_id=1, chat_id=1)
+    bad = await store.lifecycle.enqueue(_draw_payload("explode a photo of dog"), owner_id=1, chat_id=1)
+    good = await store.lifecycle.enqueue(_draw_payload(), owner_id=1, chat_id=1)
     await make_worker().run()
 
     bad, good = await store.jobs.get(bad.id), await store.jobs.get(good.id)
-    assert bad.status == "failed" and bad.error == FAILURES["internal"]
+    assert bad.status == "failed" and bad.error == FailureCode.INTERNAL
     assert "engine bug" not in bad.error  # no internals shown to users
     assert good.status == "done"
     assert good.result.seeds == [3] and len(good.result.images) == 1
@@ -84,25 +83,25 @@ async def test_out_of_memory_is_retried_once_lighter_then_fails_with_a_user_fit_
         return real_draw(self, request, lighter)
 
     monkeypatch.setattr(Engine, "draw", tight_gpu)
-    huge = await store.jobs.enqueue(_draw_payload("huge a photo of dog"), owner_id=1, chat_id=1)
-    big = await store.jobs.enqueue(_draw_payload("big a photo of dog"), owner_id=1, chat_id=1)
+    huge = await store.lifecycle.enqueue(_draw_payload("huge a photo of dog"), owner_id=1, chat_id=1)
+    big = await store.lifecycle.enqueue(_draw_payload("big a photo of dog"), owner_id=1, chat_id=1)
     await make_worker().run()
 
     assert calls == [("huge a photo of dog", False), ("huge a photo of dog", True),
                      ("big a photo of dog", False), ("big a photo of dog", True)]
     huge, big = await store.jobs.get(huge.id), await store.jobs.get(big.id)
-    assert huge.status == "failed" and huge.error == FAILURES["out_of_memory"]
+    assert huge.status == "failed" and huge.error == FailureCode.OUT_OF_MEMORY
     assert big.status == "done" and len(big.result.images) == 1
 
 
 async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_token(store, make_worker, make_photo):
     owner = 42
     photo_ids = await _add_photos(store, owner, make_photo, (1, 2, 3))
-    first = await store.models.create(owner, name="rex", class_word="dog", params={}, photo_ids=photo_ids)
-    second = await store.models.create(owner, name="rex2", class_word="dog", params={}, photo_ids=photo_ids)
-    jobs = [await store.jobs.enqueue(TrainPayload(model_id=m.id), owner_id=owner, chat_id=owner, model_id=m.id)
-            for m in (first, second)]
-    await make_worker(checkpoint_every=3).run()
+    jobs = []
+    for _ in range(2):  # one training at a time per owner
+        jobs.append(await queued_training(store, owner, photo_ids))
+        await make_worker(checkpoint_every=3).run()
+    first = await store.models.get(jobs[0].model_id)
 
     done = [await store.jobs.get(j.id) for j in jobs]
     assert [j.status for j in done] == ["done", "done"], [j.error for j in done]
@@ -131,20 +130,19 @@ async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_tok
 
 async def test_draw_with_a_deleted_model_fails_with_a_clear_message(store, make_worker, make_photo):
     photo_ids = await _add_photos(store, 7, make_photo, (4, 5, 6))
-    model = await store.models.create(7, name="gone", class_word="cat", params={}, photo_ids=photo_ids)
-    await store.models.delete(model.id)
-    job = await store.jobs.enqueue(_draw_payload(model_id=model.id), owner_id=7, chat_id=7)
+    model_id = (await queued_training(store, 7, photo_ids, "cat")).model_id
+    await store.lifecycle.delete_model(model_id)
+    job = await store.lifecycle.enqueue(_draw_payload(model_id=model_id), owner_id=7, chat_id=7)
     await make_worker().run()
     job = await store.jobs.get(job.id)
-    assert job.status == "failed" and job.error == FAILURES["model_gone"]
+    assert job.status == "failed" and job.error == FailureCode.MODEL_GONE
 
 
 async def test_cancelling_a_running_training_stops_it_and_marks_the_model(store, make_worker, make_photo):
     import asyncio
 
     photo_ids = await _add_photos(store, 9, make_photo, (7, 8, 9))
-    model = await store.models.create(9, name="long", class_word="dog", params={}, photo_ids=photo_ids)
-    job = await store.jobs.enqueue(TrainPayload(model_id=model.id, steps=5000), owner_id=9, chat_id=9, model_id=model.id)
+    job = await queued_training(store, 9, photo_ids, steps=5000)
     worker = make_worker(heartbeat_s=0.05)  # learns of the cancel within a heartbeat, whatever the lease
     running = asyncio.create_task(worker.run())
     loop = asyncio.get_running_loop()
@@ -155,21 +153,21 @@ async def test_cancelling_a_running_training_stops_it_and_marks_the_model(store,
             break
         assert loop.time() < deadline, "training never started"
         await asyncio.sleep(0.05)
-    await store.jobs.cancel(job.id)
+    await store.lifecycle.cancel(job.id)
     await asyncio.wait_for(running, 60)
     job = await store.jobs.get(job.id)
     assert job.status == "cancelled"
     assert job.progress.step < 5000
-    model = await store.models.get(model.id)
-    assert model.status == "failed" and model.error == FAILURES["cancelled"]
+    model = await store.models.get(job.model_id)
+    assert model.status == "deleted"  # a cancelled training leaves no model behind
 
 
 async def test_a_draw_job_gets_the_shape_sampler_and_strength_it_asked_for(store, make_worker, engine):
     from PIL import Image
 
-    wide = await store.jobs.enqueue(_draw_payload(width=None, height=None, aspect_ratio="16:9", sampler="euler-a"),
+    wide = await store.lifecycle.enqueue(_draw_payload(width=None, height=None, aspect_ratio="16:9", sampler="euler-a"),
                                     owner_id=1, chat_id=1)
-    base = await store.jobs.enqueue(_draw_payload(), owner_id=1, chat_id=1)
+    base = await store.lifecycle.enqueue(_draw_payload(), owner_id=1, chat_id=1)
     await make_worker().run()
     wide, base = await store.jobs.get(wide.id), await store.jobs.get(base.id)
     assert wide.status == "done", wide.error
@@ -186,14 +184,14 @@ async def test_a_full_disk_fails_the_draw_with_a_clear_message_and_the_worker_se
 ):
     with TightDisk(store.files.root / "jobs", size=256 * 1024) as disk:
         disk.fill()
-        doomed = await store.jobs.enqueue(_draw_payload(), owner_id=1, chat_id=1)
+        doomed = await store.lifecycle.enqueue(_draw_payload(), owner_id=1, chat_id=1)
         await make_worker().run()
         doomed = await store.jobs.get(doomed.id)
         assert doomed.status == "failed"
-        assert "no room to save" in doomed.error and "try again later" in doomed.error, doomed.error
+        assert doomed.error == FailureCode.NO_ROOM, doomed.error
         assert not any((store.files.root / "jobs").rglob("*.png"))  # nothing half-saved left behind
         assert sum("cannot save: no space left" in r.getMessage() for r in caplog.records) == 1
         disk.free()
-        good = await store.jobs.enqueue(_draw_payload(), owner_id=1, chat_id=1)
+        good = await store.lifecycle.enqueue(_draw_payload(), owner_id=1, chat_id=1)
         await make_worker().run()
         assert (await store.jobs.get(good.id)).status == "done"

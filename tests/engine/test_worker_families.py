@@ -11,7 +11,7 @@ import asyncio
 
 import pytest
 
-from tests.helpers import add_photos
+from tests.helpers import add_photos, queued_training
 
 
 @pytest.mark.parametrize("name", ["flux", "flux2-klein", "z-image"])
@@ -19,7 +19,7 @@ async def test_a_family_model_trains_through_the_worker_with_a_draw_in_between(n
                                                                              family_pipe, runtime, make_photo):
     from engine.detection import family_of
     from engine.worker import Engine, Worker, WorkerOptions
-    from storage import DrawPayload, Settings, TrainPayload
+    from storage import DrawPayload, Settings
 
     folder = tiny_family_dir(name)
     pipe = family_pipe(name)
@@ -34,14 +34,14 @@ async def test_a_family_model_trains_through_the_worker_with_a_draw_in_between(n
     ids = []
     for seed, size in ((1, (96, 80)), (2, (80, 96)), (3, (96, 96))):  # not square: the crop geometry matters
         ids += await add_photos(store, 1, [seed], size=size)
-    model = await store.models.create(1, name="rex", class_word="dog", params={}, photo_ids=ids)
-    train_job = await store.jobs.enqueue(TrainPayload(model_id=model.id), owner_id=1, chat_id=1, model_id=model.id)
+    train_job = await queued_training(store, 1, ids)
+    model = await store.models.get(train_job.model_id)
     worker = Worker(store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05))
     running = asyncio.create_task(worker.run())
     while (progress := (job := await store.jobs.get(train_job.id)).progress) is None or progress.stage != "training":
         assert not running.done(), job.error
         await asyncio.sleep(0.01)
-    draw = await store.jobs.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", n=1, steps=2, seeds=[3]),
+    draw = await store.lifecycle.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", n=1, steps=2, seeds=[3]),
                                     owner_id=2, chat_id=2)
     while (done := await store.jobs.get(draw.id)).status in ("queued", "running"):
         await asyncio.sleep(0.01)
@@ -53,7 +53,7 @@ async def test_a_family_model_trains_through_the_worker_with_a_draw_in_between(n
     assert trained.result.token == "sks" and trained.result.steps == 30
     ready = await store.models.get(model.id)
     assert ready.status == "ready" and ready.params["family"] == family_of(pipe).name
-    after = await store.jobs.enqueue(DrawPayload(model_id=model.id, prompt="a photo of sks dog", n=1, steps=2,
+    after = await store.lifecycle.enqueue(DrawPayload(model_id=model.id, prompt="a photo of sks dog", n=1, steps=2,
                                                  seeds=[3]), owner_id=1, chat_id=1)
     await Worker(store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05)).run()
     assert (await store.jobs.get(after.id)).status == "done"

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.helpers import add_photos, eventually_sync
+from tests.helpers import add_photos, eventually_sync, queued_training
 
 REPO = Path(__file__).resolve().parents[2]
 STEPS = 60
@@ -37,14 +37,11 @@ def _start(tmp_path: Path, env: dict[str, str], *extra: str) -> subprocess.Popen
 
 
 async def _train_job(data_dir: Path, make_photo) -> int:
-    from storage import Storage, TrainPayload
+    from storage import Storage
 
     async with await Storage.open(data_dir) as store:
         ids = await add_photos(store, 5, (1, 2, 3), size=(96, 96))
-        model = await store.models.create(5, name="rex", class_word="dog", params={}, photo_ids=ids)
-        job = await store.jobs.enqueue(TrainPayload(model_id=model.id, steps=STEPS), owner_id=5, chat_id=5,
-                                       model_id=model.id)
-        return job.id
+        return (await queued_training(store, 5, ids, steps=STEPS)).id
 
 
 async def _job(data_dir: Path, job_id: int):

@@ -30,7 +30,7 @@ async def main(data_dir: str, worker_id: str, mode: str, lease_s: float, databas
         lost: list[int] = []
         quiet_since = None
         while True:
-            job = await store.jobs.claim(worker_id, lease_s=lease_s)
+            job = await store.lifecycle.claim(worker_id, lease_s=lease_s)
             if job is None:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since > 1.5:
@@ -40,13 +40,13 @@ async def main(data_dir: str, worker_id: str, mode: str, lease_s: float, databas
             quiet_since = None
             claimed.append(job.id)
             try:
-                await store.jobs.complete(job.id, worker_id, _result(job))
+                await store.lifecycle.complete(job.id, worker_id, _result(job))
             except LeaseLost:
                 lost.append(job.id)
         print(json.dumps({"claimed": claimed, "lost": lost}), flush=True)
     elif mode == "hold":
         # Claim one job, say so, then hang as a GPU job would until killed.
-        while (job := await store.jobs.claim(worker_id, lease_s=lease_s)) is None:
+        while (job := await store.lifecycle.claim(worker_id, lease_s=lease_s)) is None:
             await asyncio.sleep(0.01)
         print(json.dumps({"claimed": job.id, "attempts": job.attempts}), flush=True)
         await asyncio.sleep(3600)

@@ -16,16 +16,16 @@ async def test_stats_count_users_the_queue_per_kind_and_its_oldest_wait(clocked_
     store = clocked_store
     for user_id in (1, 2, 3):
         await store.users.upsert(user_id, first_name=f"u{user_id}")
-    await store.jobs.enqueue(_draw(), owner_id=1)
+    await store.lifecycle.enqueue(_draw(), owner_id=1)
     clock.advance(90)
-    await store.jobs.enqueue(_draw(), owner_id=2)
-    running = await store.jobs.enqueue(_draw(), owner_id=3)
+    await store.lifecycle.enqueue(_draw(), owner_id=2)
+    running = await store.lifecycle.enqueue(_draw(), owner_id=3)
     clock.advance(30)
     stats = await store.admin.stats()
     assert stats.users == 3 and stats.draws_today == 3 and stats.trainings_today == 0
     line = stats.queue_by_kind["draw"]
     assert (line.queued, line.running) == (3, 0) and line.oldest_wait_s == 120
-    assert await store.jobs.claim("w1", ["draw"]) is not None  # the oldest one
+    assert await store.lifecycle.claim("w1", ["draw"]) is not None  # the oldest one
     line = (await store.admin.stats()).queue_by_kind["draw"]
     assert (line.queued, line.running) == (2, 1) and line.oldest_wait_s == 30
     assert running.id
@@ -34,9 +34,9 @@ async def test_stats_count_users_the_queue_per_kind_and_its_oldest_wait(clocked_
 async def test_failures_are_counted_by_code_for_the_last_day(clocked_store: Storage, clock: ManualClock) -> None:
     store = clocked_store
     for code in ("out_of_memory", "out_of_memory", "internal"):
-        await store.jobs.enqueue(_draw(), owner_id=1)
-        job = await store.jobs.claim("w1", ["draw"])
-        await store.jobs.fail(job.id, "w1", code)
+        await store.lifecycle.enqueue(_draw(), owner_id=1)
+        job = await store.lifecycle.claim("w1", ["draw"])
+        await store.lifecycle.fail(job.id, "w1", code)
     assert (await store.admin.stats()).failures_today == {"internal": 1, "out_of_memory": 2}
     clock.advance(25 * 3600)
     assert (await store.admin.stats()).failures_today == {}
@@ -49,8 +49,8 @@ async def test_an_engine_is_alive_while_it_beats_and_says_what_it_serves(clocked
     await store.admin.engine_alive("gpu-a:1")
     (engine,) = await store.admin.engines_alive()
     assert (engine.family, engine.title, engine.busy_with) == ("sdxl", "SDXL 1.0", None)
-    job = await store.jobs.enqueue(_draw(), owner_id=1)
-    await store.jobs.claim("gpu-a:1", ["draw"])
+    job = await store.lifecycle.enqueue(_draw(), owner_id=1)
+    await store.lifecycle.claim("gpu-a:1", ["draw"])
     assert (await store.admin.engines_alive())[0].busy_with == job.id
     clock.advance(3600)  # no beat for an hour: gone
     assert await store.admin.engines_alive() == []
@@ -65,7 +65,7 @@ async def test_a_ban_is_told_once_survives_forgetting_and_is_lifted_by_unban(sto
     assert await store.admin.ban(7, by_user_id=1) and not await store.admin.ban(7, by_user_id=1)
     assert await store.admin.is_banned(7)
     assert await store.admin.tell_banned_once(7) and not await store.admin.tell_banned_once(7)
-    await store.retention.forget_user(7)
+    await store.lifecycle.forget_user(7)
     assert await store.admin.is_banned(7), "forgetting oneself is no way around a ban"
     assert await store.admin.unban(7) and not await store.admin.is_banned(7) and not await store.admin.unban(7)
     assert (await store.admin.stats()).banned == 0

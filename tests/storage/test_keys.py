@@ -12,12 +12,14 @@ async def test_a_database_written_with_absolute_paths_reads_as_keys_after_reopen
     data = tmp_path.resolve()
     store = await Storage.open(data)
     photo = await store.photos.add(4, file_unique_id="a", data=b"photo", width=9, height=9)
-    model = await store.models.create(4, name="dog", class_word="dog", params={}, photo_ids=[photo.id], token="sks")
+    started = await store.lifecycle.start_training(4, 4, "dog", [photo.id])
+    assert started is not None
+    model = started.model
     await store.blobs.put(f"models/{model.id}/lora.safetensors", b"weights")
-    job = await store.jobs.enqueue(DrawPayload(model_id=model.id, prompt="x"), owner_id=4, chat_id=4)
-    await store.jobs.claim("w", kinds=["draw"])
+    job = await store.lifecycle.enqueue(DrawPayload(model_id=model.id, prompt="x"), owner_id=4, chat_id=4)
+    await store.lifecycle.claim("w", kinds=["draw"])
     await store.blobs.put(f"jobs/{job.id}/0.png", b"png")
-    await store.jobs.complete(job.id, "w", DrawResult(images=[f"jobs/{job.id}/0.png"], seeds=[1]))
+    await store.lifecycle.complete(job.id, "w", DrawResult(images=[f"jobs/{job.id}/0.png"], seeds=[1]))
     # What an older Kabina wrote: absolute paths everywhere.
     old = f"{data}/"
     await store.db.execute("UPDATE photos SET path = ? || path", (old,))

@@ -43,7 +43,7 @@ async def test_a_fresh_schema_gets_the_latest_version_with_wide_ids_and_exact_ti
         await store.chats.upsert(group, type="supergroup", title="g")
         assert user.id == 2**52 - 1 and (await store.chats.get(group)).id == group
         before = time.time()
-        job = await store.jobs.enqueue(draw("p"), owner_id=user.id, chat_id=group)
+        job = await store.lifecycle.enqueue(draw("p"), owner_id=user.id, chat_id=group)
         # REAL would be a 4-byte float on PostgreSQL: a timestamp would come back minutes off.
         assert abs(job.created_at - before) < 1.0
     finally:
@@ -80,16 +80,16 @@ async def test_concurrent_writers_and_a_follower_restarted_from_its_cursor_see_e
 
     async def work(store: Storage, worker: str) -> None:
         for i in range(20):
-            await store.jobs.enqueue(draw(f"{worker}-{i}"))
-            job = await store.jobs.claim(worker)
+            await store.lifecycle.enqueue(draw(f"{worker}-{i}"))
+            job = await store.lifecycle.claim(worker)
             if job is not None:
                 await store.jobs.report_progress(job.id, worker, Progress(stage="training", step=1, total=2))
-                await store.jobs.complete(job.id, worker, DrawResult(images=[], seeds=[]))
+                await store.lifecycle.complete(job.id, worker, DrawResult(images=[], seeds=[]))
 
     async def linger(store: Storage) -> None:
         # A slower transaction (as a claim settling abandoned jobs would be): its event's id is taken early and
         # committed late, while quicker writers commit later ids.
-        job = await store.jobs.enqueue(draw("slow"))
+        job = await store.lifecycle.enqueue(draw("slow"))
         for _ in range(40):
             async with store.db.transaction() as conn:
                 await conn.execute(
@@ -144,11 +144,11 @@ async def test_concurrent_writers_and_a_follower_restarted_from_its_cursor_see_e
 async def test_many_claimers_at_once_never_take_one_job_twice(pg_url: str, data_dir: Path) -> None:
     stores = [await Storage.open(data_dir, database_url=pg_url) for _ in range(4)]
     try:
-        jobs = [await stores[0].jobs.enqueue(draw(f"p{i}")) for i in range(200)]
+        jobs = [await stores[0].lifecycle.enqueue(draw(f"p{i}")) for i in range(200)]
         claimed: list[int] = []
 
         async def drain(store: Storage, worker: str) -> None:
-            while (job := await store.jobs.claim(worker)) is not None:
+            while (job := await store.lifecycle.claim(worker)) is not None:
                 claimed.append(job.id)
                 await asyncio.sleep(0)
 
@@ -203,11 +203,11 @@ async def test_a_follower_is_woken_by_a_committed_event_long_before_its_poll(pg_
     follower = await Storage.open(data_dir, database_url=pg_url)
     try:
         feed = follower.jobs.follow(0, poll_s=3600)
-        first = await producer.jobs.enqueue(draw("a"))
+        first = await producer.lifecycle.enqueue(draw("a"))
         assert (await asyncio.wait_for(anext(feed), timeout=60)).job_id == first.id
         waiting = asyncio.create_task(anext(feed))  # now asleep on an empty feed
         await asyncio.sleep(0.2)
-        second = await producer.jobs.enqueue(draw("b"))
+        second = await producer.lifecycle.enqueue(draw("b"))
         assert (await asyncio.wait_for(waiting, timeout=60)).job_id == second.id
         await feed.aclose()
     finally:

@@ -6,16 +6,11 @@ from pathlib import Path
 import pytest
 
 from storage import DuplicatePhoto, ModelStatus, Storage, TokenTaken
-from tests.helpers import put_blob
 
 
 async def _ready_model(store: Storage, owner: int, token: str, class_word: str = "dog") -> int:
-    photo = await store.photos.add(owner, file_unique_id=f"{owner}-{token}", data=f"{owner}{token}".encode(),
-                                   width=512, height=512)
-    model = await store.models.create(owner, name=class_word, class_word=class_word, params={}, photo_ids=[photo.id],
-                                      token=token)
-    weights = await put_blob(store, f"models/{model.id}/lora.safetensors", b"w")
-    await store.models.mark_ready(model.id, weights_path=weights)
+    model = await store.lifecycle.import_model(owner, name=class_word, class_word=class_word, token=token,
+                                               weights=b"w")
     return model.id
 
 
@@ -37,8 +32,9 @@ async def test_the_same_photo_twice_is_a_duplicate_by_file_or_by_content(store: 
 async def test_clearing_photos_does_not_break_a_model_that_uses_them(store: Storage) -> None:
     photos = [await store.photos.add(1, file_unique_id=str(i), data=bytes([i]) * 10, width=9, height=9)
               for i in range(3)]
-    model = await store.models.create(1, name="dog", class_word="dog", params={"steps": 5},
-                                      photo_ids=[p.id for p in photos])
+    started = await store.lifecycle.start_training(1, 1, "dog", [p.id for p in photos])
+    assert started is not None
+    model = started.model
     assert await store.photos.clear(1) == 3
     assert await store.photos.list(1) == []
     assert not await store.blobs.exists(photos[0].path)
@@ -47,13 +43,12 @@ async def test_clearing_photos_does_not_break_a_model_that_uses_them(store: Stor
 
 async def test_one_owner_never_has_two_live_models_with_one_token(store: Storage) -> None:
     await _ready_model(store, 1, "sks")
+    with pytest.raises(TokenTaken):
+        await _ready_model(store, 1, "sks", "cat")
     photo = await store.photos.add(1, file_unique_id="x", data=b"x", width=1, height=1)
-    with pytest.raises(TokenTaken):
-        await store.models.create(1, name="cat", class_word="cat", params={}, photo_ids=[photo.id], token="sks")
-    other = await store.models.create(1, name="cat", class_word="cat", params={}, photo_ids=[photo.id])
-    with pytest.raises(TokenTaken):
-        await store.models.set_token(other.id, "sks")
-    await store.models.set_token(other.id, "zwx")
+    other = await store.lifecycle.start_training(1, 1, "cat", [photo.id])
+    assert other is not None
+    assert await store.lifecycle.begin_training(other.model.id, ["sks", "zwx"]) == "zwx"
     assert await store.models.tokens_in_use(1) == {"sks", "zwx"}
     await _ready_model(store, 2, "sks")  # another owner may use sks
 
@@ -90,7 +85,7 @@ async def test_a_deleted_model_disappears_with_its_files_and_shares(store: Stora
     await store.users.set_default_model(1, anns)
     folder = store.files.root / "models" / str(anns)
     assert folder.is_dir()
-    await store.models.delete(anns)
+    await store.lifecycle.delete_model(anns)
     assert (await store.models.get(anns)).status == ModelStatus.DELETED
     assert await store.models.list_for_owner(1) == []
     assert await store.shares.models_in_chat(-5) == []

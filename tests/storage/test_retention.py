@@ -5,29 +5,43 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage import DrawPayload, DrawResult, Storage, TrainPayload
+from storage import DrawPayload, DrawResult, Storage, TrainingStarted, TrainPayload, TrainResult
 from tests.helpers import files_under, make_ready_model, photo_bytes, put_blob
 
 DAY = 24 * 3600.0
 
 
 async def _drawing(store: Storage, owner_id: int, model_id: int, prompt: str = "sks dog") -> int:
-    job = await store.jobs.enqueue(DrawPayload(model_id=model_id, prompt=prompt), owner_id=owner_id,
+    job = await store.lifecycle.enqueue(DrawPayload(model_id=model_id, prompt=prompt), owner_id=owner_id,
                                    chat_id=owner_id, model_id=model_id)
-    await store.jobs.claim("w", kinds=["draw"])
+    await store.lifecycle.claim("w", kinds=["draw"])
     picture = await put_blob(store, f"jobs/{job.id}/0.png", photo_bytes(1, (64, 64), "PNG"))
-    await store.jobs.complete(job.id, "w", DrawResult(images=[picture], seeds=[1]))
+    await store.lifecycle.complete(job.id, "w", DrawResult(images=[picture], seeds=[1]))
     return job.id
 
 
 async def _training_with_checkpoint(store: Storage, owner_id: int, model_id: int) -> int:
-    job = await store.jobs.enqueue(TrainPayload(model_id=model_id), owner_id=owner_id, chat_id=owner_id,
+    job = await store.lifecycle.enqueue(TrainPayload(model_id=model_id), owner_id=owner_id, chat_id=owner_id,
                                    model_id=model_id)
-    await store.jobs.claim("w", kinds=["train"])
+    await store.lifecycle.claim("w", kinds=["train"])
     step = store.files.job_dir(job.id) / "checkpoints" / "step-000004"
     store.files.write_atomic(step / "lora.safetensors", b"lora")
     store.files.write_atomic(step / "optimizer.pt", b"adam")
     return job.id
+
+
+async def _started_training(store: Storage, owner_id: int) -> TrainingStarted:
+    for seed in (1, 2, 3):
+        await store.photos.add(owner_id, file_unique_id=f"p{seed}", data=photo_bytes(seed), width=320, height=320)
+    started = await store.lifecycle.start_training(owner_id, owner_id, "dog", [p.id for p in await store.photos.list(owner_id)])
+    assert started is not None
+    return started
+
+
+def _trained(model_id: int, weights: str) -> TrainResult:
+    return TrainResult(model_id=model_id, token="sks", class_word="dog", weights_path=weights, kohya_path=weights,
+                       sample_paths=[], steps=1, seconds=1.0, report_card_path=weights, class_drift=0.0,
+                       drift_warning=False)
 
 
 def _under(store: Storage, *parts: str) -> list[Path]:
@@ -38,30 +52,32 @@ async def test_deleting_a_model_removes_its_files_and_every_picture_drawn_with_i
     model = await make_ready_model(store, 1)
     other = await make_ready_model(store, 2)
     training = await _training_with_checkpoint(store, 1, model.id)
-    await store.jobs.fail(training, "w", "stopped")
+    await store.lifecycle.fail(training, "w", "stopped")
     drawings = [await _drawing(store, 1, model.id), await _drawing(store, 3, model.id)]
     kept = await _drawing(store, 2, other.id)
-    await store.models.delete(model.id)
+    await store.lifecycle.delete_model(model.id)
     assert _under(store, "models", str(model.id)) == []
     assert [_under(store, "jobs", str(j)) for j in (training, *drawings)] == [[], [], []]
     assert _under(store, "jobs", str(kept)) and _under(store, "models", str(other.id))
 
 
 async def test_a_deleted_model_stays_deleted_whatever_a_worker_still_reports(store: Storage) -> None:
-    model = await make_ready_model(store, 1)
-    await store.models.delete(model.id)
-    weights = await put_blob(store, f"models/{model.id}/lora.safetensors", b"late")
-    assert await store.models.mark_ready(model.id, weights_path=weights) is False
-    assert await store.models.set_status(model.id, "failed", error="cancelled") is False
-    assert await store.models.set_status(model.id, "training") is False
-    assert (await store.models.get(model.id)).status == "deleted"
+    started = await _started_training(store, 1)
+    job = await store.lifecycle.claim("w", kinds=["train"])
+    assert await store.lifecycle.begin_training(started.model.id, ["sks"]) == "sks"
+    await store.lifecycle.delete_model(started.model.id)
+    weights = await put_blob(store, f"models/{started.model.id}/lora.safetensors", b"late")
+    assert await store.lifecycle.complete(job.id, "w", _trained(started.model.id, weights)) is False
+    assert (await store.models.get(started.model.id)).status == "deleted"
+    assert (await store.jobs.get(job.id)).status == "cancelled"  # nothing to deliver
     assert await store.models.list_for_owner(1) == []
+    assert not await store.blobs.exists(weights)  # what the worker wrote late goes with the model
 
 
 async def test_the_sweep_removes_what_a_worker_wrote_after_a_delete(store: Storage) -> None:
     model = await make_ready_model(store, 1)
     training = await _training_with_checkpoint(store, 1, model.id)
-    await store.models.delete(model.id)
+    await store.lifecycle.delete_model(model.id)
     # The engine, still running, writes the weights, samples and another checkpoint afterwards.
     store.files.write_atomic(store.files.model_dir(model.id) / "lora.safetensors", b"late")
     store.files.write_atomic(store.files.model_dir(model.id) / "sample-0.png", b"late")
@@ -75,20 +91,16 @@ async def test_a_finished_model_keeps_neither_its_training_checkpoints_nor_its_c
     store: Storage,
 ) -> None:
     await store.users.upsert(7, first_name="Ann")
-    photos = [photo_bytes(seed) for seed in (1, 2, 3)]
-    for seed, data in enumerate(photos):
-        await store.photos.add(7, file_unique_id=f"p{seed}", data=data, width=320, height=320)
-    model = await store.models.create(7, name="dog", class_word="dog", params={},
-                                      photo_ids=[p.id for p in await store.photos.list(7)])
-    training = await _training_with_checkpoint(store, 7, model.id)
+    started = await _started_training(store, 7)
+    job = await store.lifecycle.claim("w", kinds=["train"])
+    store.files.write_atomic(store.files.job_dir(job.id) / "checkpoints" / "step-000004" / "optimizer.pt", b"adam")
     await store.photos.clear(7)
     running = await store.retention.sweep(retention_days=30)
     assert running.job_folders == [] and running.photo_copies == []  # a training in progress needs both
-    weights = await put_blob(store, f"models/{model.id}/lora.safetensors", b"w")
-    await store.models.mark_ready(model.id, weights_path=weights)
-    await store.jobs.fail(training, "w", "whatever the end")
+    weights = await put_blob(store, f"models/{started.model.id}/lora.safetensors", b"w")
+    assert await store.lifecycle.complete(job.id, "w", _trained(started.model.id, weights))
     await store.retention.sweep(retention_days=30)
-    assert [p.name for p in _under(store, "models", str(model.id))] == ["lora.safetensors"]
+    assert [p.name for p in _under(store, "models", str(started.model.id))] == ["lora.safetensors"]
     assert _under(store, "jobs") == [] and _under(store, "photos") == []
 
 
@@ -114,7 +126,7 @@ async def test_pictures_and_records_are_kept_for_the_retention_time_and_then_go(
 
 async def test_events_a_follower_has_not_passed_are_never_pruned(store: Storage) -> None:
     await store.cursors.set("bot.events", 0)
-    job = await store.jobs.enqueue(DrawPayload(model_id=None, prompt="x"), owner_id=None)
+    job = await store.lifecycle.enqueue(DrawPayload(model_id=None, prompt="x"), owner_id=None)
     now = (await store.jobs.get(job.id)).created_at
     await store.retention.sweep(retention_days=30, now=now + 5 * DAY)
     assert [e.job_id for e in await store.jobs.events_after(0)] == [job.id]
