@@ -6,12 +6,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 from storage.errors import PathEscape
 
 log = logging.getLogger(__name__)
+
+_KEY = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+def check_key(key: str) -> str:
+    """`key` if it is one of ours (relative, no `..`, no odd characters), else PathEscape."""
+    if not isinstance(key, str) or not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
+        raise PathEscape(f"{key!r} is not a blob key")
+    return key
 
 
 def _hex(value: str) -> str:

@@ -38,7 +38,7 @@ async def _enqueue(
     position = await drawing.position(job)
     text = t("draw_queued", position=position) if position else t("draw_started")
     status = await message.reply(join([text, t(hint)]) if hint else text)
-    await outbox.drawing_requested(job.id, message.chat.id, t.language, reply_to, status.message_id)
+    await outbox.status_shown(job.id, message.chat.id, status.message_id)
 
 
 async def draw(
