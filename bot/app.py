@@ -158,6 +158,7 @@ async def _lead(bot: Bot, dp: Dispatcher, store: Storage, tuning: BotTuning, lea
         await bot.delete_webhook(drop_pending_updates=False)
     try:
         await set_commands(bot)
+        await admin.set_admin_commands(bot, dp["settings"].admin_ids, PRIVATE_COMMANDS)
     except Exception as exc:
         log.warning("could not set the command menus: %s", describe_problem(exc)[1])
     log.info("Kabina is online as @%s", me.username)

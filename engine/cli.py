@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             return _bench(args, argv)
         settings = load_settings()
+        # LOG_LEVEL and LOG_FORMAT may come from .env, which only the settings read.
+        setup_logging("engine", level=settings.log_level, fmt=settings.log_format)
         if args.command == "train":
             return _train(args, settings)
         if args.command == "draw":
@@ -171,8 +173,9 @@ def _train(args, settings) -> int:
     from tqdm import tqdm
 
     from engine.base_model import base_model_key, load_base_pipeline, pick_runtime, training_resolution
+    from engine.conditioning import identifier_pool
     from engine.photos import load_photo_folder
-    from engine.tokens import class_prompt, usable_pool
+    from engine.tokens import class_prompt
     from engine.training import TrainingStopped, TrainSpec, train
 
     base = _base_model(args, settings)
@@ -185,7 +188,7 @@ def _train(args, settings) -> int:
     if not photo_set.images:
         print("no usable photos", file=sys.stderr)
         return 1
-    token = args.token or usable_pool(pipe.tokenizer)[0]
+    token = args.token or identifier_pool(pipe)[0]
     class_dir = args.class_images
     if class_dir is None:
         from storage.files import FileStore

@@ -109,3 +109,16 @@ def count_tokens(pipe, text: str) -> tuple[int, int]:
         return len(tok(text, add_special_tokens=False).input_ids), family.prompt_tokens
     tok = pipe.tokenizer
     return len(tok(text, truncation=False, add_special_tokens=False).input_ids), tok.model_max_length - 2
+
+
+def prompt_tokenizers(pipe) -> list[Any]:
+    """Every tokenizer that reads a prompt for this model (FLUX.1: CLIP and T5; SDXL: both CLIPs; FLUX.2 and
+    Z-Image: Qwen's), the ones an identifier must be rare and short for."""
+    return [tok for tok in (getattr(pipe, name, None) for name in ("tokenizer", "tokenizer_2")) if tok is not None]
+
+
+def identifier_pool(pipe) -> list[str]:
+    """The identifier pool checked against the tokenizers shipped with this model, best first (engine.tokens)."""
+    from engine.tokens import pool_for
+
+    return pool_for(prompt_tokenizers(pipe))

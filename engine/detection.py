@@ -23,6 +23,8 @@ _KNOWN_OTHERS = {
     "KandinskyV22Pipeline": "Kandinsky 2.2",
     "FluxFillPipeline": "FLUX.1 Fill",
     "FluxKontextPipeline": "FLUX.1 Kontext",
+    "QwenImagePipeline": "Qwen-Image (not served yet)",
+    "QwenImageEditPipeline": "Qwen-Image-Edit",
 }
 
 

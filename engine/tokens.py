@@ -48,6 +48,25 @@ def usable_pool(tokenizer: Any, pool: Iterable[str] = IDENTIFIER_POOL) -> list[s
     return [word for word in pool if is_single_token(tokenizer, word)]
 
 
+def pieces_in_prompt(tokenizer: Any, word: str) -> int:
+    """How many tokens `word` costs where it stands in a prompt (after a space: T5's ▁ and Qwen's Ġ forms)."""
+    return len(tokenizer.tokenize(f"a {word}")) - len(tokenizer.tokenize("a"))
+
+
+def pool_for(tokenizers: Iterable[Any], pool: Iterable[str] = IDENTIFIER_POOL) -> list[str]:
+    """The identifiers for a model that reads prompts with `tokenizers`, best first.
+
+    Every pool word is rare and short for CLIP (see IDENTIFIER_POOL); FLUX.1's T5 and the Qwen tokenizers of
+    FLUX.2 and Z-Image split some of them, and a word split into pieces is a weaker, more entangled identifier.
+    So the words that are one token in every tokenizer the model reads come first, in pool order; then the rest,
+    fewest pieces first — a model whose vocabulary splits them all still gets its least-split identifiers.
+    """
+    tokenizers = list(tokenizers)
+    words = list(pool)
+    cost = {w: max(pieces_in_prompt(t, w) for t in tokenizers) if tokenizers else 1 for w in words}
+    return sorted(words, key=lambda w: (cost[w], words.index(w)))
+
+
 def pick_token(pool: Iterable[str], in_use: Iterable[str]) -> str:
     """The first pool token the owner does not use yet: a user's models never share an identifier."""
     taken = {t.lower() for t in in_use}

@@ -21,7 +21,7 @@ from engine.messages import Failure, failure
 from engine.photos import load_photo_set
 from engine.report_card import drift_warning, report_card
 from engine.telemetry import EngineTelemetry
-from engine.tokens import class_prompt, usable_pool
+from engine.tokens import class_prompt
 from storage.contract import (
     ClassImagesPayload,
     ClassImagesResult,
@@ -128,7 +128,9 @@ class Engine:
         )
 
     def identifier_pool(self) -> list[str]:
-        return usable_pool(self.pipe.tokenizer)
+        from engine.conditioning import identifier_pool
+
+        return identifier_pool(self.pipe)
 
     def draw(self, request: DrawRequest, lighter: bool = False):
         if not self._training:

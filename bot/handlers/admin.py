@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from aiogram import F, Router
+import logging
+from collections.abc import Sequence
+
+from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandObject
-from aiogram.types import Message
+from aiogram.types import BotCommand, BotCommandScopeChat, Message
 
 from bot.services.training import TrainingService
 from bot.texts import Texts
 from storage import Settings, Stats, Storage
+
+log = logging.getLogger(__name__)
 
 ADMIN_COMMANDS = ("stats", "ban", "unban", "resetlimit")
 
@@ -98,3 +103,14 @@ def create_router(admin_ids: frozenset[int]) -> Router:
     router.message.register(reset_limit, Command("resetlimit"), private, is_admin)
     router.message.register(refuse, Command(*ADMIN_COMMANDS), private)
     return router
+
+
+async def set_admin_commands(bot: Bot, admin_ids: frozenset[int], private_commands: Sequence[str]) -> None:
+    """Each admin's menu in their private chat: everyone's commands and the admin ones."""
+    t = Texts()
+    commands = [BotCommand(command=c, description=t.plain(f"cmd_{c}")) for c in (*private_commands, *ADMIN_COMMANDS)]
+    for admin_id in sorted(admin_ids):
+        try:
+            await bot.set_my_commands(commands, scope=BotCommandScopeChat(chat_id=admin_id))
+        except Exception as exc:  # an admin who never opened a chat with the bot: no menu, commands still work
+            log.info("no admin command menu for %s: %s", admin_id, exc)

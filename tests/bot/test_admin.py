@@ -103,3 +103,15 @@ async def test_resetting_the_allowance_lets_a_user_train_again_today(
     await wait_reply(fake, cleo.id, "may start 1 more training today")
     ann.say("/train cat")
     await eventually(lambda: store.jobs.active_for_owner(ann.id, "train"), what="a new training to be queued")
+
+
+async def test_an_admin_gets_the_admin_commands_in_their_menu_and_others_do_not(
+    kabina, fake: FakeTelegram, cleo: User
+) -> None:
+    (menu,) = await fake.wait_call("setMyCommands", where=lambda c: c.params.get("scope", {}).get("type") == "chat")
+    assert menu.params["scope"]["chat_id"] == ADMIN
+    names = [c["command"] for c in menu.params["commands"]]
+    assert {"stats", "ban", "unban", "resetlimit", "start", "draw"} <= set(names)
+    for call in fake.calls_of("setMyCommands"):
+        if call.params.get("scope", {}).get("type") != "chat":
+            assert "stats" not in [c["command"] for c in call.params["commands"]]

@@ -153,7 +153,10 @@ def test_an_engine_cache_path_survives_a_recreate_and_the_base_model_is_the_oper
 def test_every_bot_and_engine_serves_metrics_and_liveness_on_the_compose_network(compose: dict) -> None:
     for name, service in compose["services"].items():
         env = _env(service)
-        if service.get("command") == ["python", "-m", "bot"]:
-            assert env["METRICS_HOST"] == "0.0.0.0" and int(env["METRICS_PORT"]) > 0, name
-        if service.get("command") == ["python", "-m", "engine"]:
-            assert env["METRICS_HOST"] == "0.0.0.0" and int(env["ENGINE_METRICS_PORT"]) > 0, name
+        port = {("python", "-m", "bot"): "METRICS_PORT", ("python", "-m", "engine"): "ENGINE_METRICS_PORT"}.get(
+            tuple(service.get("command", ())))
+        if port is None:
+            continue
+        assert env["METRICS_HOST"] == "0.0.0.0" and int(env[port]) > 0, name
+        # the container's health is the process's own liveness answer, on that port
+        assert f"127.0.0.1:{env[port]}/healthz" in " ".join(service["healthcheck"]["test"]), name

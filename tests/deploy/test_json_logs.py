@@ -37,3 +37,14 @@ def test_json_logs_are_one_redacted_object_per_line() -> None:
     assert first["time"].endswith("Z")
     assert "ValueError: boom [secret]" in second["exception"] and "job" not in second
     assert TOKEN not in done.stderr and TOKEN.split(":")[1] not in done.stderr
+
+
+def test_an_engine_takes_log_format_from_dotenv(tmp_path: Path, tiny_model_dir: Path) -> None:
+    (tmp_path / ".env").write_text(f"LOG_FORMAT=json\nBASE_MODEL={tiny_model_dir}\nDATA_DIR={tmp_path / 'data'}\n"
+                                   "DEVICE=cpu\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("LOG_FORMAT", "LOG_LEVEL")}
+    done = subprocess.run([sys.executable, "-m", "engine", "--once"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = [json.loads(line) for line in done.stderr.splitlines() if "loaded on cpu" in line]
+    assert loaded and loaded[0]["process"] == "engine" and loaded[0]["level"] == "INFO"

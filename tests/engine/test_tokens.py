@@ -37,3 +37,28 @@ def test_two_models_of_one_owner_never_share_a_token(session_pipe):
 def test_another_owner_gets_sks_again():
     assert pick_token(IDENTIFIER_POOL, {"sks", "zwx"}) == "ohwx"
     assert pick_token(IDENTIFIER_POOL, set()) == "sks"
+
+
+def test_flux_identifiers_are_checked_against_t5_too_and_a_word_t5_splits_comes_last():
+    from engine.single_file import clip_tokenizer
+    from engine.tiny_families import tiny_t5_tokenizer
+    from engine.tokens import pieces_in_prompt, pool_for
+
+    clip = clip_tokenizer()
+    t5 = tiny_t5_tokenizer(words=[w for w in IDENTIFIER_POOL if w not in ("sks", "phol")] + ["a"])
+    assert pieces_in_prompt(t5, "sks") > 1 and pieces_in_prompt(clip, "sks") == 1  # T5 splits it, CLIP does not
+    pool = pool_for([clip, t5])
+    assert pool[0] == "ohwx"
+    assert set(pool[-2:]) == {"sks", "phol"}
+    assert pool_for([clip]) == list(IDENTIFIER_POOL)  # SD: CLIP alone, the pool as it stands
+
+
+def test_a_qwen_tokenizer_is_asked_about_the_word_as_it_stands_in_a_prompt(tiny_family_dir, family_pipe):
+    from engine.conditioning import identifier_pool
+    from engine.tiny_flux2 import tiny_qwen_tokenizer
+    from engine.tokens import pieces_in_prompt, pool_for
+
+    qwen = tiny_qwen_tokenizer(words=["a", "ohwx"])  # "ohwx" alone and after a space are single tokens, "sks" not
+    assert pieces_in_prompt(qwen, "ohwx") == 1 and pieces_in_prompt(qwen, "sks") > 1
+    assert pool_for([qwen])[0] == "ohwx"
+    assert identifier_pool(family_pipe("flux2-klein"))[:2] == ["sks", "ohwx"]  # its tokenizer holds the pool
