@@ -17,7 +17,7 @@ BUTTON_TITLE_CHARS = 24
 
 
 class DrawAction(CallbackData, prefix="draw"):
-    action: str  # "again" | "vary" | "png" (the pictures as files: Telegram recompresses photos)
+    action: str  # "again" | "vary" | "png" (the pictures as files: Telegram recompresses photos) | "upscale"
     job_id: int
     index: int = 0
 
@@ -60,7 +60,10 @@ def draw_keyboard(job_id: int, images: int, t: Texts) -> InlineKeyboardMarkup:
     for index in range(images):
         builder.button(text=t.plain("button_vary", k=index + 1),
                        callback_data=DrawAction(action="vary", job_id=job_id, index=index))
-    builder.adjust(2, 4)
+    for index in range(images):
+        label = t.plain("button_upscale_one") if images == 1 else t.plain("button_upscale", k=index + 1)
+        builder.button(text=label, callback_data=DrawAction(action="upscale", job_id=job_id, index=index))
+    builder.adjust(2, images, images)
     return builder.as_markup()
 
 

@@ -45,7 +45,7 @@ class Runtime:
 
 
 def pick_runtime(device_setting: str = "auto") -> Runtime:
-    """CUDA when present (bf16 where the GPU supports it, else fp16), otherwise CPU in fp32."""
+    """CUDA when present (bf16 where the GPU has it natively, else fp16), otherwise CPU in fp32."""
     import torch
 
     setting = (device_setting or "auto").lower()
@@ -58,8 +58,16 @@ def pick_runtime(device_setting: str = "auto") -> Runtime:
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise BaseModelError(f"DEVICE={device_setting} but no CUDA GPU is visible: {_no_gpu_reason(torch)}")
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        attention = "xformers" if _has_xformers() else "sdpa"
+        # Plain is_bf16_supported() also says yes where bf16 is only emulated (pre-Ampere, e.g. a T4), which runs
+        # several times slower than fp16 there; fp16 then, with the VAE kept in fp32 where it overflows.
+        dtype = torch.bfloat16 if _native_bf16(device) else torch.float16
+        # TF32 matmuls and convolutions on Ampere and newer: what the diffusers recipes' --allow_tf32 turns on.
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        # PyTorch's own SDPA (flash / memory-efficient kernels), even where xformers is installed: on torch >= 2 it
+        # is as fast for these shapes (diffusers' own advice) and has no wheel of its own to keep matched. A Runtime
+        # built with attention="xformers" still gets it (use_fast_attention).
+        attention = "sdpa"
     else:
         dtype, attention = torch.float32, "sdpa"
     return Runtime(device=device, dtype=dtype, attention=attention)
@@ -73,12 +81,14 @@ def _no_gpu_reason(torch: Any) -> str:
             "supports it (nvidia-smi shows the driver's CUDA version) and, in Docker, the GPU passed to the container")
 
 
-def _has_xformers() -> bool:
+def _native_bf16(device) -> bool:
+    import torch
+
     try:
-        import xformers  # noqa: F401
-    except Exception:
-        return False
-    return True
+        with torch.cuda.device(device):
+            return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch before 2.3 has no including_emulation: its answer was the native one
+        return bool(torch.cuda.is_bf16_supported())
 
 
 def _offline() -> None:
@@ -195,21 +205,29 @@ def use_fast_attention(pipe, runtime: Runtime) -> None:
 
 def base_model_key(path: str | Path, *, class_steps: int | None = None, class_guidance: float | None = None,
                    class_sampler: str | None = None) -> str:
-    """Identifies a base model for caches: location, weight files, family, scheduler and class-image sampling.
+    """Identifies a base model for caches by its content: configs, a weights digest, family and class-image recipe.
 
-    The class-image cache (storage's class_image_dir(key, prompt, resolution)) is keyed by this string, so two
-    models, two schedulers of one model, or two ways of drawing class images never share pictures. The sampling
-    settings default to the family's (what ensure_class_images uses by default).
+    The class-image cache (storage's class_images_prefix(key, prompt, resolution)) and the report card's "before"
+    pictures are keyed by this string, so two models, two schedulers of one model, or two ways of drawing class
+    images never share pictures, while the same model copied to another folder or host (other path, other file
+    times) finds the cache it already filled. The sampling settings default to the family's.
     """
     path = Path(path).expanduser().resolve()
     detection = detect(path)
     family = detection.family
-    h = hashlib.sha256(str(path).encode())
+    h = hashlib.sha256(b"kabina-base-model-key-2")
     files = sorted(path.rglob("*")) if path.is_dir() else [path]
     for file in files:
-        if file.is_file() and (file.suffix in WEIGHT_SUFFIXES or file.name.endswith("config.json")):
-            stat = file.stat()
-            h.update(f"{file.relative_to(path.parent)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+        if not file.is_file():
+            continue
+        # Names relative to the model's own folder (a single file is known by its content alone).
+        name = file.relative_to(path).as_posix() if path.is_dir() else ""
+        if file.suffix in WEIGHT_SUFFIXES:
+            h.update(f"{name}:".encode())
+            h.update(weights_digest(file).encode())
+        elif file.suffix == ".json" or file.suffix == ".txt":  # configs, tokenizer vocabularies and merges
+            h.update(f"{name}:".encode())
+            h.update(file.read_bytes())
     scheduler = {}
     if path.is_dir():
         scheduler = read_json(path / "scheduler" / "scheduler_config.json")
@@ -226,12 +244,55 @@ def base_model_key(path: str | Path, *, class_steps: int | None = None, class_gu
     return h.hexdigest()[:24]
 
 
+# A weights file is known by its size, its first DIGEST_HEAD bytes (a safetensors header names every tensor, its
+# shape and dtype) and DIGEST_SAMPLES blocks spread over the rest: two different fine-tunes differ in every block,
+# and a 24 GB FLUX model is read in milliseconds rather than the ~15 s a full SHA-256 would take at each start.
+DIGEST_HEAD = 1 << 20
+DIGEST_SAMPLES = 32
+DIGEST_BLOCK = 1 << 16
+
+
+def weights_digest(file: Path) -> str:
+    size = file.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with file.open("rb") as f:
+        if size <= DIGEST_HEAD + DIGEST_SAMPLES * DIGEST_BLOCK:
+            h.update(f.read())
+        else:
+            h.update(f.read(DIGEST_HEAD))
+            stride = (size - DIGEST_HEAD - DIGEST_BLOCK) // (DIGEST_SAMPLES - 1)
+            for i in range(DIGEST_SAMPLES):  # the last block is the file's very end
+                f.seek(size - DIGEST_BLOCK if i == DIGEST_SAMPLES - 1 else DIGEST_HEAD + i * stride)
+                h.update(f.read(DIGEST_BLOCK))
+    return h.hexdigest()
+
+
 def training_resolution(pipe) -> int:
     """The image size the model was trained for (512 SD1.x, 768 SD2-v, 1024 SDXL/FLUX; 64 for the tiny models)."""
     if family_of(pipe).denoiser == "unet":
         return int(pipe.unet.config.sample_size) * pipe.vae_scale_factor
     # FLUX's transformer has no sample size; its VAE config records the native one (1024 for FLUX.1).
     return int(pipe.vae.config.sample_size)
+
+
+def train_resolution(pipe, setting: int | str | None = None) -> int:
+    """The side a LoRA trains at: TRAIN_RESOLUTION (a number, or "native"), else the family's choice, else native.
+
+    A family's choice is scaled by the model's own size (the tiny test models are 64 px where the real ones are
+    1024), so a 512-px default for a 1024-px family trains a tiny model at half its side too.
+    """
+    from engine.detection import family_of
+
+    native = training_resolution(pipe)
+    if setting == "native":
+        return native
+    if setting:
+        return int(setting)
+    chosen = family_of(pipe).train_resolution
+    if not chosen:
+        return native
+    family_native = family_of(pipe).resolution
+    return max(8, native * chosen // family_native)
 
 
 def describe(runtime: Runtime) -> dict[str, Any]:

@@ -41,7 +41,13 @@ def _sync(runtime) -> None:
         torch.cuda.synchronize(runtime.device)
 
 
-def run_bench(base_model: Path | None = None, steps: int | None = None) -> dict[str, Any]:
+def _step_ms(stamps: list[float]) -> list[float]:
+    """Milliseconds between training steps, the first two (warm-up) left out when there are enough."""
+    kept = stamps[2:] if len(stamps) > 3 else stamps
+    return [(b - a) * 1000 for a, b in zip(kept, kept[1:], strict=False)] or [0.0]
+
+
+def run_bench(base_model: Path | None = None, steps: int | None = None, draw_steps: int | None = None) -> dict[str, Any]:
     import torch
 
     from engine.base_model import (
@@ -60,6 +66,8 @@ def run_bench(base_model: Path | None = None, steps: int | None = None) -> dict[
     runtime = pick_runtime("auto")
     work = Path(tempfile.mkdtemp(prefix="kabina-bench-"))
     try:
+        # The folder the scheduling figure's worker loads by (None: a random pipeline with no folder, keyed apart).
+        model_dir: Path | None = base_model
         if base_model is not None:
             model_name, pipe = str(base_model), load_base_pipeline(base_model, runtime)
         elif runtime.is_cuda:
@@ -70,11 +78,11 @@ def run_bench(base_model: Path | None = None, steps: int | None = None) -> dict[
             for m in (pipe.unet, pipe.vae, pipe.text_encoder):
                 m.requires_grad_(False)
         else:
-            model_name = "tiny (engine tiny-model)"
-            build_tiny_pipeline(work / "tiny")
-            pipe = load_base_pipeline(work / "tiny", runtime)
+            model_name, model_dir = "tiny (engine tiny-model)", work / "tiny"
+            build_tiny_pipeline(model_dir)
+            pipe = load_base_pipeline(model_dir, runtime)
         resolution = training_resolution(pipe)
-        draw_steps = 25
+        draw_steps = draw_steps or 25
         if runtime.is_cuda:
             torch.cuda.reset_peak_memory_stats(runtime.device)
 
@@ -97,11 +105,11 @@ def run_bench(base_model: Path | None = None, steps: int | None = None) -> dict[
 
         spec = TrainSpec(
             photos=_photos(5, resolution), class_word="dog", token="sks", output_dir=work / "lora_a",
-            class_image_dir=work / "class", num_class_images=class_count, steps=train_steps,
-            checkpoint_every=0, sample_seeds=(1,), sample_steps=draw_steps,
+            prior="class-images", class_image_dir=work / "class", num_class_images=class_count, steps=train_steps,
+            checkpoint_every=0, sample_seeds=(1,), sample_steps=draw_steps, report_card=False,
         )
         result_a = train(spec, on_progress, pipe=pipe, runtime=runtime)
-        step_ms = [(b - a) * 1000 for a, b in zip(stamps[2:], stamps[3:], strict=False)]
+        step_ms = _step_ms(stamps)
         train_peak = _peak_memory_mb(runtime)
         remove_lora(pipe)
         lora_b = work / "lora_b.safetensors"
@@ -130,7 +138,7 @@ def run_bench(base_model: Path | None = None, steps: int | None = None) -> dict[
         from engine.bench_scheduling import draw_latency_figures
 
         scheduling = asyncio.run(
-            draw_latency_figures(pipe, runtime, Path(model_name), work, _photos(3, resolution), draw_steps)
+            draw_latency_figures(pipe, runtime, model_dir, work, _photos(3, resolution), draw_steps)
         )
 
         figures: dict[str, Any] = {
@@ -184,10 +192,11 @@ def _family_figures(pipe, runtime, work: Path, steps: int, label: str) -> dict[s
 
     spec = TrainSpec(
         photos=_photos(5, resolution), class_word="dog", token="sks", output_dir=work / "lora",
-        class_image_dir=work / "class", num_class_images=2, steps=steps, checkpoint_every=0, sample_seeds=(),
+        prior="class-images", class_image_dir=work / "class", num_class_images=2, steps=steps, checkpoint_every=0,
+        sample_seeds=(), report_card=False,
     )
     train(spec, on_progress, pipe=pipe, runtime=runtime)
-    step_ms = [(b - a) * 1000 for a, b in zip(stamps[2:], stamps[3:], strict=False)]
+    step_ms = _step_ms(stamps)
     train_peak = _peak_memory_mb(runtime)
     remove_lora(pipe)
     drawer = Drawer(pipe, runtime)

@@ -32,7 +32,7 @@ async def _timed_draw(store, payload) -> float:
 
 
 async def draw_latency_figures(
-    pipe, runtime, base_model: Path, work: Path, photos: list[Image.Image], draw_steps: int, rounds: int = 3
+    pipe, runtime, base_model: Path | None, work: Path, photos: list[Image.Image], draw_steps: int, rounds: int = 3
 ) -> dict[str, Any]:
     """End-to-end latency (enqueue → result stored) of a one-image draw, first with the GPU idle, then while a
     training runs on the same worker: the second shows how long a /draw waits for the training to step aside."""
@@ -42,7 +42,8 @@ async def draw_latency_figures(
     # A training far longer than the measurement; it is cancelled once the draws are timed.
     settings = Settings(data_dir=work / "sched-data", base_model=base_model, device=str(runtime.device),
                         num_class_images=2, train_steps=20_000)
-    engine = Engine(base_model, runtime, pipe)
+    # A random full-size pipeline has no folder to key its caches by: its own key, so no cache is ever shared.
+    engine = Engine(base_model or work / "random", runtime, pipe, key=None if base_model else "random-weights")
     payload = DrawPayload(model_id=None, prompt="a photo of dog", n=1, steps=draw_steps, seeds=[7])
     store = await Storage.open(work / "sched-data")
     try:

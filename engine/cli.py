@@ -24,7 +24,11 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, type=Path, help="folder for the LoRA files and samples")
     train.add_argument("--token", default=None, help="identifier token (default: the first of the pool)")
     train.add_argument("--steps", type=int, default=None, help="training steps (default: TRAIN_STEPS or auto)")
+    train.add_argument("--prior", choices=("class-images", "output", "off"), default=None,
+                       help="prior preservation (default: PRIOR, else the family's)")
     train.add_argument("--num-class-images", type=int, default=None, help="default: NUM_CLASS_IMAGES")
+    train.add_argument("--resolution", default=None,
+                       help="training side in pixels or native (default: TRAIN_RESOLUTION, else the family's)")
     train.add_argument("--class-images", type=Path, default=None, help="class image folder (default: DATA_DIR cache)")
     train.add_argument("--text-encoder", action="store_true", help="also train a text-encoder LoRA")
     train.add_argument("--base-model", type=Path, default=None, help="default: BASE_MODEL")
@@ -68,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="sd1, sd2, sdxl, flux, flux-schnell or all: per-family train/draw figures (default: the "
                             "SD1 bench with scheduling figures)")
     bench.add_argument("--steps", type=int, default=None, help="training steps to time")
+    bench.add_argument("--time-to-model", action="store_true",
+                       help="photos → ready model per phase, recipes paper and default, cold and warm (--family: one)")
+    bench.add_argument("--photos", type=int, default=4, help="--time-to-model: photos per training")
+    bench.add_argument("--num-class-images", type=int, default=None,
+                       help="--time-to-model: the paper recipe's class set (default: the family's)")
+    bench.add_argument("--draw-steps", type=int, default=None,
+                       help="sampler steps of every draw (default: 25; --time-to-model: per recipe)")
     bench.add_argument("--out", type=Path, default=None, help="also write the JSON to this file (docs/bench/…)")
     return parser
 
@@ -132,10 +143,15 @@ def main(argv: list[str] | None = None) -> int:
 def _bench(args, argv: list[str]) -> int:
     from engine.bench import run_bench, run_family_bench
 
-    if args.family:
+    if args.time_to_model:
+        from engine.bench_time_to_model import run_time_to_model
+
+        figures = run_time_to_model(args.family or "sd1", args.steps, args.photos, args.num_class_images,
+                                    args.draw_steps)
+    elif args.family:
         figures = run_family_bench(args.family, args.steps)
     else:
-        figures = run_bench(args.base_model, args.steps)
+        figures = run_bench(args.base_model, args.steps, args.draw_steps)
     figures["command"] = "python -m engine " + " ".join(argv)
     print(json.dumps(figures))
     if args.out is not None:
@@ -172,16 +188,18 @@ def _base_model(args, settings) -> Path:
 def _train(args, settings) -> int:
     from tqdm import tqdm
 
-    from engine.base_model import base_model_key, load_base_pipeline, pick_runtime, training_resolution
+    from engine.base_model import base_model_key, load_base_pipeline, pick_runtime, train_resolution
     from engine.conditioning import identifier_pool
+    from engine.detection import family_of
     from engine.photos import load_photo_folder
     from engine.tokens import class_prompt
-    from engine.training import TrainingStopped, TrainSpec, train
+    from engine.training import TrainingStopped, TrainSpec, prior_for, train
+    from storage.files import FileStore
 
     base = _base_model(args, settings)
     runtime = pick_runtime(settings.device)
     pipe = load_base_pipeline(base, runtime, vae=args.vae)
-    resolution = training_resolution(pipe)
+    resolution = train_resolution(pipe, args.resolution or settings.train_resolution)
     photo_set = load_photo_folder(args.photos, resolution)
     for r in photo_set.rejected:
         print(f"skipped {r.name}: {r.reason} ({r.message})", file=sys.stderr)
@@ -189,18 +207,19 @@ def _train(args, settings) -> int:
         print("no usable photos", file=sys.stderr)
         return 1
     token = args.token or identifier_pool(pipe)[0]
+    prior = prior_for(family_of(pipe), args.prior or settings.prior)
+    files = FileStore(settings.data_dir)
+    key, prompt = base_model_key(base), class_prompt(args.class_word)
     class_dir = args.class_images
-    if class_dir is None:
-        from storage.files import FileStore
-
-        class_dir = FileStore(settings.data_dir).class_image_dir(
-            base_model_key(base), class_prompt(args.class_word), resolution
-        )
+    if class_dir is None and prior == "class-images":
+        class_dir = files.class_image_dir(key, prompt, resolution)
     num_class = settings.num_class_images if args.num_class_images is None else args.num_class_images
     spec = TrainSpec(
-        photos=photo_set.images, class_word=args.class_word, token=token, output_dir=args.out,
+        photos=photo_set.images, class_word=args.class_word, token=token, output_dir=args.out, prior=prior,
         class_image_dir=class_dir, num_class_images=num_class, checkpoint_dir=args.out / "checkpoints",
-        steps=args.steps or settings.train_steps, train_text_encoder=args.text_encoder,
+        steps=args.steps or settings.train_steps, train_text_encoder=args.text_encoder, resolution=resolution,
+        before_dir=files.report_before_dir(key, prompt, resolution),
+        sample_steps=settings.draw_steps,  # samples and report card: DRAW_STEPS when set, else the family's
     )
     bars: dict[str, tqdm] = {}
 
@@ -227,6 +246,8 @@ def _train(args, settings) -> int:
     print(f"LoRA: {result.weights_path}\nkohya copy: {result.kohya_path}")
     for path in result.sample_paths:
         print(f"sample: {path}")
+    if result.report_card_path is not None:
+        print(f"report card: {result.report_card_path}  (class drift {result.class_drift:.3f})")
     return 0
 
 

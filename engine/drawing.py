@@ -50,6 +50,8 @@ class DrawRequest:
     init_image: Image.Image | None = None
     image_change: float = 0.6
     upscale: bool = False
+    # Reference pictures the model conditions on (FLUX.2 [klein]'s `image=[…]`): a draft from the user's photos.
+    references: list[Image.Image] | None = None
 
 
 @dataclass
@@ -182,13 +184,17 @@ def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height:
 
 
 def render(pipe, prompts: list[str], generators, *, steps: int, guidance: float, width: int, height: int,
-           sampler: str | None = None, negative: list[str] | None = None, latents=None) -> list[Image.Image]:
-    """Draw `prompts` (one generator each) with the family's pipeline and sampler `sampler` (None: as installed)."""
+           sampler: str | None = None, negative: list[str] | None = None, latents=None,
+           references: list[Image.Image] | None = None) -> list[Image.Image]:
+    """Draw `prompts` (one generator each) with the family's pipeline and sampler `sampler` (None: as installed);
+    `references` are pictures every prompt is conditioned on (families that take them)."""
     import torch
 
     from engine.samplers import using_sampler
 
     args = pipeline_arguments(pipe, steps=steps, guidance=guidance, width=width, height=height, negative=negative)
+    if references:
+        args["image"] = list(references)
     with using_sampler(pipe, sampler), torch.inference_mode():
         return pipe(prompt=prompts, generator=generators, latents=latents, **args).images
 
@@ -345,6 +351,8 @@ class Drawer:
         scale = float(request.lora_scale)
         if not 0.0 <= scale <= 2.0:
             raise DrawError("the strength must be between 0 and 2")
+        if request.references and not family.takes_references:
+            raise DrawError(f"{family.title} cannot draw from reference pictures")
         if request.init_image is not None:
             if not 0.0 < float(request.image_change) <= 1.0:
                 raise DrawError("the change must be above 0 and at most 1")
@@ -382,7 +390,7 @@ class Drawer:
                     steps=settings["steps"], guidance=settings["guidance"], width=width, height=height,
                     sampler=settings["sampler"],
                     negative=[request.negative_prompt] * len(group) if request.negative_prompt else None,
-                    latents=None if latents is None else latents[group],
+                    latents=None if latents is None else latents[group], references=request.references,
                 )
         finally:
             if lighter:

@@ -72,6 +72,13 @@ class Family:
     rank_small_set: int = 4
     rank_large_set: int = 8
     class_images: int = 200
+    # Prior preservation's method (engine.train_steps.PRIOR_METHODS), chosen by the toy world across seeds
+    # (python -m engine eval-toy; README "Prior preservation"): the frozen base model's own output holds the class
+    # as well as the paper's class images, without drawing a class set first.
+    prior: str = "output"
+    # Training side in pixels; None: the family's native resolution. The diffusers recipes train SDXL and FLUX at
+    # --resolution 512 as readily as 1024 (a quarter of the pixels: about 3-4x less per step).
+    train_resolution: int | None = None
     class_image_steps: int = 25
     class_image_guidance: float = 7.5
     class_image_sampler: str = "default"  # the model's own scheduler: class images show its prior as it comes

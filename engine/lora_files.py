@@ -70,7 +70,9 @@ def save_lora(target: Path, pipe, adapter: str = ADAPTER) -> Path:
     model = getattr(pipe, family.denoiser)
     layers: dict[str, Any] = {}
     if family.is_flux:
-        layers["transformer_lora_layers"] = adapter_state(model, adapter)
+        # train_dreambooth_lora_flux.py saves in the weights' dtype (bf16 on a GPU; --upcast_before_saving is off
+        # by default): half the file, and what FLUX LoRAs in the wild are. The SD recipes upcast to fp32 first.
+        layers["transformer_lora_layers"] = {k: v.to(model.dtype) for k, v in adapter_state(model, adapter).items()}
         layers["transformer_lora_adapter_metadata"] = adapter_metadata(model, adapter)
     else:
         layers["unet_lora_layers"] = convert_state_dict_to_diffusers(adapter_state(model, adapter))

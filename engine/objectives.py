@@ -105,16 +105,38 @@ class Objective:
         return "flow_matching" if self.family.is_flux else str(self.scheduler.config.prediction_type)
 
     def per_example(self, pipe, batch: StepBatch, embeds, time_ids=None):
+        """One loss value per batch row: the model's prediction against the family's target."""
         from engine.conditioning import FAMILY_MODULES, _module
 
         if self.family.architecture in FAMILY_MODULES:  # FLUX.2, Z-Image: the step lives with its family
             return _module(self.family).per_example(self, pipe, batch, embeds)
-        if self.family.is_flux:
-            return self._flow(pipe, batch, embeds)
-        return self._diffusion(pipe, batch, embeds, time_ids)
+        noised = self.noise(pipe, batch)
+        return self.loss(self.predict(pipe, noised, embeds, time_ids), noised)
 
-    def _diffusion(self, pipe, batch: StepBatch, embeds, time_ids):
-        import torch.nn.functional as F
+    @property
+    def splits_prediction(self) -> bool:
+        """Whether noise() and predict() serve this family apart (output preservation needs them)."""
+        return splits_prediction(self.family)
+
+    def noise(self, pipe, batch: StepBatch) -> Noised:
+        """The step's noisy model input and the target each row's prediction is held to."""
+        if self.family.is_flux:
+            return self._flow_noise(pipe, batch)
+        return self._diffusion_noise(pipe, batch)
+
+    def predict(self, pipe, noised: Noised, embeds, time_ids=None, rows: slice = slice(None)):
+        """The denoiser's prediction for `rows` of the batch, in the target's space (FLUX's unpacked)."""
+        if self.family.is_flux:
+            return self._flow_predict(pipe, noised, embeds, rows)
+        return self._diffusion_predict(pipe, noised, embeds, time_ids, rows)
+
+    def loss(self, prediction, noised: Noised):
+        b = prediction.shape[0]
+        loss = noised.weighting.float() * (prediction.float() - noised.target.float()) ** 2
+        return loss.reshape(b, -1).mean(dim=1)
+
+    def _diffusion_noise(self, pipe, batch: StepBatch) -> Noised:
+        import torch
 
         device = self.runtime.device
         vae = pipe.vae.config
@@ -129,27 +151,26 @@ class Objective:
             target = noise
         else:
             raise ValueError(f"cannot train a model that predicts {kind!r}")
+        return Noised(noisy, timesteps, target, torch.ones(1, device=device))
+
+    def _diffusion_predict(self, pipe, noised: Noised, embeds, time_ids, rows: slice):
+        device = self.runtime.device
         unet = pipe.unet
         kwargs = {}
         if time_ids is not None:
             kwargs["added_cond_kwargs"] = {
-                "text_embeds": embeds["text_embeds"].to(device, unet.dtype),
-                "time_ids": time_ids.to(device, unet.dtype),
+                "text_embeds": embeds["text_embeds"][rows].to(device, unet.dtype),
+                "time_ids": time_ids[rows].to(device, unet.dtype),
             }
         with self.runtime.autocast():
-            prediction = unet(noisy.to(unet.dtype), timesteps, embeds["encoder_hidden_states"].to(unet.dtype),
-                              **kwargs).sample
-        loss = F.mse_loss(prediction.float(), target.float(), reduction="none")
-        return loss.mean(dim=list(range(1, loss.ndim)))
+            return unet(noised.model_input[rows].to(unet.dtype), noised.timesteps[rows],
+                        embeds["encoder_hidden_states"][rows].to(unet.dtype), **kwargs).sample
 
-    def _flow(self, pipe, batch: StepBatch, embeds):
+    def _flow_noise(self, pipe, batch: StepBatch) -> Noised:
         import torch
-        from diffusers import FluxPipeline
         from diffusers.training_utils import compute_loss_weighting_for_sd3
 
         device = self.runtime.device
-        transformer = pipe.transformer
-        dtype = transformer.dtype
         vae = pipe.vae.config
         x0 = ((batch.latents - (vae.shift_factor or 0.0)) * vae.scaling_factor).to(device)
         noise = batch.noise.to(device)
@@ -157,6 +178,17 @@ class Objective:
         timesteps = self.scheduler.timesteps[index].to(device)
         sigmas = self.scheduler.sigmas[index].to(device, torch.float32).view(-1, 1, 1, 1)
         noisy = (1.0 - sigmas) * x0 + sigmas * noise
+        weighting = compute_loss_weighting_for_sd3(weighting_scheme=self.family.weighting_scheme, sigmas=sigmas)
+        return Noised(noisy, timesteps, noise - x0, weighting)
+
+    def _flow_predict(self, pipe, noised: Noised, embeds, rows: slice):
+        import torch
+        from diffusers import FluxPipeline
+
+        device = self.runtime.device
+        transformer = pipe.transformer
+        dtype = transformer.dtype
+        noisy = noised.model_input[rows]
         b, c, h, w = noisy.shape
         packed = FluxPipeline._pack_latents(noisy, b, c, h, w)
         image_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, dtype)
@@ -166,21 +198,34 @@ class Objective:
         with self.runtime.autocast():
             prediction = transformer(
                 hidden_states=packed.to(dtype),
-                timestep=(timesteps / 1000).to(dtype),
+                timestep=(noised.timesteps[rows] / 1000).to(dtype),
                 guidance=guidance,
-                pooled_projections=embeds["pooled_projections"].to(device, dtype),
-                encoder_hidden_states=embeds["encoder_hidden_states"].to(device, dtype),
+                pooled_projections=embeds["pooled_projections"][rows].to(device, dtype),
+                encoder_hidden_states=embeds["encoder_hidden_states"][rows].to(device, dtype),
                 txt_ids=embeds["txt_ids"].to(device, dtype),
                 img_ids=image_ids,
                 return_dict=False,
             )[0]
-        factor = 2 ** (len(vae.block_out_channels) - 1)
-        prediction = FluxPipeline._unpack_latents(prediction, height=h * factor, width=w * factor,
-                                                  vae_scale_factor=factor)
-        weighting = compute_loss_weighting_for_sd3(weighting_scheme=self.family.weighting_scheme, sigmas=sigmas)
-        target = noise - x0
-        loss = weighting.float() * (prediction.float() - target.float()) ** 2
-        return loss.reshape(b, -1).mean(dim=1)
+        factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        return FluxPipeline._unpack_latents(prediction, height=h * factor, width=w * factor, vae_scale_factor=factor)
+
+
+@dataclass
+class Noised:
+    """One step's noisy latents and what the model is held to: the family's target, weighted per row."""
+
+    model_input: Any  # [B, C, h, w] scaled latents with noise, on the device
+    timesteps: Any
+    target: Any  # what each row's prediction is compared with; output preservation replaces the class row's
+    weighting: Any  # broadcastable loss weight (FLUX's timestep weighting; ones for DDPM)
+
+
+def splits_prediction(family: Family) -> bool:
+    """Families whose training step lives in their own module (engine.conditioning.FAMILY_MODULES) compute it in
+    one piece; output preservation needs the noise and the prediction apart, so they keep the paper's class images."""
+    from engine.conditioning import FAMILY_MODULES
+
+    return family.architecture not in FAMILY_MODULES
 
 
 def sdxl_time_ids(geometries: list[tuple[int, int, int, int]], resolution: int):

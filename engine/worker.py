@@ -19,7 +19,7 @@ from engine.drawing import Drawer, DrawError, DrawRequest
 from engine.gpu_lane import GpuLane
 from engine.messages import Failure, failure
 from engine.photos import load_photo_set
-from engine.report_card import drift_warning, report_card
+from engine.report_card import drift_warning
 from engine.telemetry import EngineTelemetry
 from engine.tokens import class_prompt
 from storage.contract import (
@@ -35,12 +35,19 @@ from storage.contract import (
     TrainResult,
 )
 from storage.errors import NotFound, PathEscape, StorageUnavailable
-from storage.files import write_atomic_with
-from storage.keys import checkpoint_prefix, class_images_prefix, job_prefix, model_prefix
+from storage.keys import (
+    checkpoint_prefix,
+    class_images_prefix,
+    job_prefix,
+    model_prefix,
+    report_before_prefix,
+)
 from storage.logs import job_context, report_storage_trouble
 
 log = logging.getLogger(__name__)
 
+# Reference photos a draft conditions on: each adds its tokens to every step (klein reads up to ~4 comfortably).
+MAX_REFERENCES = 4
 KINDS = [JobKind.DRAW, JobKind.CLASS_IMAGES, JobKind.TRAIN]
 LONG_KINDS = {JobKind.TRAIN, JobKind.CLASS_IMAGES}
 PROGRESS_EVERY_S = 1.0  # progress rows are events the bot turns into message edits: ~1/s is plenty
@@ -94,14 +101,14 @@ class WorkerOptions:
 class Engine:
     """The loaded base model and what can be done with it; every method runs on the GPU thread."""
 
-    def __init__(self, base_model: Path, runtime, pipe) -> None:
+    def __init__(self, base_model: Path, runtime, pipe, key: str | None = None) -> None:
         from engine.base_model import base_model_key, training_resolution
 
         self.base_model = base_model
         self.runtime = runtime
         self.pipe = pipe
         self.drawer = Drawer(pipe, runtime)
-        self.key = base_model_key(base_model)
+        self.key = key or base_model_key(base_model)
         self.resolution = training_resolution(pipe)
         self._training = False  # only read and written on the GPU thread
 
@@ -125,6 +132,7 @@ class Engine:
             guidance_embedded=family.guidance_embedded, samplers=family.samplers,
             default_sampler=family.default_sampler, sizes={ar: limits.size_for(ar) for ar in ASPECT_RATIOS},
             negative_prompt=family.negative_prompt, token_limit=self.drawer.count_tokens("")[1],
+            takes_references=family.takes_references,
         )
 
     def identifier_pool(self) -> list[str]:
@@ -174,14 +182,10 @@ class Engine:
         self.drawer.forget_loras()  # training needs the bare base model
         self._training = True
         try:
+            # The library draws the samples and the report card too (with pause points between its draws).
             result = train(spec, on_progress, should_stop, pipe=self.pipe, runtime=self.runtime,
                            pause_point=pause_point)
-            # The trained adapter is still active: draw the bare class prompt without and with it.
-            card = report_card(self.pipe, spec.class_word, steps=spec.sample_steps)
-            card_path = write_atomic_with(Path(spec.output_dir) / "report_card.png",
-                                          lambda tmp: card.image.save(tmp, format="PNG"))
-            result.params["class_drift"] = round(card.drift, 4)
-            return result, card_path, card.drift
+            return result, result.report_card_path, result.class_drift
         finally:
             self._training = False
             self.drawer.forget_loras()
@@ -409,6 +413,9 @@ class Worker:
 
     async def draw(self, run: JobRun, p: DrawPayload, lighter: bool) -> DrawResult:
         lora = None
+        prompt, references = p.prompt, None
+        if p.draft_of is not None:
+            prompt, references = await self._draft_references(run.job, p)
         if p.model_id is not None:
             model = await self.store.models.get(p.model_id)
             if model is None or model.status == "deleted":
@@ -420,7 +427,8 @@ class Worker:
             except NotFound:
                 raise JobFailed(failure("weights_missing")) from None
         request = DrawRequest(
-            prompt=p.prompt,
+            prompt=prompt,
+            references=references,
             negative_prompt=p.negative_prompt,
             n=p.n,
             steps=p.steps or self.settings.draw_steps,
@@ -451,7 +459,28 @@ class Worker:
             negative_truncated=result.negative_truncated,
             variation_seeds=request.variation_seeds if request.variation_strength > 0 else None,
             width=result.width, height=result.height, steps=result.steps, sampler=result.sampler,
+            draft=references is not None,
         )
+
+    async def _draft_references(self, job, p: DrawPayload):
+        """A draft's prompt and reference photos: the job owner's own model only, its photos as the model will be
+        trained on them (squared to the model's size), the identifier it does not know yet replaced by "the"."""
+        from engine.photos import load_photo_set
+
+        model = await self.store.models.get(p.draft_of)
+        if model is None or model.status == "deleted" or model.owner_id != job.owner_id:
+            raise JobFailed(failure("model_gone"))
+        sources = []
+        for key in model.photo_paths[:MAX_REFERENCES]:
+            with contextlib.suppress(NotFound, PathEscape):
+                sources.append((key.rsplit("/", 1)[-1], await self.store.blobs.get(key)))
+        photos = await asyncio.to_thread(load_photo_set, sources, self.engine.resolution)
+        if not photos.images:
+            raise JobFailed(failure("no_photos"))
+        prompt = p.prompt
+        if model.token:
+            prompt = " ".join("the" if word == model.token else word for word in prompt.split())
+        return prompt, photos.images
 
     async def _init_image(self, key: str):
         """The picture an image-to-image draw starts from, decoded by the same bounded rules as training photos."""
@@ -482,8 +511,10 @@ class Worker:
         return keys
 
     async def class_images(self, run: JobRun, p: ClassImagesPayload) -> ClassImagesResult:
+        from engine.detection import family_of
+
         prompt = class_prompt(p.class_word)
-        count = p.count or self.settings.num_class_images
+        count = p.count or self.settings.num_class_images or family_of(self.engine.pipe).class_images
         prefix = class_images_prefix(self.engine.key, prompt, self.engine.resolution)
         folder = await self.cache.pull_folder(prefix)
         try:
@@ -494,7 +525,9 @@ class Worker:
         return ClassImagesResult(count=len(paths), folder=prefix)
 
     async def train(self, run: JobRun, p: TrainPayload, lighter: bool) -> TrainResult:
-        from engine.training import TrainSpec
+        from engine.base_model import train_resolution
+        from engine.detection import family_of
+        from engine.training import TrainSpec, prior_for
 
         job = run.job
         model = await self.store.models.get(p.model_id)
@@ -505,6 +538,7 @@ class Worker:
         if token is None:
             raise JobFailed(failure("no_token"))
         resolution = self.engine.resolution
+        trained_at = train_resolution(self.engine.pipe, self.settings.train_resolution)
         sources = []
         for key in model.photo_paths:
             with contextlib.suppress(NotFound):
@@ -513,7 +547,10 @@ class Worker:
         if not photo_set.images:
             raise JobFailed(failure("no_photos"))
         num_class = self.settings.num_class_images if p.num_class_images is None else p.num_class_images
-        class_prefix = class_images_prefix(self.engine.key, class_prompt(model.class_word), resolution)
+        prior = prior_for(family_of(self.engine.pipe), self.settings.prior)
+        use_class_images = prior == "class-images" and num_class != 0
+        class_prefix = class_images_prefix(self.engine.key, class_prompt(model.class_word), trained_at)
+        before_prefix = report_before_prefix(self.engine.key, class_prompt(model.class_word), trained_at)
         ckpt_prefix = checkpoint_prefix(job.id)
         checkpoint_dir = self.cache.work_path(ckpt_prefix)
         # Another host may have trained this job up to a checkpoint before it died.
@@ -529,8 +566,12 @@ class Worker:
             class_word=model.class_word,
             token=token,
             output_dir=self.cache.work_path(model_prefix(model.id)),
-            class_image_dir=await self.cache.pull_folder(class_prefix) if num_class else None,
+            prior=prior,
+            class_image_dir=await self.cache.pull_folder(class_prefix) if use_class_images else None,
             num_class_images=num_class,
+            before_dir=await self.cache.pull_folder(before_prefix),
+            sample_steps=self.settings.draw_steps,  # samples and report card: DRAW_STEPS when set, else the family's
+            resolution=trained_at,
             checkpoint_dir=checkpoint_dir,
             on_checkpoint=upload_checkpoint,
             steps=p.steps or self.settings.train_steps,
@@ -543,8 +584,9 @@ class Worker:
             result, card_path, drift = await self.gpu.run_long(self.engine.train, spec, run.on_progress,
                                                                run.should_stop)
         finally:
-            if num_class:
+            if use_class_images:
                 await self.cache.push_folder(class_prefix)
+            await self.cache.push_folder(before_prefix)
         prefix = model_prefix(model.id)
         weights = await self.cache.publish(f"{prefix}/lora.safetensors", result.weights_path)
         kohya = await self.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)

@@ -218,6 +218,10 @@ class FileStore:
         # One folder per (base model, prompt, resolution): users training the same class share it.
         return self._dir("class_images", _digest(base_model_key, class_prompt, int(resolution))[:32])
 
+    def report_before_dir(self, base_model_key: str, class_prompt: str, resolution: int) -> Path:
+        # The report card's "before" pictures of a class, shared like the class images (keys.report_before_prefix).
+        return self._dir("report_before", _digest(base_model_key, class_prompt, int(resolution))[:32])
+
     def job_dir(self, job_id: int) -> Path:
         return self._dir("jobs", str(int(job_id)))
 

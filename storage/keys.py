@@ -64,6 +64,12 @@ def class_images_prefix(base_model_key: str, class_prompt: str, resolution: int)
     return f"class_images/{h.hexdigest()[:32]}"
 
 
+def report_before_prefix(base_model_key: str, class_prompt: str, resolution: int) -> str:
+    # The report card's "before" pictures: the base model's bare class prompt, the same for every training of that
+    # class on that model, so drawn once and shared like the class images.
+    return "report_before/" + class_images_prefix(base_model_key, class_prompt, resolution).split("/", 1)[1]
+
+
 def ids_under(keys: list[str], kind: str) -> list[int]:
     """The ids of `models/<id>/…` or `jobs/<id>/…` among `keys`."""
     ids = set()

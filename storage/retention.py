@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 
@@ -27,13 +28,15 @@ class SweepReport:
     model_folders: list[int] = field(default_factory=list)
     photo_copies: list[int] = field(default_factory=list)
     job_folders: list[int] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
     jobs: int = 0
     events: int = 0
     updates: int = 0
     deliveries: int = 0
 
     def __bool__(self) -> bool:
-        return bool(self.model_folders or self.photo_copies or self.job_folders or self.jobs or self.events
+        return bool(self.model_folders or self.photo_copies or self.job_folders or self.inputs or self.jobs
+                    or self.events
                     or self.updates or self.deliveries)
 
 
@@ -51,6 +54,7 @@ class Retention:
         report = SweepReport()
         await self._sweep_model_files(report)
         await self._sweep_job_files(report, now)
+        await self._sweep_inputs(report, now)
         await self._prune_rows(report, now)
         return report
 
@@ -99,6 +103,23 @@ class Retention:
             ):
                 await self._blobs.delete_prefix(job_prefix(job_id))
                 report.job_folders.append(job_id)
+
+    async def _sweep_inputs(self, report: SweepReport, now: float) -> None:
+        """A picture a user drew from goes with the last job that names it: once every such job is past
+        RETENTION_DAYS (or gone), so is the picture (the rows are pruned right after, in the same sweep)."""
+        rows = await self._db.fetchall(
+            """SELECT payload, status IN ('done', 'failed', 'cancelled') AND finished_at < ? AS old
+               FROM jobs WHERE kind = 'draw' AND payload LIKE '%/inputs/%'""",
+            (now - self.retention_s,),
+        )
+        old, kept = set(), set()
+        for row in rows:
+            key = json.loads(row["payload"]).get("init_image")
+            if key and "/inputs/" in key:
+                (old if row["old"] else kept).add(key)
+        for key in sorted(old - kept):
+            await self._blobs.delete(key)
+            report.inputs.append(key)
 
     async def _prune_rows(self, report: SweepReport, now: float) -> None:
         async with self._db.transaction() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -45,7 +45,13 @@ class Settings(BaseSettings):
     base_model: Path | None = Field(None, description="local diffusers folder or single-file .safetensors checkpoint")
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N")
     train_steps: int | None = Field(None, ge=1, le=20_000, description="training steps; empty = chosen from the photo count")
-    num_class_images: int = Field(200, ge=0, le=5_000, description="class images for prior preservation")
+    prior: Literal["class-images", "output", "off"] | None = Field(
+        None, description="prior preservation: class-images (the paper's), output (the frozen base model's) or off; "
+                          "empty = the family's (output)")
+    num_class_images: int | None = Field(
+        None, ge=0, le=5_000, description="class images for PRIOR=class-images; empty = the family's (200, FLUX 100)")
+    train_resolution: int | Literal["native"] | None = Field(
+        None, description="training side in pixels, or native; empty = the family's (native)")
     draw_steps: int | None = Field(None, ge=1, le=100, description="default denoising steps for /draw; empty = the family's")
     min_photos: int = Field(3, ge=1, le=100, description="fewest photos /train accepts")
     max_photos: int = Field(20, ge=1, le=100, description="most photos a set may hold")
@@ -85,6 +91,7 @@ class Settings(BaseSettings):
         return _id_set(value)
 
     @field_validator("bot_token", "telegram_api_url", "base_model", "train_steps", "draw_steps", "blob_url",
+                     "prior", "num_class_images", "train_resolution",
                      "engine_cache_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:

@@ -292,6 +292,7 @@ class FakeTelegram:
         chat: dict | None = None,
         media_group_id: str | None = None,
         stored: StoredFile | None = None,
+        caption: str | None = None,
     ) -> dict:
         stored = stored or self.register_file(data, size=size, suffix=file_name.rsplit(".", 1)[-1])
         document = {
@@ -302,6 +303,8 @@ class FakeTelegram:
             "file_size": stored.size,
         }
         content: dict[str, Any] = {"document": document}
+        if caption:
+            content["caption"] = caption
         if media_group_id:
             content["media_group_id"] = media_group_id
         message = self._message(user, chat, **content)

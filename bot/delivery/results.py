@@ -15,7 +15,7 @@ from aiogram.utils.media_group import MediaGroupBuilder
 
 from bot.delivery.outbox import Outbox, ResultSteps
 from bot.delivery.progress import LiveProgress
-from bot.formatting import escape
+from bot.formatting import Markup, escape
 from bot.keyboards import draw_keyboard
 from bot.texts import Texts
 from storage import DrawPayload, DrawResult, Job, NotFound, PathEscape, Storage, TrainResult
@@ -90,10 +90,19 @@ class Results:
             prompt = job.payload.prompt
             seeds_text = escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
             note = t("draw_prompt_cut", tokens=result.prompt_tokens) if result.prompt_truncated else ""
+            if result.steps:  # what was really drawn (the user's settings or flags), so it can be drawn again
+                note = Markup(note + t("draw_details", steps=result.steps, sampler=result.sampler or "default",
+                                       width=result.width, height=result.height))
             room = CAPTION_LIMIT - len(t("draw_caption", prompt="", seeds=seeds_text, note=note, count=len(seeds))) - 40
             caption = t("draw_caption", prompt=escape(clip(prompt, room)), seeds=seeds_text, note=note,
                         count=len(seeds))
-            if images:
+            if images and job.payload.upscale:
+                # A bigger picture is wanted as it is: a file, which Telegram neither shrinks nor recompresses.
+                key, data = images[0]
+                file = BufferedInputFile(data, filename=f"kabina-{job.id}-{result.width}x{result.height}.png")
+                upscaled = t("upscale_caption", width=result.width, height=result.height)
+                await steps.run("document", lambda: self._document(chat_id, file, upscaled, reply))
+            elif images:
                 await self._send_images(steps, chat_id, images, caption, reply, draw_keyboard(job.id, len(images), t),
                                         f"draw-{job.id}", more_text=t("draw_more"))
             else:
@@ -157,6 +166,11 @@ class Results:
                      keyboard: Any) -> int:
         message = await self.bot.send_photo(chat_id, file, caption=caption, reply_markup=keyboard,
                                             reply_parameters=reply)
+        return message.message_id
+
+    async def _document(self, chat_id: int, file: BufferedInputFile, caption: str,
+                        reply: ReplyParameters | None) -> int:
+        message = await self.bot.send_document(chat_id, file, caption=caption, reply_parameters=reply)
         return message.message_id
 
     async def _album(self, chat_id: int, files: list[BufferedInputFile], caption: str | None,

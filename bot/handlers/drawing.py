@@ -12,6 +12,7 @@ from bot.formatting import join
 from bot.keyboards import DrawAction
 from bot.services.drawing import (
     DrawInputError,
+    DrawOptions,
     DrawService,
     DrawsPending,
     again_payload,
@@ -26,7 +27,7 @@ from bot.texts import Texts
 from storage import DrawPayload, DrawResult, Job, NotFound, PathEscape, Storage
 
 
-async def _enqueue(
+async def enqueue_reply(
     message: Message, user_id: int, payload: DrawPayload, t: Texts, drawing: DrawService, outbox: Outbox,
     update: Update, hint: str | None = None,
 ) -> None:
@@ -41,6 +42,30 @@ async def _enqueue(
     await outbox.status_shown(job.id, message.chat.id, status.message_id)
 
 
+async def request_from_command(
+    message: Message, command: CommandObject, store: Storage, drawing: DrawService
+) -> tuple[DrawPayload, DrawOptions, str]:
+    """The draw a /draw text asks for (the user's settings filled in, the model found), its options and prompt;
+    DrawInputError names what the user should fix."""
+    assert message.from_user is not None
+    user_id, chat_id = message.from_user.id, message.chat.id
+    prefs = await store.preferences.get(user_id)
+    prompt, options = parse_draw(command.args or "", drawing.default_steps, await store.engines.current(), prefs)
+    models = await drawing.usable(user_id, chat_id)
+    if not models:
+        draft = await _model_to_draft(message, store)
+        if draft is None:
+            raise DrawInputError(await _why_no_models(message, store))
+        # A base model that takes reference pictures draws a draft from the owner's photos right away.
+        return draw_payload(draft, prompt, options).model_copy(update={"model_id": None, "draft_of": draft.id}), \
+            options, prompt
+    user = await store.users.get(user_id)
+    default_id = user.default_model_id if user else None
+    fallback = fallback_model(models, default_id, message.chat.type == "private")
+    resolved = resolve_model(prompt, models, default_id, fallback)
+    return draw_payload(resolved.model, resolved.prompt, options), options, prompt
+
+
 async def draw(
     message: Message, command: CommandObject, event_update: Update, t: Texts, store: Storage, drawing: DrawService,
     outbox: Outbox,
@@ -48,25 +73,27 @@ async def draw(
     """/draw as a text, or as the caption of anything (aiogram's Command reads captions too): the same rules."""
     if message.from_user is None:
         return
-    user_id, chat_id = message.from_user.id, message.chat.id
     try:
-        prefs = await store.preferences.get(user_id)
-        prompt, options = parse_draw(command.args or "", drawing.default_steps, await store.engines.current(), prefs)
-        models = await drawing.usable(user_id, chat_id)
-        if not models:
-            raise DrawInputError(await _why_no_models(message, store))
-        user = await store.users.get(user_id)
-        default_id = user.default_model_id if user else None
-        fallback = fallback_model(models, default_id, message.chat.type == "private")
-        resolved = resolve_model(prompt, models, default_id, fallback)
-        payload = draw_payload(resolved.model, resolved.prompt, options)
-        await _enqueue(message, user_id, payload, t, drawing, outbox, event_update,
-                       hint="draw_hint_english" if has_cyrillic(prompt) else None)
+        payload, options, prompt = await request_from_command(message, command, store, drawing)
+        if options.change is not None:
+            raise DrawInputError("draw_change_needs_picture")
+        await enqueue_reply(message, message.from_user.id, payload, t, drawing, outbox, event_update,
+                            hint="draw_draft" if payload.draft_of is not None
+                            else "draw_hint_english" if has_cyrillic(prompt) else None)
     except DrawsPending as pending:
         if pending.first:
             await message.reply(t(pending.key, **pending.values))
     except DrawInputError as problem:
         await message.reply(t(problem.key, **problem.values))
+
+
+async def _model_to_draft(message: Message, store: Storage):
+    """The sender's own model still training, in a private chat, when the engine draws from reference photos."""
+    if message.chat.type != "private" or not (await store.engines.current()).takes_references:
+        return None
+    own = await store.models.list_for_owner(message.chat.id)
+    training = [m for m in own if m.status in {"queued", "training"}]
+    return training[-1] if training else None
 
 
 async def _why_no_models(message: Message, store: Storage) -> str:
@@ -76,7 +103,7 @@ async def _why_no_models(message: Message, store: Storage) -> str:
     return "draw_model_training" if any(m.status in {"queued", "training"} for m in own) else "draw_no_models"
 
 
-async def _pressed_job(query: CallbackQuery, data: DrawAction, drawing: DrawService, store: Storage) -> Job | None:
+async def pressed_job(query: CallbackQuery, data: DrawAction, drawing: DrawService, store: Storage) -> Job | None:
     """The drawing a button names, if the person pressing may redraw it where they pressed it: it was asked in
     this very chat (so nothing of one chat's prompt or pictures can reach another), and its model is still
     usable by them here. Anything else is one and the same refusal, so forged data learns nothing."""
@@ -100,7 +127,7 @@ async def draw_again(
     query: CallbackQuery, callback_data: DrawAction, event_update: Update, t: Texts, store: Storage,
     drawing: DrawService, outbox: Outbox,
 ) -> None:
-    job = await _pressed_job(query, callback_data, drawing, store)
+    job = await pressed_job(query, callback_data, drawing, store)
     if job is None:
         await query.answer(t("button_unavailable"), show_alert=True)
         return
@@ -113,7 +140,7 @@ async def draw_again(
     else:
         payload = again_payload(job.payload)
     try:
-        await _enqueue(query.message, query.from_user.id, payload, t, drawing, outbox,  # type: ignore[arg-type]
+        await enqueue_reply(query.message, query.from_user.id, payload, t, drawing, outbox,  # type: ignore[arg-type]
                        event_update)
     except DrawsPending as pending:
         await query.answer(t.plain(pending.key, **pending.values), show_alert=True)

@@ -388,6 +388,17 @@ stats_engine_line = { $worker }: { $title } ({ $family }), seen { $seen } ago, {
 stats_idle = idle
 stats_none = none
 stats_no_engine = none — nothing will be drawn or trained until an engine starts
+help_option_change = <code>--change 0.6</code> how much of a picture you draw from is redrawn (0.1–1)
+draw_change_needs_picture = ⛔ --change is for drawing from a picture: send a photo with <code>/draw …</code> as its caption, or reply /draw to a picture.
+upscale_caption = 🔍 Twice the size: { $width }×{ $height } px, as a file (Telegram does not shrink it).
+upscale_started = 🔍 Making it bigger…
+button_upscale_one = 🔍 2×
+button_upscale = 🔍 2× #{ $k }
+draw_details =
+    { "\u000A" }⚙️ { $steps } { $steps ->
+        [one] step
+       *[other] steps
+    } · { $sampler } · { $width }×{ $height }
 
 # Why a job failed (storage.contract.FailureCode): the engine reports a code and its parameters.
 failure_model_gone = this model no longer exists (it was deleted).

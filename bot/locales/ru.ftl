@@ -436,6 +436,18 @@ stats_engine_line = { $worker }: { $title } ({ $family }), на связи { $se
 stats_idle = свободен
 stats_none = нет
 stats_no_engine = нет — ничего не будет нарисовано или обучено, пока не запустится движок
+help_option_change = <code>--change 0.6</code> — насколько перерисовать картинку, с которой начинаем (0,1–1)
+draw_change_needs_picture = ⛔ --change нужен, когда рисуем с картинки: пришлите фото с подписью <code>/draw …</code> или ответьте /draw на картинку.
+upscale_caption = 🔍 Вдвое больше: { $width }×{ $height } px, файлом (Telegram его не уменьшит).
+upscale_started = 🔍 Увеличиваю…
+button_upscale_one = 🔍 2×
+button_upscale = 🔍 2× #{ $k }
+draw_details =
+    { "\u000A" }⚙️ { $steps } { $steps ->
+        [one] шаг
+        [few] шага
+       *[many] шагов
+    } · { $sampler } · { $width }×{ $height }
 
 # Почему задание не удалось (storage.contract.FailureCode): движок сообщает код и его параметры.
 failure_model_gone = этой модели больше нет (её удалили).
@@ -454,6 +466,6 @@ failure_gave_up = движок неожиданно останавливался
         [one] раз
         [few] раза
        *[many] раз
-    } (упал или был перезапущен), и я сдался. Попробуйте ещё раз; если повторится, сообщите оператору бота.
+    } (упал или был перезапущен), поэтому я остановила задание. Попробуйте ещё раз; если повторится, сообщите оператору бота.
 failure_picture_gone = исходной картинки больше нет. Пришлите её ещё раз.
 failure_picture_unreadable = исходную картинку не получается прочитать. Пришлите другую.

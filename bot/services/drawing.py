@@ -18,14 +18,16 @@ from storage import DrawPayload, EngineInfo, Job, Model, Preferences, Storage
 from storage.contract import (
     ASPECT_RATIOS,
     MAX_GUIDANCE,
+    MAX_IMAGE_CHANGE,
     MAX_IMAGES_PER_DRAW,
     MAX_NEGATIVE_CHARS,
     MAX_PROMPT_CHARS,
     MAX_STRENGTH,
     MIN_GUIDANCE,
+    MIN_IMAGE_CHANGE,
 )
 
-OPTIONS = ("n", "steps", "cfg", "seed", "neg", "sampler", "strength", "ar")
+OPTIONS = ("n", "steps", "cfg", "seed", "neg", "sampler", "strength", "ar", "change")
 VARIATION_STRENGTH = 0.3
 BURST_S = 60.0  # refusals this close together are one burst: the user hears about the limit once
 _WORD = re.compile(r"[\w]+", re.UNICODE)
@@ -45,6 +47,7 @@ class DrawOptions:
     sampler: str | None = None  # None: the family's default (DPM++ 2M Karras for SD)
     strength: float = 1.0  # how much of the trained model: 0 is the base picture
     aspect_ratio: str | None = None
+    change: float | None = None  # drawing from a picture: how much of it is redrawn (None: the default)
 
 
 def max_prompt_words(info: EngineInfo) -> int:
@@ -143,6 +146,8 @@ def _read_option(name: str, raw: str, options: dict[str, Any], info: EngineInfo)
         if sampler not in info.samplers:
             raise DrawInputError("draw_bad_sampler", sampler=raw, choices=", ".join(info.samplers), model=info.title)
         options["sampler"] = sampler
+    elif name == "change":
+        options["change"] = _number("--change", raw.replace(",", "."), float, MIN_IMAGE_CHANGE, MAX_IMAGE_CHANGE)
     elif name == "ar":
         if raw not in ASPECT_RATIOS:
             raise DrawInputError("draw_bad_ar", ar=raw, choices=", ".join(ASPECT_RATIOS))

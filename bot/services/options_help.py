@@ -20,7 +20,7 @@ def offered_options(info: EngineInfo) -> list[str]:
         names.append("neg")
     if len(info.samplers) > 1:
         names.append("sampler")
-    names += ["strength", "ar"]
+    names += ["strength", "ar", "change"]
     return names
 
 

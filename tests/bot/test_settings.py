@@ -210,3 +210,34 @@ async def test_the_same_story_counts_right_in_english_and_russian(
         await add_photos(store, user.id, list(range(offset + 6, offset + 22)))
         user.say("/photos")
         await _caption(fake, user.id, said[user.id][3])
+
+
+async def test_an_engine_failure_reaches_a_russian_user_in_russian(
+    kabina, fake: FakeTelegram, store: Storage, boris: User, worker: StandInWorker
+) -> None:
+    from storage.contract import FailureCode
+
+    await make_ready_model(store, boris.id)
+    boris.say("/draw sks dog in Paris")
+    job = await worker.claim("draw")
+    await store.lifecycle.fail(job.id, worker.worker_id, FailureCode.OUT_OF_MEMORY)
+    await wait_reply(fake, boris.id, "видеокарте не хватило памяти")
+
+
+async def test_the_caption_says_what_the_settings_drew(
+    kabina, fake: FakeTelegram, store: Storage, boris: User, worker: StandInWorker
+) -> None:
+    from storage import DrawResult
+    from tests.helpers import put_blob
+
+    await make_ready_model(store, boris.id)
+    await store.preferences.update(boris.id, steps=21, sampler="euler-a")
+    boris.say("/draw sks dog in Paris")
+    job = await worker.claim("draw")
+    assert (job.payload.steps, job.payload.sampler) == (21, "euler-a")
+    key = await put_blob(store, f"jobs/{job.id}/0_7.png", photo_bytes(7, (64, 64), "PNG"))
+    # what the engine reports back: the steps and sampler it really used
+    await store.lifecycle.complete(job.id, worker.worker_id, DrawResult(images=[key], seeds=[7], steps=21,
+                                                                   sampler="euler-a", width=512, height=512))
+    (photo,) = await fake.wait_call("sendPhoto", boris.id)
+    assert "21 шаг · euler-a · 512×512" in photo.params["caption"]

@@ -36,7 +36,7 @@ async def test_export_sends_the_lora_file(kabina, fake: FakeTelegram, store: Sto
     await wait_reply(fake, ann.id, "<code>sks</code>")
     await _press(fake, ann, "<code>sks</code>", "Export")
     (document,) = await fake.wait_call("sendDocument", ann.id)
-    assert list(document.files.values()) == [b"weights-of-model-%d" % model.id]
+    assert list(document.files.values()) == [await store.blobs.get(model.kohya_path or model.weights_path)]
 
 
 async def test_delete_asks_for_confirmation_first(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
@@ -59,7 +59,7 @@ async def test_someone_else_cannot_press_my_model_buttons(
     ann.say("/models")
     await wait_reply(fake, ann.id, "<code>sks</code>")
     call = next(c for c in fake.calls_of("sendMessage", ann.id) if "<code>sks</code>" in c.params["text"])
-    delete = call.params["reply_markup"]["inline_keyboard"][1][1]["callback_data"]
+    delete = call.params["reply_markup"]["inline_keyboard"][2][0]["callback_data"]
     confirm = delete.replace("delete", "confirm")
     fake.press_button(cleo.data, fake.messages[(ann.id, call.result["message_id"])], confirm)
     (answer,) = await fake.wait_call("answerCallbackQuery")

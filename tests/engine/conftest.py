@@ -62,7 +62,7 @@ def quick_spec(tmp: Path, photos, **overrides):
 
     values = dict(
         photos=photos, class_word="dog", token="sks", output_dir=tmp / "out", class_image_dir=tmp / "class",
-        num_class_images=2, checkpoint_dir=tmp / "ckpt", steps=12, learning_rate=2e-3, checkpoint_every=5,
+        prior="class-images", num_class_images=2, checkpoint_dir=tmp / "ckpt", steps=12, learning_rate=2e-3, checkpoint_every=5,
         sample_seeds=(7,), sample_steps=3, class_image_steps=3, seed=5,
     )
     values.update(overrides)

@@ -54,6 +54,10 @@ def test_another_base_model_or_resolution_does_not_reuse_the_cache(tiny_model_di
     files = FileStore(tmp_path / "data")
     other_model = tmp_path / "other-model"
     shutil.copytree(tiny_model_dir, other_model)
+    weights = next((other_model / "unet").glob("*.safetensors"))
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # another model: other weights (a copy of the same model keeps the key)
+    weights.write_bytes(bytes(data))
     key, other_key = base_model_key(tiny_model_dir), base_model_key(other_model)
     assert key != other_key
     assert base_model_key(tiny_model_dir) == key  # stable for the same model

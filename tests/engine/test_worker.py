@@ -13,7 +13,8 @@ from tests.helpers import TightDisk, add_photos, queued_training
 def settings(tmp_path, tiny_model_dir):
     from storage import Settings
 
-    return Settings(data_dir=tmp_path / "data", base_model=tiny_model_dir, device="cpu", num_class_images=2, train_steps=6)
+    return Settings(data_dir=tmp_path / "data", base_model=tiny_model_dir, device="cpu", prior="class-images",
+                    num_class_images=2, train_steps=6)
 
 
 @pytest.fixture
@@ -125,7 +126,9 @@ async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_tok
     assert model.params["class_drift"] == done[0].result.class_drift
     events = await store.jobs.events_after(0, limit=1000)
     stages = {e.data.get("stage") for e in events if e.kind == "progress" and e.job_id == jobs[0].id}
-    assert {"class_images", "training"} <= stages
+    assert {"class_images", "training"} <= stages  # PRIOR=class-images is honoured (the family's own is output)
+    # Both models trained the class "dog" on one base model: the report card's "before" pictures were drawn once.
+    assert len(list((store.files.root / "report_before").rglob("*.png"))) == 16
 
 
 async def test_draw_with_a_deleted_model_fails_with_a_clear_message(store, make_worker, make_photo):

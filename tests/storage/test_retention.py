@@ -130,3 +130,26 @@ async def test_events_a_follower_has_not_passed_are_never_pruned(store: Storage)
     now = (await store.jobs.get(job.id)).created_at
     await store.retention.sweep(retention_days=30, now=now + 5 * DAY)
     assert [e.job_id for e in await store.jobs.events_after(0)] == [job.id]
+
+
+async def test_a_picture_drawn_from_goes_with_the_last_drawing_that_names_it(store: Storage) -> None:
+    model = await make_ready_model(store, 1)
+    picture = await store.photos.keep_input(1, photo_bytes(5))
+
+    async def drawing_from_it() -> int:
+        job = await store.lifecycle.enqueue(DrawPayload(model_id=model.id, prompt="sks dog", init_image=picture),
+                                       owner_id=1, chat_id=1, model_id=model.id)
+        await store.lifecycle.claim("w", kinds=["draw"])
+        await store.lifecycle.complete(job.id, "w", DrawResult(images=[], seeds=[1]))
+        return job.id
+
+    first = await drawing_from_it()
+    now = (await store.jobs.get(first)).finished_at
+    queued = await store.lifecycle.enqueue(DrawPayload(model_id=model.id, prompt="sks dog again", init_image=picture),
+                                      owner_id=1, chat_id=1, model_id=model.id)
+    report = await store.retention.sweep(retention_days=30, now=now + 31 * DAY)
+    assert report.inputs == [] and await store.blobs.exists(picture)  # a queued drawing still needs it
+    await store.lifecycle.cancel(queued.id)
+    later = (await store.jobs.get(queued.id)).finished_at
+    report = await store.retention.sweep(retention_days=30, now=later + 31 * DAY)
+    assert report.inputs == [picture] and not await store.blobs.exists(picture)

@@ -14,14 +14,15 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no .env of the developer's
     for name in ("BOT_TOKEN", "TELEGRAM_API_URL", "DATA_DIR", "BASE_MODEL", "DEVICE", "TRAIN_STEPS",
                  "NUM_CLASS_IMAGES", "DRAW_STEPS", "MIN_PHOTOS", "MAX_PHOTOS", "ALLOWED_USERS", "ADMIN_IDS",
-                 "DAILY_TRAININGS", "LOG_LEVEL", "DATABASE_URL"):
+                 "DAILY_TRAININGS", "LOG_LEVEL", "DATABASE_URL", "PRIOR", "TRAIN_RESOLUTION"):
         monkeypatch.delenv(name, raising=False)
 
 
 def test_defaults_match_the_architecture_table() -> None:
     s = load_settings()
     assert s.data_dir == Path("./data")
-    assert (s.device, s.num_class_images, s.draw_steps, s.min_photos, s.max_photos) == ("auto", 200, None, 3, 20)
+    assert (s.device, s.num_class_images, s.draw_steps, s.min_photos, s.max_photos) == ("auto", None, None, 3, 20)
+    assert s.prior is None and s.train_resolution is None  # the family's own choices
     assert s.train_steps is None and s.allowed_users == frozenset() and s.admin_ids == frozenset()
 
 

@@ -79,6 +79,8 @@ class ToyEvalConfig:
     # a few hundredths lower) at half the cost, which pays for the training steps fidelity needs.
     sample_steps: int = 10
     guidance: float = 4.0
+    # Prior methods trained at each seed besides the paper's class images and none (engine.train_steps).
+    output_preservation: bool = True
     # Disjoint seed sets at which the drift references are drawn; their mean is the reference, their spread shown.
     reference_sets: int = 3
     # One thread, for the reason given in tools.toy.build.BuildPlan.threads; None keeps torch's setting.
@@ -102,6 +104,12 @@ class SeedRun:
     class_likeness_with_prior: float
     class_likeness_without_prior: float
     seconds: float
+    # Output preservation (PRIOR=output: the frozen base model's own prediction as the class target, no class
+    # images); "with_prior" above is the paper's class-image method, "without_prior" PRIOR=off. None: not run.
+    fidelity_trained_output: float | None = None
+    drift_output: float | None = None
+    drift_saved_by_output: float | None = None
+    class_likeness_output: float | None = None
     pictures: dict[str, list[Image.Image]] = field(default_factory=dict, repr=False)
 
     def figures(self) -> dict[str, Any]:
@@ -145,13 +153,28 @@ class ToyEvalResult:
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Mean and spread of each figure over the seeds; std is the sample standard deviation (n - 1)."""
-        names = [n for n in self.table()[0] if n not in ("seed", "seconds")]
+        names = [n for n, v in self.table()[0].items() if n not in ("seed", "seconds") and v is not None]
         return {name: spread([row[name] for row in self.table()]) for name in names}
+
+    def prior_methods(self) -> dict[str, Any]:
+        """Per prior method, the drift it saved against no prior across seeds, and whether that holds: a mean saving
+        larger than its spread (sample std over the seeds). The family default is the cheapest method that holds:
+        output preservation (no class set to draw) before the paper's class images."""
+        saved = {"class-images": [r.drift_saved_by_prior for r in self.runs]}
+        if self.runs and self.runs[0].drift_saved_by_output is not None:
+            saved["output"] = [r.drift_saved_by_output for r in self.runs]
+        methods = {}
+        for name, values in saved.items():
+            figures = spread(values)
+            methods[name] = {"drift_saved": figures, "holds": figures["mean"] > figures["std"]}
+        chosen = next((m for m in ("output", "class-images") if methods.get(m, {}).get("holds")), "off")
+        return {"methods": methods, "chosen": chosen}
 
     def figures(self) -> dict[str, Any]:
         return {
             "seeds": self.table(),
             "summary": self.summary(),
+            "prior_methods": self.prior_methods(),
             "references": self.references.figures(),
             "drift_warning_threshold": DRIFT_WARNING_THRESHOLD,
             "seconds": self.seconds,
@@ -265,15 +288,18 @@ def _run_seed(pipe, runtime, config: ToyEvalConfig, seed: int, photos: list[Imag
 
     started = time.monotonic()
     pictures: dict[str, list[Image.Image]] = {}
-    for name, weight in (("with_prior", 1.0), ("without_prior", 0.0)):
+    methods = [("with_prior", "class-images", 1.0), ("without_prior", "class-images", 0.0)]
+    if config.output_preservation:
+        methods.append(("output", "output", 1.0))
+    for name, prior, weight in methods:
         spec = TrainSpec(
             photos=photos, class_word=config.class_word, token=config.token,
-            output_dir=tmp / f"seed_{seed}" / name,
+            output_dir=tmp / f"seed_{seed}" / name, prior=prior,
             # Class images depend on the base model only (engine.class_images.CLASS_SEED), so every seed shares them.
             class_image_dir=tmp / "class_images",
             num_class_images=config.num_class_images, steps=config.steps,
             learning_rate=config.learning_rate, rank=config.rank, prior_loss_weight=weight,
-            seed=seed, sample_seeds=(), class_image_steps=config.class_image_steps, device="cpu",
+            seed=seed, sample_seeds=(), report_card=False, class_image_steps=config.class_image_steps, device="cpu",
         )
         # train() seeds the LoRA's initial weights from spec.seed itself; pinned here as well so each seed of this
         # experiment keeps meaning "steps and initialisation" whatever train() does with torch's generator.
@@ -302,7 +328,17 @@ def _run_seed(pipe, runtime, config: ToyEvalConfig, seed: int, photos: list[Imag
         class_likeness_without_prior=likeness(pictures["class_without_prior"]),
         seconds=round(time.monotonic() - started, 1),
         pictures=pictures,
+        **_output_figures(pictures, likeness, drift, without_prior),
     )
+
+
+def _output_figures(pictures, likeness, drift, without_prior: float) -> dict[str, float]:
+    if "class_output" not in pictures:
+        return {}
+    output = drift(pictures["class_output"])
+    return {"fidelity_trained_output": likeness(pictures["subject_output"]), "drift_output": output,
+            "drift_saved_by_output": round(without_prior - output, 4),
+            "class_likeness_output": likeness(pictures["class_output"])}
 
 
 @contextlib.contextmanager
@@ -348,11 +384,18 @@ def all_pictures(result: ToyEvalResult) -> dict[str, list[Image.Image]]:
 def format_table(result: ToyEvalResult) -> str:
     """The per-seed figures as a plain-text table for a person at a terminal; the JSON carries the same."""
     columns = ["fidelity_base", "fidelity_trained", "drift_with_prior", "drift_without_prior", "drift_saved_by_prior"]
+    if result.runs and result.runs[0].drift_output is not None:
+        columns += ["fidelity_trained_output", "drift_output", "drift_saved_by_output"]
     lines = ["seed  " + "  ".join(f"{c:>20}" for c in columns)]
     lines += [f"{row['seed']:<4}  " + "  ".join(f"{row[c]:>20.4f}" for c in columns) for row in result.table()]
     summary = result.summary()
     for stat in ("mean", "std", "min", "max"):
         lines.append(f"{stat:<4}  " + "  ".join(f"{summary[c][stat]:>20.4f}" for c in columns))
+    for name, method in result.prior_methods()["methods"].items():
+        saved = method["drift_saved"]
+        lines.append(f"prior {name}: drift saved vs off {saved['mean']:.4f} +- {saved['std']:.4f} "
+                     f"(min {saved['min']:.4f}): {'holds' if method['holds'] else 'does not hold'}")
+    lines.append(f"chosen prior method: {result.prior_methods()['chosen']}")
     refs = result.references
     lines.append(f"references: noise floor {refs.noise_floor:.4f}, {refs.other_class_word} {refs.other_class:.4f}, "
                  f"threshold by rule {refs.threshold:.4f} (in use: {DRIFT_WARNING_THRESHOLD})")

@@ -1,0 +1,30 @@
+"""Every benchmark command the README documents runs here at small settings, so none can break unseen.
+
+`python -m engine bench --time-to-model` is run by test_time_to_model.py; `python -m engine eval-toy` by tests/toy;
+`python -m tools.reference_bench` by tests/engine_reference; `python -m storage bench` by tests/storage/test_bench.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def _bench(capsys, *args: str) -> dict:
+    from engine.cli import main
+
+    assert main(["bench", *args]) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_python_m_engine_bench_without_flags_prints_its_figures(capsys):
+    figures = _bench(capsys, "--steps", "3", "--draw-steps", "2")
+    assert figures["model"] == "tiny (engine tiny-model)"
+    assert figures["train_ms_per_step_median"] > 0
+    assert figures["draw_latency_ms_idle"] > 0 and figures["draw_latency_ms_during_training"] > 0
+    assert figures["command"] == "python -m engine bench --steps 3 --draw-steps 2"
+
+
+def test_python_m_engine_bench_per_family_prints_each_family(capsys):
+    figures = _bench(capsys, "--family", "sd1,flux-schnell", "--steps", "3")
+    assert set(figures["families"]) == {"sd1", "flux-schnell"}
+    assert all(f["train_ms_per_step_median"] > 0 for f in figures["families"].values())
