@@ -210,6 +210,16 @@ class Drawer:
         self._counter = 0
         self._image_pipe = None  # the family's image-to-image pipeline on the same components, made when needed
 
+    def draws_from_pictures(self) -> bool:
+        """Whether this model has an image-to-image mode that starts from a picture (FLUX.2 [klein]'s takes a
+        picture only as a reference to edit by, with no strength: not the same thing)."""
+        import inspect
+
+        try:
+            return "strength" in inspect.signature(self.image_pipe().__call__).parameters
+        except DrawError:
+            return False
+
     def image_pipe(self):
         """The same model's image-to-image mode: diffusers builds it from the loaded components (no new weights,
         and the LoRA adapters loaded into the shared denoiser and text encoders apply to it too)."""
@@ -405,6 +415,8 @@ class Drawer:
 
         from engine.samplers import using_sampler
 
+        if not self.draws_from_pictures():
+            raise DrawError(f"{self.family.title} cannot draw from a picture")
         pipe = self.image_pipe()
         width, height = settings["width"], settings["height"]
         assert request.init_image is not None

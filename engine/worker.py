@@ -132,6 +132,7 @@ class Engine:
             guidance_embedded=family.guidance_embedded, samplers=family.samplers,
             default_sampler=family.default_sampler, sizes={ar: limits.size_for(ar) for ar in ASPECT_RATIOS},
             negative_prompt=family.negative_prompt, token_limit=self.drawer.count_tokens("")[1],
+            draws_from_pictures=self.drawer.draws_from_pictures(),
             takes_references=family.takes_references,
         )
 

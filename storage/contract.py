@@ -225,6 +225,7 @@ class EngineInfo(_Record):
         "1:1": (512, 512), "3:2": (608, 408), "2:3": (408, 608), "16:9": (680, 384), "9:16": (384, 680)})
     negative_prompt: bool = True
     token_limit: int = 75  # prompt tokens the text encoder reads
+    draws_from_pictures: bool = True  # an image-to-image mode (a /draw on a picture, the 2× buttons)
     takes_references: bool = False  # draws from reference photos (FLUX.2 [klein]): drafts while a model trains
 
     @property

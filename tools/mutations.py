@@ -94,11 +94,28 @@ MUTATIONS: tuple[Mutation, ...] = (
     # --- security (issue 12) ---
     Mutation(
         "texts stop escaping values", "bot/texts.py",
-        "return Markup(template.format(**{name: escape(value) for name, value in values.items()}))",
-        "return Markup(template.format(**values))",
+        "return escape(value) if isinstance(value, str) else value",
+        "return value",
         ("tests/bot/test_escaping.py::test_texts_escape_every_value_unless_it_is_marked_as_markup",
          "tests/bot/test_escaping.py::test_an_unknown_option_with_markup_is_echoed_as_typed",
          "tests/bot/test_escaping.py::test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link"),
+    ),
+    Mutation(
+        "settings take any value a button sends", "bot/handlers/settings.py",
+        "if callback_data.value not in allowed:", "if False:",
+        ("tests/bot/test_settings.py::test_forged_or_stale_settings_values_are_refused",),
+    ),
+    Mutation(
+        "upscale takes any picture index", "bot/handlers/pictures.py",
+        "if job is None or not 0 <= callback_data.index < len(job.result.images):",
+        "if job is None:",
+        ("tests/bot/test_pictures.py::test_upscale_refuses_a_forged_index_and_counts_against_pending_draws",),
+    ),
+    Mutation(
+        "draw ignores the user's settings", "bot/services/drawing.py",
+        "    options = preferred_options(prefs, default_steps, info)\n",
+        "    options = preferred_options(None, default_steps, info)\n",
+        ("tests/bot/test_settings.py::test_settings_survive_a_restart_and_shape_draw_and_its_buttons",),
     ),
     Mutation(
         "again/variation buttons ignore the chat the drawing was asked in", "bot/handlers/drawing.py",
