@@ -33,16 +33,6 @@ class Runtime:
     def is_cuda(self) -> bool:
         return self.device.type == "cuda"
 
-    def autocast(self) -> Any:
-        """Mixed precision for a forward pass on a GPU in bf16/fp16; nothing on the CPU (fp32)."""
-        import contextlib
-
-        import torch
-
-        if self.is_cuda and self.dtype != torch.float32:
-            return torch.autocast("cuda", dtype=self.dtype)
-        return contextlib.nullcontext()
-
 
 def pick_runtime(device_setting: str = "auto") -> Runtime:
     """CUDA when present (bf16 where the GPU has it natively, else fp16), otherwise CPU in fp32."""
@@ -79,6 +69,17 @@ def _no_gpu_reason(torch: Any) -> str:
         return f"this torch ({torch.__version__}) is a CPU-only build; install the CUDA build (README)"
     return (f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, which needs an NVIDIA driver that "
             "supports it (nvidia-smi shows the driver's CUDA version) and, in Docker, the GPU passed to the container")
+
+
+def autocast(runtime: Runtime):
+    """Mixed precision where the runtime has it (CUDA in bf16/fp16); nothing on a CPU in fp32."""
+    import contextlib
+
+    import torch
+
+    if runtime.is_cuda and runtime.dtype != torch.float32:
+        return torch.autocast("cuda", dtype=runtime.dtype)
+    return contextlib.nullcontext()
 
 
 def _native_bf16(device) -> bool:

@@ -262,7 +262,7 @@ def _draw(args, settings) -> int:
     request = DrawRequest(
         prompt=args.prompt, negative_prompt=args.negative, n=args.n, steps=args.steps or configured,
         guidance=args.guidance, seeds=None if args.seed is None else [args.seed], width=args.width,
-        height=args.height, lora=args.lora, sampler=args.sampler, lora_scale=args.strength, aspect_ratio=args.ar,
+        height=args.height, lora=args.lora, sampler=args.sampler, strength=args.strength, aspect_ratio=args.ar,
     )
     try:
         result = drawer.draw(request)
@@ -276,7 +276,7 @@ def _draw(args, settings) -> int:
         print(f"note: the negative prompt has {result.negative_tokens} tokens; only the first {result.token_limit} "
               "are read", file=sys.stderr)
     print(f"{result.family}: {result.width}x{result.height}, {result.steps} steps, {result.sampler}, guidance "
-          f"{result.guidance}, strength {result.lora_scale}", file=sys.stderr)
+          f"{result.guidance}, strength {result.strength}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     for image, seed in zip(result.images, result.seeds, strict=True):
         path = args.out / f"seed_{seed}.png"

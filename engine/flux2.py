@@ -75,6 +75,8 @@ def per_example(objective, pipe, batch, embeds):
     from diffusers import Flux2KleinPipeline
     from diffusers.training_utils import compute_loss_weighting_for_sd3
 
+    from engine.base_model import autocast
+
     device = objective.runtime.device
     transformer = pipe.transformer
     dtype = transformer.dtype
@@ -89,7 +91,7 @@ def per_example(objective, pipe, batch, embeds):
     guidance = None
     if transformer.config.guidance_embeds:
         guidance = torch.full((noisy.shape[0],), float(objective.family.train_guidance or 1.0), device=device)
-    with objective.runtime.autocast():
+    with autocast(objective.runtime):
         prediction = transformer(
             hidden_states=packed.to(dtype),
             timestep=(timesteps / 1000).to(dtype),

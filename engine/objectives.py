@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.base_model import autocast  # with the runtime it reads; engine.flux2 uses it too
 from engine.families import Family
 
 # The recipe's defaults for the density of the "logit_normal" and "mode" schemes (train_dreambooth_lora_flux.py).
@@ -162,7 +163,7 @@ class Objective:
                 "text_embeds": embeds["text_embeds"][rows].to(device, unet.dtype),
                 "time_ids": time_ids[rows].to(device, unet.dtype),
             }
-        with self.runtime.autocast():
+        with autocast(self.runtime):
             return unet(noised.model_input[rows].to(unet.dtype), noised.timesteps[rows],
                         embeds["encoder_hidden_states"][rows].to(unet.dtype), **kwargs).sample
 
@@ -195,7 +196,7 @@ class Objective:
         guidance = None
         if transformer.config.guidance_embeds:
             guidance = torch.full((b,), float(self.family.train_guidance or 1.0), device=device)
-        with self.runtime.autocast():
+        with autocast(self.runtime):
             prediction = transformer(
                 hidden_states=packed.to(dtype),
                 timestep=(noised.timesteps[rows] / 1000).to(dtype),

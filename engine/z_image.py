@@ -51,6 +51,8 @@ def per_example(objective, pipe, batch, embeds):
     import torch
     from diffusers.training_utils import compute_loss_weighting_for_sd3
 
+    from engine.base_model import autocast
+
     device = objective.runtime.device
     transformer = pipe.transformer
     dtype = transformer.dtype
@@ -63,7 +65,7 @@ def per_example(objective, pipe, batch, embeds):
     noisy = (1.0 - sigmas) * x0 + sigmas * noise
     frames = list(noisy.unsqueeze(2).to(dtype).unbind(dim=0))  # [C, 1, h, w] each
     captions = [c.to(device, dtype) for c in embeds["cap_feats"]]
-    with objective.runtime.autocast():
+    with autocast(objective.runtime):
         out = transformer(frames, ((1000 - timesteps) / 1000).to(dtype), captions, return_dict=False)[0]
     prediction = -torch.stack(out, dim=0).squeeze(2).float()
     weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)

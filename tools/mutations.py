@@ -460,8 +460,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "the engine calls a full disk an internal error", "engine/worker.py",
-        "        if isinstance(exc, StorageUnavailable):\n            report_storage_trouble(exc, log)\n            return NO_ROOM",
-        "        if False:\n            return NO_ROOM",
+        "        if isinstance(exc, StorageUnavailable):\n            report_storage_trouble(exc, log)\n            return failure(\"no_room\")",
+        "        if False:\n            return failure(\"no_room\")",
         ("tests/engine/test_worker.py::test_a_full_disk_fails_the_draw_with_a_clear_message_and_the_worker_serves_the_next",),
     ),
     Mutation(
