@@ -185,6 +185,13 @@ def _base_model(args, settings) -> Path:
     return args.base_model or settings.require_base_model()
 
 
+def _data_folder(settings, prefix: str) -> Path:
+    """A shared cache folder under DATA_DIR, named by its blob key prefix (storage/keys.py)."""
+    folder = Path(settings.data_dir).expanduser().resolve() / prefix
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _train(args, settings) -> int:
     from tqdm import tqdm
 
@@ -194,7 +201,7 @@ def _train(args, settings) -> int:
     from engine.photos import load_photo_folder
     from engine.tokens import class_prompt
     from engine.training import TrainingStopped, TrainSpec, prior_for, train
-    from storage.files import FileStore
+    from storage.keys import class_images_prefix, report_before_prefix
 
     base = _base_model(args, settings)
     runtime = pick_runtime(settings.device)
@@ -208,17 +215,16 @@ def _train(args, settings) -> int:
         return 1
     token = args.token or identifier_pool(pipe)[0]
     prior = prior_for(family_of(pipe), args.prior or settings.prior)
-    files = FileStore(settings.data_dir)
     key, prompt = base_model_key(base), class_prompt(args.class_word)
     class_dir = args.class_images
     if class_dir is None and prior == "class-images":
-        class_dir = files.class_image_dir(key, prompt, resolution)
+        class_dir = _data_folder(settings, class_images_prefix(key, prompt, resolution))
     num_class = settings.num_class_images if args.num_class_images is None else args.num_class_images
     spec = TrainSpec(
         photos=photo_set.images, class_word=args.class_word, token=token, output_dir=args.out, prior=prior,
         class_image_dir=class_dir, num_class_images=num_class, checkpoint_dir=args.out / "checkpoints",
         steps=args.steps or settings.train_steps, train_text_encoder=args.text_encoder, resolution=resolution,
-        before_dir=files.report_before_dir(key, prompt, resolution),
+        before_dir=_data_folder(settings, report_before_prefix(key, prompt, resolution)),
         sample_steps=settings.draw_steps,  # samples and report card: DRAW_STEPS when set, else the family's
     )
     bars: dict[str, tqdm] = {}

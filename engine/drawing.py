@@ -37,7 +37,7 @@ MAX_SIDE = 1024  # SD1.x's; every family publishes its own (engine.families), th
 
 
 @dataclass
-class DrawResult:
+class DrawnImages:
     images: list[Image.Image]
     seeds: list[int]
     prompt_truncated: bool
@@ -265,7 +265,7 @@ class Drawer:
         return {"steps": steps, "guidance": guidance, "sampler": sampler.lower(), "width": width, "height": height,
                 "strength": float(request.strength)}
 
-    def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawResult:
+    def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawnImages:
         """Draw the request; `lighter` (after an out-of-memory error) draws one image at a time, VAE in slices."""
         import torch
 
@@ -334,9 +334,9 @@ class Drawer:
                 pipe.vae.disable_tiling()
 
     def _result(self, request: DrawRequest, images: list[Image.Image], seeds: list[int], settings: dict[str, Any],
-                tokens: int, limit: int, negative_tokens: int, switch_ms: float) -> DrawResult:
+                tokens: int, limit: int, negative_tokens: int, switch_ms: float) -> DrawnImages:
         width, height = settings["width"], settings["height"]
-        return DrawResult(
+        return DrawnImages(
             images=images,
             seeds=seeds,
             prompt_truncated=tokens > limit,

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from storage.errors import NotFound, PathEscape
 from storage.files import write_atomic, write_atomic_with
-from storage.keys import check_key as check_key  # the backends and the engine's cache check keys from here
+from storage.keys import check_key
 
 
 class BlobStore(Protocol):
@@ -129,7 +129,7 @@ def open_blobs(url: str | None, data_dir: str | Path) -> BlobStore:
     if url.startswith("file://"):
         return FileBlobs(Path(url.removeprefix("file://")))
     if url.startswith("s3://"):
-        from storage.s3_blobs import S3Blobs  # only an S3 install pays for loading obstore
+        from storage.s3_blobs import S3Blobs  # only when asked for: obstore is not needed otherwise
 
         return S3Blobs(url)
     raise ValueError(f"BLOB_URL {url!r}: use file:///path or s3://bucket[/prefix]")

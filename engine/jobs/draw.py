@@ -26,10 +26,10 @@ async def run_draw(ctx: JobContext, run: RunningJob, payload: DrawPayload, light
         model = await ctx.store.models.get(payload.model_id)
         if model is None or model.status == "deleted":
             raise JobFailed(failure("model_gone"))
-        if model.status != "ready" or not model.weights_path:
+        if model.status != "ready" or not model.weights_key:
             raise JobFailed(failure("model_not_ready"))
         try:
-            lora = await ctx.cache.path(model.weights_path, version=model.updated_at)
+            lora = await ctx.cache.path(model.weights_key, version=model.updated_at)
         except NotFound:
             raise JobFailed(failure("weights_missing")) from None
     picture = await start_picture(ctx, payload.init_image) if payload.init_image else None
@@ -61,7 +61,7 @@ async def draft_references(ctx: JobContext, job, payload: DrawPayload):
     if model is None or model.status == "deleted" or model.owner_id != job.owner_id:
         raise JobFailed(failure("model_gone"))
     sources = []
-    for key in model.photo_paths[:MAX_REFERENCES]:
+    for key in model.photo_keys[:MAX_REFERENCES]:
         with contextlib.suppress(NotFound, PathEscape):
             sources.append((key.rsplit("/", 1)[-1], await ctx.store.blobs.get(key)))
     photos = await asyncio.to_thread(load_photo_set, sources, ctx.engine.resolution)

@@ -65,7 +65,7 @@ async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lig
 async def load_photos(ctx: JobContext, model) -> PhotoSet:
     """The owner's photos from the blob store, prepared at the model's resolution; none usable fails the job."""
     sources = []
-    for key in model.photo_paths:
+    for key in model.photo_keys:
         with contextlib.suppress(NotFound):
             sources.append((key.rsplit("/", 1)[-1], await ctx.store.blobs.get(key)))
     photo_set = await asyncio.to_thread(load_photo_set, sources, ctx.engine.resolution)

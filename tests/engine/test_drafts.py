@@ -75,8 +75,8 @@ async def test_a_draft_arrives_while_the_model_trains_and_uses_only_its_owners_p
     assert refused.status == "failed"  # another user's model: refused, none of their photos read
     model = await store.models.get(train_job.model_id)
     their_model = await store.models.get(other_job.model_id)
-    mine_names = {key.rsplit("/", 1)[-1] for key in model.photo_paths}
-    theirs_names = {key.rsplit("/", 1)[-1] for key in their_model.photo_paths}
+    mine_names = {key.rsplit("/", 1)[-1] for key in model.photo_keys}
+    theirs_names = {key.rsplit("/", 1)[-1] for key in their_model.photo_keys}
     drafted_from = [set(names) for names in used if names]
     assert drafted_from and all(names <= mine_names for names in drafted_from)
     assert not any(names & theirs_names for names in drafted_from)
