@@ -94,6 +94,7 @@ class Outbox:
         if steps is None:
             return  # delivered (or given up) before
         failures = unexpected = 0
+        migrated = False
         while True:
             try:
                 await compose(job, steps)
@@ -101,6 +102,17 @@ class Outbox:
                 return
             except (asyncio.CancelledError, LeadLost):
                 raise
+            except TelegramMigrateToChat as exc:
+                # The group became a supergroup: what it is owed follows it there (storage/lifecycle.py), once.
+                if migrated:
+                    await self._give_up(job, steps, exc)
+                    return
+                migrated = True
+                log.info("chat %s became %s; the result of job %s follows it", job.chat_id, exc.migrate_to_chat_id,
+                         job.id)
+                await self.store.lifecycle.move_chat(int(job.chat_id or 0), int(exc.migrate_to_chat_id))
+                job = await self.store.jobs.get(job.id) or job
+                continue
             except Exception as exc:
                 transient = _transient(exc)
                 if transient is None:
@@ -136,8 +148,7 @@ class Outbox:
 def _transient(exc: BaseException) -> bool | None:
     """True: worth another try (5xx, network, 429, a garbled answer, storage trouble). False: Telegram refuses this
     delivery for good (403 blocked, 400 chat not found / can't parse entities, 404, too large). None: unknown."""
-    if isinstance(exc, TelegramEntityTooLarge | TelegramForbiddenError | TelegramBadRequest | TelegramNotFound
-                  | TelegramMigrateToChat):
+    if isinstance(exc, TelegramEntityTooLarge | TelegramForbiddenError | TelegramBadRequest | TelegramNotFound):
         return False
     if isinstance(exc, TelegramAPIError | ClientDecodeError | TimeoutError | OSError):
         return True

@@ -57,15 +57,19 @@ class TrainingService:
             user_id, chat_id, class_word, [p.id for p in photos], update_id=update_id, notes=training_notes(lang))
         if started is None:
             raise TrainRefused("train_busy")
+        if not is_vetted(class_word):
+            # Kept apart from the model (a bare hash): deleting it or /forgetme does not give the word back.
+            await self.store.models.remember_invented_word(user_id, class_word)
         return TrainingStarted(model=started.model, job=started.job, position=started.position, photos=len(photos))
 
     async def _check_new_class(self, user_id: int, class_word: str) -> None:
         if is_vetted(class_word):
             return
         own = {w for w in await self.store.models.class_words_ever(user_id) if not is_vetted(w)}
-        if class_word not in own and len(own) >= NEW_CLASS_WORDS:
+        again = class_word in own or await self.store.models.has_used_invented_word(user_id, class_word)
+        if not again and await self.store.models.invented_words_used(user_id, own) >= NEW_CLASS_WORDS:
             raise TrainRefused("train_new_class_cap", cap=NEW_CLASS_WORDS, word=class_word,
-                               used=", ".join(sorted(own)))
+                               used=", ".join(sorted(own)) or "—")
 
     async def cancel_all(self, user_id: int) -> list[Job]:
         """Cancel the user's queued and running jobs; returns the jobs it touched."""
