@@ -71,6 +71,17 @@ def _no_gpu_reason(torch: Any) -> str:
             "supports it (nvidia-smi shows the driver's CUDA version) and, in Docker, the GPU passed to the container")
 
 
+def autocast(runtime: Runtime):
+    """Mixed precision where the runtime has it (CUDA in bf16/fp16); nothing on a CPU in fp32."""
+    import contextlib
+
+    import torch
+
+    if runtime.is_cuda and runtime.dtype != torch.float32:
+        return torch.autocast("cuda", dtype=runtime.dtype)
+    return contextlib.nullcontext()
+
+
 def _native_bf16(device) -> bool:
     import torch
 

@@ -11,8 +11,9 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from storage.blobs import BlobStore, check_key
+from storage.blobs import BlobStore
 from storage.files import PARTIAL_PREFIX
+from storage.keys import check_key
 
 log = logging.getLogger(__name__)
 

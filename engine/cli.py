@@ -185,6 +185,13 @@ def _base_model(args, settings) -> Path:
     return args.base_model or settings.require_base_model()
 
 
+def _data_folder(settings, prefix: str) -> Path:
+    """A shared cache folder under DATA_DIR, named by its blob key prefix (storage/keys.py)."""
+    folder = Path(settings.data_dir).expanduser().resolve() / prefix
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _train(args, settings) -> int:
     from tqdm import tqdm
 
@@ -194,7 +201,7 @@ def _train(args, settings) -> int:
     from engine.photos import load_photo_folder
     from engine.tokens import class_prompt
     from engine.training import TrainingStopped, TrainSpec, prior_for, train
-    from storage.files import FileStore
+    from storage.keys import class_images_prefix, report_before_prefix
 
     base = _base_model(args, settings)
     runtime = pick_runtime(settings.device)
@@ -208,17 +215,16 @@ def _train(args, settings) -> int:
         return 1
     token = args.token or identifier_pool(pipe)[0]
     prior = prior_for(family_of(pipe), args.prior or settings.prior)
-    files = FileStore(settings.data_dir)
     key, prompt = base_model_key(base), class_prompt(args.class_word)
     class_dir = args.class_images
     if class_dir is None and prior == "class-images":
-        class_dir = files.class_image_dir(key, prompt, resolution)
+        class_dir = _data_folder(settings, class_images_prefix(key, prompt, resolution))
     num_class = settings.num_class_images if args.num_class_images is None else args.num_class_images
     spec = TrainSpec(
         photos=photo_set.images, class_word=args.class_word, token=token, output_dir=args.out, prior=prior,
         class_image_dir=class_dir, num_class_images=num_class, checkpoint_dir=args.out / "checkpoints",
         steps=args.steps or settings.train_steps, train_text_encoder=args.text_encoder, resolution=resolution,
-        before_dir=files.report_before_dir(key, prompt, resolution),
+        before_dir=_data_folder(settings, report_before_prefix(key, prompt, resolution)),
         sample_steps=settings.draw_steps,  # samples and report card: DRAW_STEPS when set, else the family's
     )
     bars: dict[str, tqdm] = {}
@@ -262,7 +268,7 @@ def _draw(args, settings) -> int:
     request = DrawRequest(
         prompt=args.prompt, negative_prompt=args.negative, n=args.n, steps=args.steps or configured,
         guidance=args.guidance, seeds=None if args.seed is None else [args.seed], width=args.width,
-        height=args.height, lora=args.lora, sampler=args.sampler, lora_scale=args.strength, aspect_ratio=args.ar,
+        height=args.height, lora=args.lora, sampler=args.sampler, strength=args.strength, aspect_ratio=args.ar,
     )
     try:
         result = drawer.draw(request)
@@ -276,7 +282,7 @@ def _draw(args, settings) -> int:
         print(f"note: the negative prompt has {result.negative_tokens} tokens; only the first {result.token_limit} "
               "are read", file=sys.stderr)
     print(f"{result.family}: {result.width}x{result.height}, {result.steps} steps, {result.sampler}, guidance "
-          f"{result.guidance}, strength {result.lora_scale}", file=sys.stderr)
+          f"{result.guidance}, strength {result.strength}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     for image, seed in zip(result.images, result.seeds, strict=True):
         path = args.out / f"seed_{seed}.png"

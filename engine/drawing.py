@@ -1,15 +1,16 @@
 """Drawing: the loaded base pipeline plus a per-request LoRA from an in-memory cache of adapters, for every family.
 
 A request may name a sampler (`dpm++2m-karras`, `euler-a`, `euler`, `ddim`, `default`; FLUX: flow-matching ones
-only), a LoRA strength (`--strength 0.8`: 0 draws exactly the base picture) and an aspect ratio (`3:2`, `16:9`, …,
-turned into a size on the family's grid within its pixel budget). Defaults and limits are the family's
-(engine.families.FAMILY_LIMITS), scaled down for a smaller model of the family (the tiny test models).
+only), a LoRA strength (`--strength 0.8`: 0 draws exactly the base picture), an aspect ratio (`3:2`, `16:9`, …,
+turned into a size on the family's grid within its pixel budget) or a picture to draw from. A request's options
+are the draw job's (storage.contract.DrawPayload), by the same names, checked against the limits defined there
+(engine.draw_request); the family's own defaults and limits (engine.families.FAMILY_LIMITS) are scaled down for a
+smaller model of the family (the tiny test models).
 """
 
 from __future__ import annotations
 
 import math
-import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -19,41 +20,24 @@ from typing import Any
 from PIL import Image
 
 from engine.detection import family_of
-from engine.families import MAX_IMAGES, Family, size_for_aspect
+
+# The request, its limits and its size have their own module; callers know these names from here too.
+from engine.draw_request import (
+    DrawError,
+    DrawRequest,
+    ModelLimits,
+    limits_of,
+    seeds_for,
+    size_from_picture,
+    size_of,
+)
+from engine.families import Family
 
 MAX_SIDE = 1024  # SD1.x's; every family publishes its own (engine.families), this name stays for old callers
 
 
-class DrawError(Exception):
-    """A request we cannot draw (bad parameters, unreadable LoRA); the message is fit for the user."""
-
-
 @dataclass
-class DrawRequest:
-    prompt: str
-    negative_prompt: str = ""
-    n: int = 1
-    steps: int | None = None  # None: the family's default (SD1.x 25, SDXL 30, FLUX.1-dev 28, schnell 4)
-    guidance: float | None = None  # None: the family's (7.5, SDXL 5, FLUX.1-dev 3.5 embedded, schnell none)
-    seeds: list[int] | None = None  # None: random seeds, returned in the result
-    width: int | None = None  # None: from aspect_ratio, else the model's own resolution
-    height: int | None = None
-    lora: Path | None = None  # None: the base model
-    # "Variations of #k": every image starts from seed k's noise blended with its own variation seed's noise.
-    variation_seeds: list[int] | None = None
-    variation_strength: float = 0.0
-    sampler: str | None = None  # None: the family's default (dpm++2m-karras for SD, the model's own for FLUX)
-    lora_scale: float = 1.0  # the user's --strength: 0 is the base picture, 1 the LoRA as trained
-    aspect_ratio: str | None = None  # "3:2", "2:3", "16:9", "9:16", "1:1"
-    # Image-to-image: start from this picture and redraw `image_change` of it (1: nothing of it kept); its shape
-    # decides the size. `upscale`: the picture enlarged 2× and refined (the size is twice the picture's).
-    init_image: Image.Image | None = None
-    image_change: float = 0.6
-    upscale: bool = False
-
-
-@dataclass
-class DrawResult:
+class DrawnImages:
     images: list[Image.Image]
     seeds: list[int]
     prompt_truncated: bool
@@ -67,94 +51,8 @@ class DrawResult:
     steps: int = 0
     guidance: float = 0.0
     sampler: str = "default"
-    lora_scale: float = 1.0
+    strength: float = 1.0
     family: str = ""
-
-
-@dataclass(frozen=True)
-class ModelLimits:
-    """The limits of one loaded model: its family's, scaled to its own native size (the same for full-size ones)."""
-
-    family: Family
-    resolution: int
-    multiple: int
-    max_side: int
-
-    def size_for(self, aspect: str) -> tuple[int, int]:
-        return size_for_aspect(self.family, aspect, resolution=self.resolution, multiple=self.multiple,
-                               max_side=self.max_side)
-
-
-def structural_multiple(pipe) -> int:
-    """The finest grid the model's shapes allow: VAE factor × 2 per UNet downsampling (FLUX: × 2 for packing)."""
-    factor = pipe.vae_scale_factor
-    if family_of(pipe).denoiser != "unet":
-        return factor * 2
-    return factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1)
-
-
-def limits_of(pipe) -> ModelLimits:
-    """The family's grid and side limit scaled to this model's native resolution, never finer than its shapes allow."""
-    from engine.base_model import training_resolution
-
-    family = family_of(pipe)
-    native = training_resolution(pipe)
-    structure = structural_multiple(pipe)
-    scaled = max(1, family.multiple * native // family.resolution)
-    multiple = max(structure, scaled - scaled % structure)
-    max_side = max(native, family.max_side * native // family.resolution)
-    return ModelLimits(family=family, resolution=native, multiple=multiple, max_side=max_side - max_side % multiple)
-
-
-def seeds_for(request: DrawRequest) -> list[int]:
-    if not 1 <= request.n <= MAX_IMAGES:
-        raise DrawError(f"you can ask for 1 to {MAX_IMAGES} images")
-    given = list(request.seeds or [])
-    if not given:
-        return [secrets.randbelow(2**31) for _ in range(request.n)]
-    # A single seed for several images: seed, seed+1, … so each picture can be redrawn alone.
-    while len(given) < request.n:
-        given.append(given[-1] + 1)
-    return [int(s) % 2**32 for s in given[: request.n]]
-
-
-def _side(value: int, limits: ModelLimits) -> int:
-    side = max(limits.multiple, min(limits.max_side, int(value)))
-    return side - side % limits.multiple
-
-
-def size_of(request: DrawRequest, limits: ModelLimits) -> tuple[int, int]:
-    """Width and height of a request: the aspect ratio's size, or the given sides on the model's grid."""
-    if request.aspect_ratio:
-        if request.width is not None or request.height is not None:
-            raise DrawError("give either an aspect ratio or a width and height, not both")
-        try:
-            return limits.size_for(request.aspect_ratio)
-        except ValueError as exc:
-            raise DrawError(str(exc)) from None
-    width = limits.resolution if request.width is None else request.width
-    height = limits.resolution if request.height is None else request.height
-    return _side(width, limits), _side(height, limits)
-
-
-UPSCALE_FACTOR = 2
-
-
-def size_from_picture(picture: Image.Image, limits: ModelLimits, upscale: bool) -> tuple[int, int]:
-    """The size to draw a picture-based request at: the picture's shape within the model's pixel budget, or for
-    an upscale twice the picture's sides (on the model's grid, at most twice its largest side)."""
-    width, height = picture.size
-    if upscale:
-        cap = UPSCALE_FACTOR * limits.max_side
-        scale = min(UPSCALE_FACTOR, cap / max(width, height))
-    else:
-        scale = limits.resolution / (width * height) ** 0.5
-
-    def side(value: float) -> int:
-        rounded = int(value) - int(value) % limits.multiple
-        return max(limits.multiple, rounded)
-
-    return side(width * scale), side(height * scale)
 
 
 def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height: int,
@@ -182,13 +80,17 @@ def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height:
 
 
 def render(pipe, prompts: list[str], generators, *, steps: int, guidance: float, width: int, height: int,
-           sampler: str | None = None, negative: list[str] | None = None, latents=None) -> list[Image.Image]:
-    """Draw `prompts` (one generator each) with the family's pipeline and sampler `sampler` (None: as installed)."""
+           sampler: str | None = None, negative: list[str] | None = None, latents=None,
+           references: list[Image.Image] | None = None) -> list[Image.Image]:
+    """Draw `prompts` (one generator each) with the family's pipeline and sampler `sampler` (None: as installed);
+    `references` are pictures every prompt is conditioned on (families that take them)."""
     import torch
 
     from engine.samplers import using_sampler
 
     args = pipeline_arguments(pipe, steps=steps, guidance=guidance, width=width, height=height, negative=negative)
+    if references:
+        args["image"] = list(references)
     with using_sampler(pipe, sampler), torch.inference_mode():
         return pipe(prompt=prompts, generator=generators, latents=latents, **args).images
 
@@ -203,6 +105,16 @@ class Drawer:
         self._adapters: OrderedDict[tuple[str, int, int], str] = OrderedDict()
         self._counter = 0
         self._image_pipe = None  # the family's image-to-image pipeline on the same components, made when needed
+
+    def draws_from_pictures(self) -> bool:
+        """Whether this model has an image-to-image mode that starts from a picture (FLUX.2 [klein]'s takes a
+        picture only as a reference to edit by, with no strength: not the same thing)."""
+        import inspect
+
+        try:
+            return "strength" in inspect.signature(self.image_pipe().__call__).parameters
+        except DrawError:
+            return False
 
     def image_pipe(self):
         """The same model's image-to-image mode: diffusers builds it from the loaded components (no new weights,
@@ -305,7 +217,7 @@ class Drawer:
 
         if len(request.variation_seeds) < len(seeds):
             raise DrawError("each variation needs its own variation seed")
-        strength = min(1.0, float(request.variation_strength))
+        strength = float(request.variation_strength)  # within 0..1: the contract's limit, checked before
         shape = self._noise_shape(width, height)
 
         def noise(seed: int):
@@ -329,7 +241,9 @@ class Drawer:
         return latents.to(model.device, model.dtype)
 
     def check(self, request: DrawRequest) -> dict[str, Any]:
-        """Validate a request against the model's family; the settings it resolves to (or a DrawError)."""
+        """Validate a request against the job contract and then the model's family; the settings it resolves to
+        (or a DrawError)."""
+        request.check_limits()
         family = self.family
         if not request.prompt.strip():
             raise DrawError("the prompt is empty")
@@ -342,28 +256,25 @@ class Drawer:
             raise DrawError(f"{family.title} has no sampler {sampler!r}; available: {', '.join(family.samplers)}")
         if request.negative_prompt.strip() and not family.negative_prompt:
             raise DrawError(f"{family.title} draws without a negative prompt; leave it out")
-        scale = float(request.lora_scale)
-        if not 0.0 <= scale <= 2.0:
-            raise DrawError("the strength must be between 0 and 2")
+        if request.references and not family.takes_references:
+            raise DrawError(f"{family.title} cannot draw from reference pictures")
         if request.init_image is not None:
-            if not 0.0 < float(request.image_change) <= 1.0:
-                raise DrawError("the change must be above 0 and at most 1")
             width, height = size_from_picture(request.init_image, self.limits, request.upscale)
         else:
             width, height = size_of(request, self.limits)
         return {"steps": steps, "guidance": guidance, "sampler": sampler.lower(), "width": width, "height": height,
-                "scale": scale}
+                "strength": float(request.strength)}
 
-    def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawResult:
+    def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawnImages:
         """Draw the request; `lighter` (after an out-of-memory error) draws one image at a time, VAE in slices."""
         import torch
 
-        seeds = seeds_for(request)
         settings = self.check(request)
+        seeds = seeds_for(request)
         width, height = settings["width"], settings["height"]
         tokens, limit = self.count_tokens(request.prompt)
         negative_tokens = self.count_tokens(request.negative_prompt)[0] if request.negative_prompt else 0
-        switch_ms = self.use_lora(request.lora, settings["scale"])
+        switch_ms = self.use_lora(request.lora, settings["strength"])
         if request.init_image is not None:
             images = self._draw_from_picture(request, seeds, settings, lighter)
             return self._result(request, images, seeds, settings, tokens, limit, negative_tokens, switch_ms)
@@ -382,7 +293,7 @@ class Drawer:
                     steps=settings["steps"], guidance=settings["guidance"], width=width, height=height,
                     sampler=settings["sampler"],
                     negative=[request.negative_prompt] * len(group) if request.negative_prompt else None,
-                    latents=None if latents is None else latents[group],
+                    latents=None if latents is None else latents[group], references=request.references,
                 )
         finally:
             if lighter:
@@ -397,6 +308,8 @@ class Drawer:
 
         from engine.samplers import using_sampler
 
+        if not self.draws_from_pictures():
+            raise DrawError(f"{self.family.title} cannot draw from a picture")
         pipe = self.image_pipe()
         width, height = settings["width"], settings["height"]
         assert request.init_image is not None
@@ -421,9 +334,9 @@ class Drawer:
                 pipe.vae.disable_tiling()
 
     def _result(self, request: DrawRequest, images: list[Image.Image], seeds: list[int], settings: dict[str, Any],
-                tokens: int, limit: int, negative_tokens: int, switch_ms: float) -> DrawResult:
+                tokens: int, limit: int, negative_tokens: int, switch_ms: float) -> DrawnImages:
         width, height = settings["width"], settings["height"]
-        return DrawResult(
+        return DrawnImages(
             images=images,
             seeds=seeds,
             prompt_truncated=tokens > limit,
@@ -437,6 +350,6 @@ class Drawer:
             steps=settings["steps"],
             guidance=settings["guidance"],
             sampler=settings["sampler"],
-            lora_scale=settings["scale"],
+            strength=settings["strength"],
             family=self.family.name,
         )

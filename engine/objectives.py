@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from engine.base_model import autocast  # with the runtime it reads; engine.flux2 uses it too
 from engine.families import Family
 
 # The recipe's defaults for the density of the "logit_normal" and "mode" schemes (train_dreambooth_lora_flux.py).
@@ -226,16 +227,6 @@ def splits_prediction(family: Family) -> bool:
     from engine.conditioning import FAMILY_MODULES
 
     return family.architecture not in FAMILY_MODULES
-
-
-def autocast(runtime):
-    import contextlib
-
-    import torch
-
-    if runtime.is_cuda and runtime.dtype != torch.float32:
-        return torch.autocast("cuda", dtype=runtime.dtype)
-    return contextlib.nullcontext()
 
 
 def sdxl_time_ids(geometries: list[tuple[int, int, int, int]], resolution: int):

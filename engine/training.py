@@ -174,7 +174,7 @@ class TrainSpec:
 
 
 @dataclass
-class TrainResult:
+class TrainedLora:
     weights_path: Path
     kohya_path: Path
     sample_paths: list[Path]
@@ -230,7 +230,7 @@ def train(
     runtime=None,
     pause_point: Callable[[], None] | None = None,
     on_phase: PhaseFn | None = None,
-) -> TrainResult:
+) -> TrainedLora:
     """Train a DreamBooth-LoRA for spec.token/spec.class_word and write its files into spec.output_dir.
 
     With `pipe` given (the worker's loaded base model) the trained adapter stays active in it afterwards,
@@ -285,7 +285,7 @@ def train(
     }
     if card is not None:
         params["class_drift"] = round(card.drift, 4)
-    return TrainResult(
+    return TrainedLora(
         weights_path=weights, kohya_path=kohya, sample_paths=samples, steps=steps, resumed_from=start_step,
         seconds=round(time.monotonic() - started, 2), final_loss=last_loss, params=params,
         report_card_path=None if card is None else card.path, class_drift=None if card is None else card.drift,

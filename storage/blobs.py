@@ -8,22 +8,13 @@ it is exactly the file's path under DATA_DIR."""
 from __future__ import annotations
 
 import asyncio
-import re
 import shutil
 from pathlib import Path
 from typing import Protocol
 
 from storage.errors import NotFound, PathEscape
 from storage.files import write_atomic, write_atomic_with
-
-_KEY = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
-
-
-def check_key(key: str) -> str:
-    """`key` if it is one of ours (relative, no `..`, no odd characters), else PathEscape."""
-    if not isinstance(key, str) or not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
-        raise PathEscape(f"{key!r} is not a blob key")
-    return key
+from storage.keys import check_key
 
 
 class BlobStore(Protocol):
@@ -138,7 +129,7 @@ def open_blobs(url: str | None, data_dir: str | Path) -> BlobStore:
     if url.startswith("file://"):
         return FileBlobs(Path(url.removeprefix("file://")))
     if url.startswith("s3://"):
-        from storage.s3_blobs import S3Blobs  # S3 code imports this module's key check
+        from storage.s3_blobs import S3Blobs  # only when asked for: obstore is not needed otherwise
 
         return S3Blobs(url)
     raise ValueError(f"BLOB_URL {url!r}: use file:///path or s3://bucket[/prefix]")

@@ -106,6 +106,9 @@ class DrawPayload(JobPayload):
     init_image: str | None = Field(None, max_length=300)
     image_change: float = Field(DEFAULT_IMAGE_CHANGE, ge=MIN_IMAGE_CHANGE, le=MAX_IMAGE_CHANGE)
     upscale: bool = False
+    # A draft while a model trains: its owner's own photo set as reference pictures of a base model that takes them
+    # (FLUX.2 [klein]); the engine draws only from the job owner's own model (never anyone else's photos).
+    draft_of: int | None = None
 
 
 class ClassImagesPayload(JobPayload):
@@ -171,6 +174,7 @@ class DrawResult(JobResult):
     height: int = 0
     steps: int = 0
     sampler: str = ""
+    draft: bool = False  # drawn from reference photos, before the model was trained
 
 
 class ClassImagesResult(JobResult):
@@ -221,6 +225,8 @@ class EngineInfo(_Record):
         "1:1": (512, 512), "3:2": (608, 408), "2:3": (408, 608), "16:9": (680, 384), "9:16": (384, 680)})
     negative_prompt: bool = True
     token_limit: int = 75  # prompt tokens the text encoder reads
+    draws_from_pictures: bool = True  # an image-to-image mode (a /draw on a picture, the 2× buttons)
+    takes_references: bool = False  # draws from reference photos (FLUX.2 [klein]): drafts while a model trains
 
     @property
     def min_photo_side(self) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import logging
 import os
 import secrets
@@ -162,22 +161,9 @@ def _abandoned(path: Path, now: float, max_age_s: float) -> bool:
         return False
 
 
-def _digest(*parts: object) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(str(part).encode())
-        h.update(b"\0")  # keeps ("ab", "c") apart from ("a", "bc")
-    return h.hexdigest()
-
-
-def _hex(value: str) -> str:
-    if not value or any(c not in "0123456789abcdef" for c in value):
-        raise PathEscape(f"not a hex digest: {value!r}")
-    return value
-
-
 class FileStore:
-    """Owns the layout of DATA_DIR: photos/, models/, class_images/, jobs/, tmp/."""
+    """This machine's DATA_DIR: the SQLite file, temp files, and the file blob backend's root (what lives under it is
+    named by blob key: storage/keys.py)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().resolve()
@@ -199,101 +185,14 @@ class FileStore:
             raise PathEscape(f"{path} is outside the data folder")
         return resolved
 
-    def _dir(self, *parts: str) -> Path:
-        path = self.inside(self.root.joinpath(*parts))
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            _raise_unavailable(exc, path)
-            raise
-        return path
-
-    def photo_path(self, owner_id: int, sha256: str) -> Path:
-        return self._dir("photos", f"u{int(owner_id)}") / f"{_hex(sha256)}.img"
-
-    def model_dir(self, model_id: int) -> Path:
-        return self._dir("models", str(int(model_id)))
-
-    def class_image_dir(self, base_model_key: str, class_prompt: str, resolution: int) -> Path:
-        # One folder per (base model, prompt, resolution): users training the same class share it.
-        return self._dir("class_images", _digest(base_model_key, class_prompt, int(resolution))[:32])
-
-    def report_before_dir(self, base_model_key: str, class_prompt: str, resolution: int) -> Path:
-        # The report card's "before" pictures of a class, shared like the class images (keys.report_before_prefix).
-        return self._dir("report_before", _digest(base_model_key, class_prompt, int(resolution))[:32])
-
-    def job_dir(self, job_id: int) -> Path:
-        return self._dir("jobs", str(int(job_id)))
-
     def write_atomic(self, path: str | Path, data: bytes) -> Path:
         """Write all of `data` or nothing (storage's one atomic writer, for a path inside DATA_DIR)."""
         return write_atomic(self.inside(path), data)
-
-    def write_atomic_with(self, path: str | Path, write: Callable[[Path], object]) -> Path:
-        return write_atomic_with(self.inside(path), write)
-
-    def link_or_copy(self, source: str | Path, target: str | Path) -> Path:
-        """A second name for a file we own (a hard link; a copy where links are not possible)."""
-        src, dst = self.inside(source), self.inside(target)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if dst.exists():
-            return dst
-        try:
-            os.link(src, dst)
-        except OSError as exc:
-            _raise_unavailable(exc, dst)
-            write_atomic_with(dst, lambda tmp: shutil.copyfile(src, tmp))
-        return dst
-
-    def remove(self, path: str | Path | None) -> None:
-        if path:
-            self.inside(path).unlink(missing_ok=True)
-
-    def remove_tree(self, path: str | Path) -> None:
-        target = self.inside(path)
-        if target == self.root:
-            raise PathEscape("refusing to remove the whole data folder")
-        shutil.rmtree(target, ignore_errors=True)
 
     def sweep_partials(self, max_age_s: float = PARTIAL_MAX_AGE_S) -> int:
         """Remove the temp files and folders interrupted writes left behind (called at start-up); never those of
         a process still writing."""
         return sweep_partials(self.root, max_age_s)
-
-    # --- everything of one model, job or user (deletion and retention); these never create a folder ---------------
-    def _existing(self, *parts: str) -> Path:
-        return self.inside(self.root.joinpath(*parts))
-
-    def job_files(self, job_id: int) -> Path:
-        """Where a job's files are (drawn pictures, training checkpoints with optimizer state); may not exist."""
-        return self._existing("jobs", str(int(job_id)))
-
-    def model_files(self, model_id: int) -> Path:
-        """A model's folder (weights, exports, samples, report card, photo copies); may not exist."""
-        return self._existing("models", str(int(model_id)))
-
-    def user_photo_files(self, owner_id: int) -> Path:
-        return self._existing("photos", f"u{int(owner_id)}")
-
-    def remove_job_files(self, job_id: int) -> None:
-        self.remove_tree(self.job_files(job_id))
-
-    def remove_model_files(self, model_id: int) -> None:
-        self.remove_tree(self.model_files(model_id))
-
-    def remove_model_photos(self, model_id: int) -> None:
-        """The model's own copies of the training photos, once no training will read them again."""
-        self.remove_tree(self.model_files(model_id) / "photos")
-
-    def remove_user_photos(self, owner_id: int) -> None:
-        self.remove_tree(self.user_photo_files(owner_id))
-
-    def ids_on_disk(self, kind: str) -> list[int]:
-        """The ids that have a folder under models/ or jobs/ (`kind`), whatever the database says."""
-        folder = self._existing(kind)
-        if not folder.is_dir():
-            return []
-        return sorted(int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit())
 
 
 def _fsync_file(path: Path) -> None:

@@ -6,12 +6,23 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
 from storage.errors import PathEscape
 
 log = logging.getLogger(__name__)
+
+
+_KEY = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
+
+
+def check_key(key: str) -> str:
+    """`key` if it is one of ours (relative, no `..`, no odd characters), else PathEscape."""
+    if not isinstance(key, str) or not _KEY.fullmatch(key) or any(part in {".", ".."} for part in key.split("/")):
+        raise PathEscape(f"{key!r} is not a blob key")
+    return key
 
 
 def _hex(value: str) -> str:
@@ -99,20 +110,20 @@ async def convert_old_paths(db, root: Path) -> int:
     already holding keys are not touched, so running it at every start costs one indexed look per table."""
     root = Path(root).resolve()
     changed = 0
-    rows = await db.fetchall("SELECT id, path FROM photos WHERE path LIKE '/%'")
+    rows = await db.fetchall("SELECT id, blob_key FROM photos WHERE blob_key LIKE '/%'")
     for r in rows:
-        await db.execute("UPDATE photos SET path = ? WHERE id = ?", (key_from_old_path(r["path"], root), r["id"]))
+        await db.execute("UPDATE photos SET blob_key = ? WHERE id = ?", (key_from_old_path(r["blob_key"], root), r["id"]))
     changed += len(rows)
     rows = await db.fetchall(
-        """SELECT id, weights_path, kohya_path, sample_paths, photo_paths FROM models
-           WHERE weights_path LIKE '/%' OR kohya_path LIKE '/%' OR sample_paths LIKE '%"/%'
-           OR photo_paths LIKE '%"/%'""")
+        """SELECT id, weights_key, kohya_key, sample_keys, photo_keys FROM models
+           WHERE weights_key LIKE '/%' OR kohya_key LIKE '/%' OR sample_keys LIKE '%"/%'
+           OR photo_keys LIKE '%"/%'""")
     for r in rows:
         await db.execute(
-            "UPDATE models SET weights_path = ?, kohya_path = ?, sample_paths = ?, photo_paths = ? WHERE id = ?",
-            (key_from_old_path(r["weights_path"], root), key_from_old_path(r["kohya_path"], root),
-             json.dumps(_keys_in(json.loads(r["sample_paths"] or "[]"), root)),
-             json.dumps(_keys_in(json.loads(r["photo_paths"] or "[]"), root)), r["id"]),
+            "UPDATE models SET weights_key = ?, kohya_key = ?, sample_keys = ?, photo_keys = ? WHERE id = ?",
+            (key_from_old_path(r["weights_key"], root), key_from_old_path(r["kohya_key"], root),
+             json.dumps(_keys_in(json.loads(r["sample_keys"] or "[]"), root)),
+             json.dumps(_keys_in(json.loads(r["photo_keys"] or "[]"), root)), r["id"]),
         )
     changed += len(rows)
     rows = await db.fetchall("""SELECT id, result FROM jobs WHERE result LIKE '%"/%'""")

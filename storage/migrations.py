@@ -112,6 +112,14 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE jobs ADD COLUMN error_params TEXT",
     ],
+    # 9 (lifecycle): columns that hold blob keys are named for it
+    [
+        "ALTER TABLE models RENAME COLUMN weights_path TO weights_key",
+        "ALTER TABLE models RENAME COLUMN kohya_path TO kohya_key",
+        "ALTER TABLE models RENAME COLUMN sample_paths TO sample_keys",
+        "ALTER TABLE models RENAME COLUMN photo_paths TO photo_keys",
+        "ALTER TABLE photos RENAME COLUMN path TO blob_key",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -89,14 +89,14 @@ class Photo:
     size: int
     width: int
     height: int
-    path: str
+    blob_key: str
     created_at: float
 
     @classmethod
     def from_row(cls, r: Any) -> Photo:
         return cls(
             r["id"], r["owner_id"], r["file_unique_id"], r["sha256"], r["size"], r["width"], r["height"],
-            r["path"], r["created_at"],
+            r["blob_key"], r["created_at"],
         )
 
 
@@ -108,11 +108,11 @@ class Model:
     class_word: str
     token: str | None
     status: ModelStatus
-    weights_path: str | None
-    kohya_path: str | None
-    sample_paths: list[str]
+    weights_key: str | None
+    kohya_key: str | None
+    sample_keys: list[str]
     params: dict[str, Any]
-    photo_paths: list[str]
+    photo_keys: list[str]
     version: int
     job_id: int | None
     error: str | None
@@ -128,9 +128,9 @@ class Model:
     def from_row(cls, r: Any) -> Model:
         return cls(
             id=r["id"], owner_id=r["owner_id"], name=r["name"], class_word=r["class_word"], token=r["token"],
-            status=ModelStatus(r["status"]), weights_path=r["weights_path"], kohya_path=r["kohya_path"],
-            sample_paths=_json(r["sample_paths"], []), params=_json(r["params"], {}),
-            photo_paths=_json(r["photo_paths"], []), version=r["version"], job_id=r["job_id"], error=r["error"],
+            status=ModelStatus(r["status"]), weights_key=r["weights_key"], kohya_key=r["kohya_key"],
+            sample_keys=_json(r["sample_keys"], []), params=_json(r["params"], {}),
+            photo_keys=_json(r["photo_keys"], []), version=r["version"], job_id=r["job_id"], error=r["error"],
             created_at=r["created_at"], updated_at=r["updated_at"],
         )
 

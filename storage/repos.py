@@ -138,7 +138,7 @@ class PhotoRepo:
         try:
             async with self._db.transaction() as conn:
                 cursor = await conn.execute(
-                    """INSERT INTO photos (owner_id, file_unique_id, sha256, size, width, height, path, created_at)
+                    """INSERT INTO photos (owner_id, file_unique_id, sha256, size, width, height, blob_key, created_at)
                        VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *""",
                     (owner_id, file_unique_id, sha, len(data), width, height, key, time.time()),
                 )
@@ -149,7 +149,7 @@ class PhotoRepo:
             raise DuplicatePhoto("same_content") from None
         except StorageUnavailable:
             # Nothing half-saved stays behind: a blob no row names is removed again.
-            if await self._db.fetchone("SELECT 1 FROM photos WHERE path = ?", (key,)) is None:
+            if await self._db.fetchone("SELECT 1 FROM photos WHERE blob_key = ?", (key,)) is None:
                 await self._blobs.delete(key)
             raise
         return Photo.from_row(row)
@@ -173,7 +173,7 @@ class PhotoRepo:
         photos = await self.list(owner_id)
         await self._db.execute("DELETE FROM photos WHERE owner_id = ?", (owner_id,))
         for photo in photos:
-            await self._blobs.delete(photo.path)
+            await self._blobs.delete(photo.blob_key)
         return len(photos)
 
 
@@ -206,18 +206,14 @@ class ModelRepo:
         )
         return {r["token"] for r in rows}
 
-    async def _update(self, model_id: int, **fields: Any) -> bool:
-        """False when nothing changed: a deleted model stays deleted, whatever a worker still running reports."""
-        sets = ", ".join(f"{name} = ?" for name in fields)
+    async def rename(self, model_id: int, name: str) -> bool:
+        """A new display name (the identifier and class word stay: prompts and shares keep working); False for a
+        deleted model. Not a status change: those are storage/lifecycle's."""
         changed = await self._db.execute(
-            f"UPDATE models SET {sets}, updated_at = ? WHERE id = ? AND status != 'deleted'",
-            (*fields.values(), time.time(), model_id),
+            "UPDATE models SET name = ?, updated_at = ? WHERE id = ? AND status != 'deleted'",
+            (name, time.time(), model_id),
         )
         return changed > 0
-
-    async def rename(self, model_id: int, name: str) -> bool:
-        """A new display name (the identifier and class word stay: prompts and shares keep working)."""
-        return await self._update(model_id, name=name)
 
     async def class_words_ever(self, owner_id: int) -> set[str]:
         """Every class word the owner has trained or queued, deleted models included (a delete refunds nothing)."""

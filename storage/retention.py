@@ -160,7 +160,7 @@ class Retention:
         rows go as soon as they have stopped (the next sweep). The rows of trainings started in the last 24 h
         stay, holding nothing but the time, so that forgetting is no way around the daily training cap."""
         report = ForgetReport(models=models, jobs_stopped=jobs_stopped)
-        photos = await self._db.fetchall("SELECT path FROM photos WHERE owner_id = ?", (user_id,))
+        photos = await self._db.fetchall("SELECT blob_key FROM photos WHERE owner_id = ?", (user_id,))
         report.photos = len(photos)
         jobs = await self._db.fetchall("SELECT id FROM jobs WHERE owner_id = ?", (user_id,))
         for row in jobs:

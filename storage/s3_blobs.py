@@ -19,9 +19,9 @@ import obstore as obs
 from obstore.exceptions import BaseError as ObstoreError
 from obstore.store import S3Store
 
-from storage.blobs import check_key
 from storage.errors import NotFound, PathEscape, StorageUnavailable
 from storage.files import write_atomic_with
+from storage.keys import check_key
 
 # Bytes beyond this go up as a multipart upload in parts of this size (S3's minimum part is 5 MiB).
 MULTIPART_CHUNK = 8 * 1024 * 1024

@@ -310,7 +310,7 @@ class StandInWorker:
         assert isinstance(job.payload, TrainPayload)
         model_id = job.payload.model_id
         assert await self.store.lifecycle.begin_training(model_id, [token]) == token
-        checkpoints = self.store.files.job_dir(job.id) / "checkpoints"
+        checkpoints = self.store.files.root / "jobs" / str(job.id) / "checkpoints"
         try:
             await self.progress(job, "class_images", 2, 2)
             for step in range(1, steps + 1):

@@ -67,9 +67,11 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_restart.py::test_a_bot_killed_in_the_middle_of_a_delivery_sends_the_rest_and_repeats_nothing",),
     ),
     Mutation(
-        "cancel deletes a ready model", "bot/delivery/results.py",
-        'if model is not None and model.status != "ready":', "if model is not None:",
-        ("tests/bot/test_training.py::test_a_cancel_that_comes_after_the_model_is_ready_keeps_the_model",),
+        "a cancelled training leaves its model behind", "storage/lifecycle/steps.py",
+        "            await self._model_deleted(conn, model.id)\n            gone.append(model.id)\n",
+        "            pass\n",
+        ("tests/storage/test_lifecycle.py::test_a_training_cancelled_while_its_engine_was_dead_leaves_no_model",
+         "tests/bot/test_training.py::test_one_training_at_a_time_and_cancel_frees_the_slot"),
     ),
     Mutation(
         "report card never sent", "bot/delivery/results.py",
@@ -78,14 +80,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_training.py::test_training_reports_queue_position_progress_and_delivers_samples",),
     ),
     Mutation(
-        "claim takes a job another worker holds", "storage/queue.py",
+        "claim takes a job another worker holds", "storage/lifecycle/engines.py",
         "WHERE (status = 'queued' OR (status = 'running' AND id IN ({abandoned}))){kind_filter}",
         "WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at > 0)){kind_filter}",
         ("tests/storage/test_queue.py::test_jobs_claimed_by_several_processes_are_each_completed_exactly_once",),
         "what a non-atomic pick-then-take does under a race: one job handed to two workers",
     ),
     Mutation(
-        "expired leases never reclaimed", "storage/queue.py",
+        "expired leases never reclaimed", "storage/lifecycle/engines.py",
         "WHERE (status = 'queued' OR (status = 'running' AND id IN ({abandoned}))){kind_filter}",
         "WHERE (status = 'queued' OR (status = 'running' AND id IN ({abandoned}) AND 0)){kind_filter}",
         ("tests/storage/test_queue.py::test_an_expired_lease_is_resumed_by_another_worker_with_the_attempt_counted",
@@ -94,11 +96,28 @@ MUTATIONS: tuple[Mutation, ...] = (
     # --- security (issue 12) ---
     Mutation(
         "texts stop escaping values", "bot/texts.py",
-        "return Markup(template.format(**{name: escape(value) for name, value in values.items()}))",
-        "return Markup(template.format(**values))",
+        "return escape(value) if isinstance(value, str) else value",
+        "return value",
         ("tests/bot/test_escaping.py::test_texts_escape_every_value_unless_it_is_marked_as_markup",
          "tests/bot/test_escaping.py::test_an_unknown_option_with_markup_is_echoed_as_typed",
          "tests/bot/test_escaping.py::test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link"),
+    ),
+    Mutation(
+        "settings take any value a button sends", "bot/handlers/settings.py",
+        "if callback_data.value not in allowed:", "if False:",
+        ("tests/bot/test_settings.py::test_forged_or_stale_settings_values_are_refused",),
+    ),
+    Mutation(
+        "upscale takes any picture index", "bot/handlers/pictures.py",
+        "if job is None or not 0 <= callback_data.index < len(job.result.images):",
+        "if job is None:",
+        ("tests/bot/test_pictures.py::test_upscale_refuses_a_forged_index_and_counts_against_pending_draws",),
+    ),
+    Mutation(
+        "draw ignores the user's settings", "bot/services/drawing.py",
+        "    options = preferred_options(prefs, default_steps, info)\n",
+        "    options = preferred_options(None, default_steps, info)\n",
+        ("tests/bot/test_settings.py::test_settings_survive_a_restart_and_shape_draw_and_its_buttons",),
     ),
     Mutation(
         "again/variation buttons ignore the chat the drawing was asked in", "bot/handlers/drawing.py",
@@ -120,8 +139,8 @@ MUTATIONS: tuple[Mutation, ...] = (
          "[6-another user in their own chat]"),
     ),
     Mutation(
-        "pending drawings unbounded", "storage/queue.py",
-        "            if int(row[0]) >= limit:\n", "            if False:\n",
+        "pending drawings unbounded", "storage/lifecycle/users.py",
+        "if await self._unfinished(conn, owner_id, JobKind.DRAW) >= limit:", "if False:",
         ("tests/bot/test_fair_use.py::test_a_flood_of_again_presses_queues_at_most_the_limit",
          "tests/bot/test_fair_use.py::test_draws_in_captions_go_through_the_same_limit",
          "tests/storage/test_queue.py::test_pending_work_is_bounded_per_user_at_enqueue"),
@@ -132,7 +151,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_fair_use.py::test_a_flood_of_draw_commands_queues_at_most_the_limit_with_one_polite_reply",),
     ),
     Mutation(
-        "claims first come first served", "storage/queue.py",
+        "claims first come first served", "storage/lifecycle/engines.py",
         "ORDER BY priority DESC, {FAIR_TURN}, id LIMIT 1{self._db.skip_locked})",
         "ORDER BY priority DESC, id LIMIT 1{self._db.skip_locked})",
         ("tests/storage/test_queue.py::test_users_take_turns_so_a_backlog_delays_another_user_by_at_most_one_job",
@@ -155,14 +174,15 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/bot/test_fair_use.py::test_invented_class_words_are_limited_and_common_ones_are_not",),
     ),
     Mutation(
-        "a deleted model can come back", "storage/repos.py",
-        "WHERE id = ? AND status != 'deleted'\",", "WHERE id = ?\",",
+        "a deleted model can come back", "storage/lifecycle/steps.py",
+        "if model is None or model.status == ModelStatus.DELETED:\n            return False",
+        "if model is None:\n            return False",
         ("tests/storage/test_retention.py::test_a_deleted_model_stays_deleted_whatever_a_worker_still_reports",
          "tests/bot/test_privacy.py::test_a_model_deleted_while_it_draws_its_samples_stays_deleted"),
     ),
     Mutation(
-        "delete keeps checkpoints and drawn pictures", "storage/repos.py",
-        '            await self._blobs.delete_prefix(job_prefix(row["id"]))', "            pass",
+        "delete keeps checkpoints and drawn pictures", "storage/lifecycle/steps.py",
+        '                await self._blobs.delete_prefix(job_prefix(row["id"]))', "                pass",
         ("tests/storage/test_retention.py::test_deleting_a_model_removes_its_files_and_every_picture_drawn_with_it_at_once",),
     ),
     Mutation(
@@ -443,8 +463,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "the engine calls a full disk an internal error", "engine/worker.py",
-        "        if isinstance(exc, StorageUnavailable):\n            report_storage_trouble(exc, log)\n            return NO_ROOM",
-        "        if False:\n            return NO_ROOM",
+        "        if isinstance(exc, StorageUnavailable):\n            report_storage_trouble(exc, log)\n            return failure(\"no_room\")",
+        "        if False:\n            return failure(\"no_room\")",
         ("tests/engine/test_worker.py::test_a_full_disk_fails_the_draw_with_a_clear_message_and_the_worker_serves_the_next",),
     ),
     Mutation(

@@ -53,7 +53,12 @@ async def request_from_command(
     prompt, options = parse_draw(command.args or "", drawing.default_steps, await store.engines.current(), prefs)
     models = await drawing.usable(user_id, chat_id)
     if not models:
-        raise DrawInputError(await _why_no_models(message, store))
+        draft = await _model_to_draft(message, store)
+        if draft is None:
+            raise DrawInputError(await _why_no_models(message, store))
+        # A base model that takes reference pictures draws a draft from the owner's photos right away.
+        return draw_payload(draft, prompt, options).model_copy(update={"model_id": None, "draft_of": draft.id}), \
+            options, prompt
     user = await store.users.get(user_id)
     default_id = user.default_model_id if user else None
     fallback = fallback_model(models, default_id, message.chat.type == "private")
@@ -73,12 +78,22 @@ async def draw(
         if options.change is not None:
             raise DrawInputError("draw_change_needs_picture")
         await enqueue_reply(message, message.from_user.id, payload, t, drawing, outbox, event_update,
-                            hint="draw_hint_english" if has_cyrillic(prompt) else None)
+                            hint="draw_draft" if payload.draft_of is not None
+                            else "draw_hint_english" if has_cyrillic(prompt) else None)
     except DrawsPending as pending:
         if pending.first:
             await message.reply(t(pending.key, **pending.values))
     except DrawInputError as problem:
         await message.reply(t(problem.key, **problem.values))
+
+
+async def _model_to_draft(message: Message, store: Storage):
+    """The sender's own model still training, in a private chat, when the engine draws from reference photos."""
+    if message.chat.type != "private" or not (await store.engines.current()).takes_references:
+        return None
+    own = await store.models.list_for_owner(message.chat.id)
+    training = [m for m in own if m.status in {"queued", "training"}]
+    return training[-1] if training else None
 
 
 async def _why_no_models(message: Message, store: Storage) -> str:

@@ -142,7 +142,7 @@ async def model_action(
         await message.answer(t("model_links_revoked_detail", links=revoked or links, people=people, name=model.name,
                                groups=remaining))
     elif action == "export":
-        key = model.kohya_path or model.weights_path
+        key = model.kohya_key or model.weights_key
         try:
             data = await store.blobs.get(key) if key else None
         except (NotFound, PathEscape):

@@ -119,7 +119,7 @@ async def show_photos(message: Message, t: Texts, store: Storage, settings: Sett
     # One photo in memory at a time, shrunk on the image threads (never on the event loop) under intake's bounds.
     sheet = ContactSheet(len(photos))
     for index, photo in enumerate(photos):
-        await off_loop(sheet.add, index, await _saved_bytes(store, photo.path))
+        await off_loop(sheet.add, index, await _saved_bytes(store, photo.blob_key))
     jpeg = await off_loop(sheet.jpeg)
     caption = t("photos_sheet", count=len(photos), min=settings.min_photos, max=settings.max_photos)
     await message.answer_photo(BufferedInputFile(jpeg, filename="photos.jpg"), caption=caption)

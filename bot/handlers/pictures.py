@@ -62,6 +62,9 @@ async def draw_from_picture(
     if message.from_user is None:
         return
     try:
+        info = await store.engines.current()
+        if not info.draws_from_pictures:
+            raise DrawInputError("draw_no_pictures", model=info.title)
         payload, options, prompt = await request_from_command(message, command, store, drawing)
         key = await _start_picture(message, bot, store, message.from_user.id)
         change = DEFAULT_IMAGE_CHANGE if options.change is None else options.change
@@ -94,6 +97,10 @@ async def upscale(
         await query.answer(t.plain("button_unavailable"), show_alert=True)
         return
     assert isinstance(job.payload, DrawPayload) and isinstance(job.result, DrawResult)
+    info = await store.engines.current()
+    if not info.draws_from_pictures:
+        await query.answer(t.plain("draw_no_pictures", model=info.title), show_alert=True)
+        return
     payload = upscale_payload(job.payload, job.result, callback_data.index)
     try:
         await enqueue_reply(query.message, query.from_user.id, payload, t, drawing, outbox,  # type: ignore[arg-type]

@@ -399,7 +399,6 @@ draw_details =
         [one] step
        *[other] steps
     } · { $sampler } · { $width }×{ $height }
-
 # Why a job failed (storage.contract.FailureCode): the engine reports a code and its parameters.
 failure_model_gone = this model no longer exists (it was deleted).
 failure_model_not_ready = this model is not ready to draw with yet.
@@ -413,9 +412,12 @@ failure_unknown_kind = the engine does not know this kind of job ({ $kind }).
 failure_bad_request = the engine refused the request ({ $detail }).
 failure_no_room = there is no room to save the result on the server right now. Please try again later.
 failure_internal = something went wrong in the engine. The operator can find details in its log.
-failure_gave_up = the engine stopped unexpectedly { $attempts } { $attempts ->
+failure_gave_up =
+    the engine stopped unexpectedly { $attempts } { $attempts ->
         [one] time
        *[other] times
     } (it crashed or was restarted), so I gave up. Please try again; if it keeps happening, tell the bot's operator.
 failure_picture_gone = the picture to draw from is no longer kept. Send it again.
 failure_picture_unreadable = the picture to draw from cannot be read. Send another one.
+draw_no_pictures = ⛔ { $model } cannot start from a picture here. Describe the picture in words instead: <code>/draw …</code>
+draw_draft = ✏️ Your model is still training, so this is a quick <b>draft</b>: drawn from your own photos as references, not from a trained model. Once the model is ready, /draw uses it.

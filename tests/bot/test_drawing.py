@@ -201,3 +201,27 @@ async def test_the_png_button_sends_the_pictures_as_files_byte_for_byte(
     assert files.images() == drawn
     assert [m["type"] for m in files.params["media"]] == ["document", "document"]
     assert "seed 5" in files.params["media"][0]["caption"] and "seed 6" in files.params["media"][1]["caption"]
+
+
+async def test_a_draw_while_the_model_trains_is_a_draft_from_the_users_photos_on_klein(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User, worker: StandInWorker
+) -> None:
+    from storage import EngineInfo
+    from tests.helpers import add_photos, queued_training
+
+    training = await queued_training(store, ann.id, await add_photos(store, ann.id, [1, 2, 3]))
+    ann.say("/draw sks dog in Paris")
+    await wait_reply(fake, ann.id, "still training")  # an engine without reference pictures: told to wait
+    assert await store.jobs.active_for_owner(ann.id) == [training]
+
+    await store.engines.publish("gpu-1", EngineInfo(family="flux2-klein", title="FLUX.2 [klein]",
+                                                    takes_references=True))
+    ann.say("/draw sks dog in Paris")
+    reply = await wait_reply(fake, ann.id, "draft")
+    assert "your own photos" in reply
+    job = await worker.claim("draw")
+    assert job.payload.draft_of == training.model_id and job.payload.model_id is None
+    assert job.owner_id == ann.id and job.payload.prompt == "sks dog in Paris"
+    cleo.say("/draw sks dog in Paris")  # Cleo has nothing training: no draft, and never Ann's photos
+    await wait_reply(fake, cleo.id, "no trained model")
+    assert await store.jobs.active_for_owner(cleo.id) == []

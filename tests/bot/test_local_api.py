@@ -41,7 +41,7 @@ async def test_a_photo_from_a_local_server_is_read_from_its_disk_and_saved(
     fake.send_document(ann.data, original, "me.png", "image/png")
     await wait_reply(fake, ann.id, "Saved")
     (photo,) = await store.photos.list(ann.id)
-    assert await store.blobs.get(photo.path) == original
+    assert await store.blobs.get(photo.blob_key) == original
     assert fake.calls_of("download") == []  # nothing came over HTTP
     assert fake.calls_of("getFile")[0].result["file_path"].startswith(f"{SERVER_DIR}/")
 

@@ -37,7 +37,7 @@ async def test_image_sent_as_file_is_kept_in_full_quality(
     await wait_reply(fake, ann.id, "Saved")
     (photo,) = await store.photos.list(ann.id)
     assert (photo.width, photo.height) == (900, 700)
-    assert await store.blobs.get(photo.path) == original
+    assert await store.blobs.get(photo.blob_key) == original
 
 
 async def test_duplicates_are_ignored_with_a_word(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:

@@ -138,3 +138,16 @@ async def test_upscale_refuses_a_forged_index_and_counts_against_pending_draws(
     fake.press_button(ann.data, message, DrawAction(action="upscale", job_id=job.id, index=0).pack())
     answers = await fake.wait_call("answerCallbackQuery", count=3)
     assert "You already have 1 drawing waiting" in (answers[-1].params.get("text") or "")
+
+
+async def test_a_model_without_an_image_to_image_mode_refuses_pictures_with_a_reason(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    from storage import EngineInfo
+
+    await store.engines.publish("klein-host", EngineInfo(family="flux2-klein", title="FLUX.2 [klein]",
+                                                         draws_from_pictures=False))
+    await make_ready_model(store, ann.id)
+    ann.photo(photo_bytes(15), caption="/draw sks dog as a painting")
+    await wait_reply(fake, ann.id, "FLUX.2 [klein] cannot start from a picture")
+    assert await store.jobs.active_for_owner(ann.id) == []

@@ -36,7 +36,7 @@ async def test_export_sends_the_lora_file(kabina, fake: FakeTelegram, store: Sto
     await wait_reply(fake, ann.id, "<code>sks</code>")
     await _press(fake, ann, "<code>sks</code>", "Export")
     (document,) = await fake.wait_call("sendDocument", ann.id)
-    assert list(document.files.values()) == [await store.blobs.get(model.kohya_path or model.weights_path)]
+    assert list(document.files.values()) == [await store.blobs.get(model.kohya_key or model.weights_key or "")]
 
 
 async def test_delete_asks_for_confirmation_first(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:

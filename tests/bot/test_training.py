@@ -58,7 +58,7 @@ async def test_training_reports_queue_position_progress_and_delivers_samples(
     assert len(cards) == 1, "the report card was not sent"
     card = cards[0]
     assert "Report card" in card.params["caption"] and "0.05" in card.params["caption"]
-    assert card.images() == [(store.files.model_dir(job.model_id) / "report_card.png").read_bytes()]
+    assert card.images() == [(store.files.root / "models" / str(job.model_id) / "report_card.png").read_bytes()]
     assert fake.errors() == []  # no 429, no "message is not modified"
 
 
@@ -89,7 +89,7 @@ async def test_a_cancel_that_comes_after_the_model_is_ready_keeps_the_model(
     assert await worker.finish_training(job, steps=2, while_drawing_samples=cancel_while_samples_are_drawn)
     await settled(store, job.id)
     model = await store.models.get(job.model_id)
-    assert model.status == "ready" and store.files.inside(model.weights_path).is_file()
+    assert model.status == "ready" and store.files.inside(model.weights_key).is_file()
     assert [m.id for m in await store.models.list_for_owner(ann.id)] == [job.model_id]
     await wait_reply(fake, ann.id, "Your model is ready")
 
@@ -123,18 +123,18 @@ async def test_a_training_whose_engine_dies_at_every_attempt_is_failed_and_the_o
     await wait_reply(fake, ann.id, "Training «dog»")
     lease = 0.3  # the engine dies at once at every attempt: its lease runs out unrenewed
     for attempt in (1, 2, 3):
-        job = await eventually(lambda: store.lifecycle.claim("doomed", kinds=["train"], lease_s=lease), 15,
+        job = await eventually(lambda: store.lifecycle.claim("doomed", kinds=["train"], lease_s=lease), 30,
                                what=f"attempt {attempt}")
         assert job.attempts == attempt
         assert await store.lifecycle.begin_training(job.model_id, ["sks"]) == "sks"
     # Out of attempts: the next claim (any engine's) gives it up instead of handing it out.
-    await eventually(lambda: _given_up(store, job.id, lease), 15, what="the training to be given up")
-    failed = await wait_reply(fake, ann.id, "Training failed", timeout=20)
+    await eventually(lambda: _given_up(store, job.id, lease), 30, what="the training to be given up")
+    failed = await wait_reply(fake, ann.id, "Training failed", timeout=30)
     assert "3 times" in failed
     model = await store.models.get(job.model_id)
     assert model.status == "failed" and await store.models.tokens_in_use(ann.id) == set()
     ann.say("/train dog")
-    await fake.wait_for(lambda: sum("Training «dog»" in t for t in ann.replies()) == 2, 10,
+    await fake.wait_for(lambda: sum("Training «dog»" in t for t in ann.replies()) == 2, 30,
                         what="a second training to start")
     again = await store.lifecycle.claim("healthy", kinds=["train"])
     assert again is not None and again.model_id != model.id

@@ -49,9 +49,8 @@ def test_topped_up_cache_equals_one_filled_at_once(pipe, tmp_path):
 
 def test_another_base_model_or_resolution_does_not_reuse_the_cache(tiny_model_dir, tmp_path):
     from engine.base_model import base_model_key
-    from storage import FileStore
+    from storage.keys import class_images_prefix
 
-    files = FileStore(tmp_path / "data")
     other_model = tmp_path / "other-model"
     shutil.copytree(tiny_model_dir, other_model)
     weights = next((other_model / "unet").glob("*.safetensors"))
@@ -62,11 +61,11 @@ def test_another_base_model_or_resolution_does_not_reuse_the_cache(tiny_model_di
     assert key != other_key
     assert base_model_key(tiny_model_dir) == key  # stable for the same model
 
-    home = files.class_image_dir(key, "a photo of dog", 64)
-    assert files.class_image_dir(key, "a photo of dog", 64) == home
-    assert files.class_image_dir(other_key, "a photo of dog", 64) != home
-    assert files.class_image_dir(key, "a photo of dog", 128) != home
-    assert files.class_image_dir(key, "a photo of cat", 64) != home
+    home = class_images_prefix(key, "a photo of dog", 64)
+    assert class_images_prefix(key, "a photo of dog", 64) == home
+    assert class_images_prefix(other_key, "a photo of dog", 64) != home
+    assert class_images_prefix(key, "a photo of dog", 128) != home
+    assert class_images_prefix(key, "a photo of cat", 64) != home
 
 
 def test_the_cache_key_holds_the_scheduler_and_the_class_image_recipe(tiny_model_dir, tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from storage import contract
+
 
 @pytest.fixture
 def drawer(pipe, runtime):
@@ -22,9 +24,9 @@ def _pixels(result):
 def test_draws_the_requested_count_and_size_and_returns_the_seeds(drawer):
     from engine.drawing import DrawRequest
 
-    result = drawer.draw(DrawRequest("a photo of dog", n=3, steps=2, width=64, height=48))
+    result = drawer.draw(DrawRequest("a photo of dog", n=3, steps=2, width=128, height=64))
     assert len(result.images) == 3 == len(result.seeds)
-    assert all(img.size == (64, 48) for img in result.images)
+    assert all(img.size == (128, 64) for img in result.images)
     assert len(set(result.seeds)) == 3
 
 
@@ -76,6 +78,36 @@ def test_out_of_range_requests_are_refused_with_a_reason(drawer, n, steps):
 
     with pytest.raises(DrawError):
         drawer.draw(DrawRequest("a photo of dog", n=n, steps=steps))
+
+
+@pytest.mark.parametrize(("option", "value", "low", "high"), [
+    ("strength", contract.MAX_STRENGTH + 0.5, 0, contract.MAX_STRENGTH),
+    ("guidance", contract.MAX_GUIDANCE + 1, contract.MIN_GUIDANCE, contract.MAX_GUIDANCE),
+    ("n", contract.MAX_IMAGES_PER_DRAW + 1, 1, contract.MAX_IMAGES_PER_DRAW),
+    ("steps", contract.MAX_DRAW_STEPS + 1, 1, contract.MAX_DRAW_STEPS),
+    ("variation_strength", 1.5, 0, 1),
+])
+def test_a_draw_job_outside_the_contracts_limits_is_refused_naming_the_contracts_limit(drawer, option, value, low,
+                                                                                        high):
+    """The limits are the job contract's, defined once in storage/contract.py; the engine repeats none of them."""
+    from engine.drawing import DrawError, DrawRequest
+
+    # A payload that skipped the contract's check at the edge (say, queued before a limit was lowered).
+    fields = {**contract.DrawPayload(model_id=None, prompt="a photo of dog", steps=1).model_dump(), option: value}
+    payload = contract.DrawPayload.model_construct(**fields)
+    with pytest.raises(DrawError, match=f"^{option} must be between {low:g} and {high:g}$"):
+        drawer.draw(DrawRequest.from_payload(payload))
+
+
+def test_a_draw_job_is_drawn_with_its_own_options_and_draw_steps_only_where_it_names_none():
+    from engine.drawing import DrawRequest
+
+    payload = contract.DrawPayload(model_id=7, prompt="a photo of sks dog", n=2, steps=None, guidance=3.0,
+                                   seeds=[4, 5], strength=0.5, sampler="euler", aspect_ratio="3:2")
+    request = DrawRequest.from_payload(payload, lora=None, default_steps=12)
+    assert (request.n, request.steps, request.guidance, request.seeds) == (2, 12, 3.0, [4, 5])
+    assert (request.strength, request.sampler, request.aspect_ratio) == (0.5, "euler", "3:2")
+    assert DrawRequest.from_payload(payload.model_copy(update={"steps": 30}), default_steps=12).steps == 30
 
 
 def test_a_missing_lora_file_is_a_clear_draw_error(drawer, tmp_path):

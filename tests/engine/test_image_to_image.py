@@ -61,3 +61,27 @@ def test_a_tiny_change_still_runs_a_step(drawer):
     result = drawer.draw(DrawRequest("a photo of dog", steps=2, seeds=[1], init_image=_picture(5, (64, 64)),
                                      image_change=0.1))
     assert result.images[0].size == (64, 64)
+
+
+@pytest.mark.parametrize("name", ["sd2", "sdxl", "flux", "flux-schnell", "z-image"])
+def test_every_drawn_family_draws_from_a_picture_and_upscales(name, family_pipe, runtime):
+    from engine.drawing import Drawer, DrawRequest
+
+    drawer = Drawer(family_pipe(name), runtime)
+    side = drawer.limits.multiple
+    picture = _picture(6, (side * 3, side * 2))
+    redrawn = drawer.draw(DrawRequest("a photo of dog", steps=2, seeds=[2], init_image=picture, image_change=0.6))
+    assert redrawn.images[0].width > redrawn.images[0].height
+    bigger = drawer.draw(DrawRequest("a photo of dog", steps=2, seeds=[2], init_image=redrawn.images[0],
+                                     image_change=0.3, upscale=True))
+    assert bigger.images[0].size == (2 * redrawn.images[0].width, 2 * redrawn.images[0].height)
+
+
+def test_flux2_klein_says_it_cannot_start_from_a_picture(family_pipe, runtime):
+    """Its image input is a reference to edit by (no strength): refused with a reason, never drawn wrongly."""
+    from engine.drawing import Drawer, DrawError, DrawRequest
+
+    drawer = Drawer(family_pipe("flux2-klein"), runtime)
+    assert not drawer.draws_from_pictures()
+    with pytest.raises(DrawError, match="cannot draw from a picture"):
+        drawer.draw(DrawRequest("a photo of dog", steps=2, seeds=[2], init_image=_picture(7, (64, 64))))

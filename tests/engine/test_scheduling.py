@@ -138,8 +138,8 @@ async def test_a_draw_during_training_is_served_between_steps_and_the_training_e
 
     train_done = await store.jobs.get(train_job.id)
     assert train_done.status == "done", train_done.error
-    weights = store.files.root / (await store.models.get(interrupted)).weights_path
+    weights = store.files.root / (await store.models.get(interrupted)).weights_key
     a = load_file(weights)
-    b = load_file(store.files.root / (await store.models.get(alone)).weights_path)
+    b = load_file(store.files.root / (await store.models.get(alone)).weights_key)
     assert a.keys() == b.keys()
     assert all((a[k] == b[k]).all() for k in a)

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from storage.blobs import BlobStore, FileBlobs, check_key, open_blobs
+from storage.blobs import BlobStore, FileBlobs, open_blobs
 from storage.errors import NotFound, PathEscape, StorageUnavailable
+from storage.keys import check_key
 from storage.s3_blobs import S3Blobs
 from tests.s3 import TEST_BLOB_URL, own_prefix_blobs, url_under_own_prefix
 from tools import seaweedfs

@@ -23,7 +23,10 @@ def test_the_bot_and_the_engine_read_their_limits_from_the_contract() -> None:
     from bot.services import drawing as bot_drawing
     from engine import drawing as engine_drawing
 
-    assert engine_drawing.MAX_IMAGES == contract.MAX_IMAGES_PER_DRAW
+    # One name for one thing: the engine's request has the payload's options, and what the draw job reads for it
+    # (the model's LoRA file, for a draft its owner's photos as reference pictures).
+    request, payload = set(engine_drawing.DrawRequest.__dataclass_fields__), set(DrawPayload.model_fields)
+    assert request == payload - {"model_id", "draft_of"} | {"lora", "references"}
     assert bot_drawing.DrawOptions().cfg is engine_drawing.DrawRequest("x").guidance is None  # the family's
     with pytest.raises(bot_drawing.DrawInputError):
         bot_drawing.parse_draw(f"sks dog --steps {contract.MAX_DRAW_STEPS + 1}", 25)

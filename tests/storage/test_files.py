@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from storage import PathEscape, Storage, StorageUnavailable
 from storage.files import FileStore
+from storage.keys import check_key, class_images_prefix, photo_key
 from tests.helpers import ROOT, TightDisk
 
 
@@ -45,8 +46,8 @@ def test_a_symlink_pointing_outside_is_refused(files: FileStore, tmp_path: Path)
 @given(text=st.text(min_size=0, max_size=40))
 def test_no_name_makes_a_path_escape(tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
     files = FileStore(tmp_path_factory.getbasetemp() / "hyp")
-    for make in (lambda: files.inside(text), lambda: files.photo_path(1, text),
-                 lambda: files.class_image_dir(text, text, 64)):
+    for make in (lambda: files.inside(text), lambda: files.inside(photo_key(1, text)),
+                 lambda: files.inside(class_images_prefix(text, text, 64))):
         try:
             path = make()
         except (PathEscape, ValueError):
@@ -55,11 +56,11 @@ def test_no_name_makes_a_path_escape(tmp_path_factory: pytest.TempPathFactory, t
 
 
 def test_class_image_folders_differ_by_model_prompt_and_resolution(files: FileStore) -> None:
-    a = files.class_image_dir("sd15", "a photo of dog", 512)
-    assert a == files.class_image_dir("sd15", "a photo of dog", 512)
-    assert len({a, files.class_image_dir("sd21", "a photo of dog", 512),
-                files.class_image_dir("sd15", "a photo of cat", 512),
-                files.class_image_dir("sd15", "a photo of dog", 768)}) == 4
+    a = class_images_prefix("sd15", "a photo of dog", 512)
+    assert a == class_images_prefix("sd15", "a photo of dog", 512) and check_key(a) == a
+    assert len({a, class_images_prefix("sd21", "a photo of dog", 512),
+                class_images_prefix("sd15", "a photo of cat", 512),
+                class_images_prefix("sd15", "a photo of dog", 768)}) == 4
 
 
 def test_an_interrupted_write_leaves_the_old_file_and_no_partial(files: FileStore, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,7 +159,7 @@ def test_a_full_disk_is_storage_unavailable_and_leaves_the_old_file_and_no_temp(
     data = tmp_path / "data"
     with TightDisk(data, size=512 * 1024) if TightDisk.possible() else _injected_enospc(monkeypatch) as disk:
         files = FileStore(data)
-        target = files.model_dir(1) / "sample.png"
+        target = files.root / "models" / "1" / "sample.png"
         files.write_atomic(target, b"old picture")
         disk.fill()
         with pytest.raises(StorageUnavailable) as caught:

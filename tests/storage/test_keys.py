@@ -22,11 +22,11 @@ async def test_a_database_written_with_absolute_paths_reads_as_keys_after_reopen
     await store.lifecycle.complete(job.id, "w", DrawResult(images=[f"jobs/{job.id}/0.png"], seeds=[1]))
     # What an older Kabina wrote: absolute paths everywhere.
     old = f"{data}/"
-    await store.db.execute("UPDATE photos SET path = ? || path", (old,))
+    await store.db.execute("UPDATE photos SET blob_key = ? || blob_key", (old,))
     await store.db.execute(
-        "UPDATE models SET weights_path = ?, kohya_path = ?, sample_paths = ?, photo_paths = ?, status = 'ready'",
+        "UPDATE models SET weights_key = ?, kohya_key = ?, sample_keys = ?, photo_keys = ?, status = 'ready'",
         (f"{old}models/{model.id}/lora.safetensors", f"{old}models/{model.id}/lora.safetensors",
-         json.dumps([f"{old}models/{model.id}/lora.safetensors"]), json.dumps([old + p for p in model.photo_paths])),
+         json.dumps([f"{old}models/{model.id}/lora.safetensors"]), json.dumps([old + p for p in model.photo_keys])),
     )
     await store.db.execute("UPDATE jobs SET result = ?", (json.dumps(
         {"images": [f"{old}jobs/{job.id}/0.png"], "seeds": [1]}),))
@@ -36,10 +36,10 @@ async def test_a_database_written_with_absolute_paths_reads_as_keys_after_reopen
         photo, = await store.photos.list(4)
         model = await store.models.get(model.id)
         drawn = await store.jobs.get(job.id)
-        assert photo.path == f"photos/u4/{photo.sha256}.img"
-        assert model.weights_path == model.kohya_path == f"models/{model.id}/lora.safetensors"
-        assert model.sample_paths == [model.weights_path]
-        assert model.photo_paths == [f"models/{model.id}/photos/00-{photo.sha256[:16]}.img"]
+        assert photo.blob_key == f"photos/u4/{photo.sha256}.img"
+        assert model.weights_key == model.kohya_key == f"models/{model.id}/lora.safetensors"
+        assert model.sample_keys == [model.weights_key]
+        assert model.photo_keys == [f"models/{model.id}/photos/00-{photo.sha256[:16]}.img"]
         assert drawn.result.images == [f"jobs/{job.id}/0.png"]
-        assert await store.blobs.get(photo.path) == b"photo"
+        assert await store.blobs.get(photo.blob_key) == b"photo"
         assert await store.blobs.get(drawn.result.images[0]) == b"png"

@@ -4,6 +4,9 @@ order the engine takes the jobs."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from storage import DrawPayload, FailureCode, JobStatus, ModelStatus, Storage, TrainingStarted, TrainPayload
@@ -72,7 +75,7 @@ async def test_one_training_at_a_time_and_its_update_marked_with_it(store: Stora
     assert await store.lifecycle.start_training(1, 1, "cat", ids, update_id=77) is None
     assert await store.updates.seen(77)  # the refusal is that update's effect too
     assert [m.id for m in await store.models.list_for_owner(1)] == [started.model.id]  # no stray model
-    assert started.model.photo_paths and all([await store.blobs.exists(k) for k in started.model.photo_paths])
+    assert started.model.photo_keys and all([await store.blobs.exists(k) for k in started.model.photo_keys])
 
 
 async def test_the_queue_position_a_user_is_told_is_the_order_the_engine_takes_the_jobs(
@@ -101,3 +104,16 @@ async def test_the_queue_position_a_user_is_told_is_the_order_the_engine_takes_t
 
 def _draw(prompt: str) -> DrawPayload:
     return DrawPayload(model_id=None, prompt=prompt)
+
+
+ROOT = Path(__file__).resolve().parents[2]
+# SQL that makes a job or a model, or changes its status.
+STATUS_WRITE = re.compile(r"INSERT INTO (jobs|models)\b|UPDATE (jobs|models) SET[^;\"]*\bstatus\s*=", re.S)
+
+
+def test_nothing_but_the_lifecycle_writes_a_model_or_job_status() -> None:
+    writers = sorted(
+        str(path.relative_to(ROOT)) for part in ("bot", "engine", "storage", "tools") for path in (ROOT / part).rglob("*.py")
+        if "lifecycle" not in path.relative_to(ROOT).parts and STATUS_WRITE.search(path.read_text(encoding="utf-8"))
+    )
+    assert writers == []

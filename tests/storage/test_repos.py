@@ -16,8 +16,8 @@ async def _ready_model(store: Storage, owner: int, token: str, class_word: str =
 
 async def test_the_same_photo_twice_is_a_duplicate_by_file_or_by_content(store: Storage) -> None:
     photo = await store.photos.add(1, file_unique_id="A", data=b"jpeg bytes", width=600, height=800)
-    assert photo.path == f"photos/u1/{hashlib.sha256(b'jpeg bytes').hexdigest()}.img"  # a key, not a path
-    assert await store.blobs.get(photo.path) == b"jpeg bytes"
+    assert photo.blob_key == f"photos/u1/{hashlib.sha256(b'jpeg bytes').hexdigest()}.img"  # a key, not a path
+    assert await store.blobs.get(photo.blob_key) == b"jpeg bytes"
     with pytest.raises(DuplicatePhoto) as same_file:
         await store.photos.add(1, file_unique_id="A", data=b"other", width=1, height=1)
     assert same_file.value.reason == "same_file"
@@ -37,8 +37,8 @@ async def test_clearing_photos_does_not_break_a_model_that_uses_them(store: Stor
     model = started.model
     assert await store.photos.clear(1) == 3
     assert await store.photos.list(1) == []
-    assert not await store.blobs.exists(photos[0].path)
-    assert [await store.blobs.get(p) for p in model.photo_paths] == [bytes([i]) * 10 for i in range(3)]
+    assert not await store.blobs.exists(photos[0].blob_key)
+    assert [await store.blobs.get(p) for p in model.photo_keys] == [bytes([i]) * 10 for i in range(3)]
 
 
 async def test_one_owner_never_has_two_live_models_with_one_token(store: Storage) -> None:

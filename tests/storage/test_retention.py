@@ -24,7 +24,7 @@ async def _training_with_checkpoint(store: Storage, owner_id: int, model_id: int
     job = await store.lifecycle.enqueue(TrainPayload(model_id=model_id), owner_id=owner_id, chat_id=owner_id,
                                    model_id=model_id)
     await store.lifecycle.claim("w", kinds=["train"])
-    step = store.files.job_dir(job.id) / "checkpoints" / "step-000004"
+    step = _job_dir(store, job.id) / "checkpoints" / "step-000004"
     store.files.write_atomic(step / "lora.safetensors", b"lora")
     store.files.write_atomic(step / "optimizer.pt", b"adam")
     return job.id
@@ -42,6 +42,14 @@ def _trained(model_id: int, weights: str) -> TrainResult:
     return TrainResult(model_id=model_id, token="sks", class_word="dog", weights_path=weights, kohya_path=weights,
                        sample_paths=[], steps=1, seconds=1.0, report_card_path=weights, class_drift=0.0,
                        drift_warning=False)
+
+
+def _job_dir(store: Storage, job_id: int) -> Path:
+    return store.files.root / "jobs" / str(job_id)
+
+
+def _model_dir(store: Storage, model_id: int) -> Path:
+    return store.files.root / "models" / str(model_id)
 
 
 def _under(store: Storage, *parts: str) -> list[Path]:
@@ -79,9 +87,9 @@ async def test_the_sweep_removes_what_a_worker_wrote_after_a_delete(store: Stora
     training = await _training_with_checkpoint(store, 1, model.id)
     await store.lifecycle.delete_model(model.id)
     # The engine, still running, writes the weights, samples and another checkpoint afterwards.
-    store.files.write_atomic(store.files.model_dir(model.id) / "lora.safetensors", b"late")
-    store.files.write_atomic(store.files.model_dir(model.id) / "sample-0.png", b"late")
-    store.files.write_atomic(store.files.job_dir(training) / "checkpoints" / "step-000008" / "optimizer.pt", b"x")
+    store.files.write_atomic(_model_dir(store, model.id) / "lora.safetensors", b"late")
+    store.files.write_atomic(_model_dir(store, model.id) / "sample-0.png", b"late")
+    store.files.write_atomic(_job_dir(store, training) / "checkpoints" / "step-000008" / "optimizer.pt", b"x")
     report = await store.retention.sweep(retention_days=30)
     assert model.id in report.model_folders and training in report.job_folders
     assert _under(store, "models") == [] and _under(store, "jobs") == []
@@ -93,7 +101,7 @@ async def test_a_finished_model_keeps_neither_its_training_checkpoints_nor_its_c
     await store.users.upsert(7, first_name="Ann")
     started = await _started_training(store, 7)
     job = await store.lifecycle.claim("w", kinds=["train"])
-    store.files.write_atomic(store.files.job_dir(job.id) / "checkpoints" / "step-000004" / "optimizer.pt", b"adam")
+    store.files.write_atomic(_job_dir(store, job.id) / "checkpoints" / "step-000004" / "optimizer.pt", b"adam")
     await store.photos.clear(7)
     running = await store.retention.sweep(retention_days=30)
     assert running.job_folders == [] and running.photo_copies == []  # a training in progress needs both
