@@ -74,11 +74,14 @@ def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | No
     dp.update.outer_middleware(UpdateMetrics())
     dp.update.outer_middleware(UserContext(store))
     dp.update.outer_middleware(Banned(store, settings.admin_ids))
+    # Before any router: a flood of texts is dropped here, cheaply, whatever handler would have answered it.
+    dp.message.outer_middleware(PerUserRateLimit(tuning.chatter_limit, _is_chatter))
     dp.errors.register(on_error)
     dp.include_routers(admin.create_router(settings.admin_ids), *all_routers(
         photo_middleware=PerUserRateLimit(tuning.photo_limit, lambda m: bool(m.photo or m.document)),
         draw_middleware=PerUserRateLimit(tuning.draw_limit, _is_draw, drawing.recently_told),
         sheet_middleware=PerUserRateLimit(tuning.sheet_limit, _is_command("photos")),
+        file_middleware=PerUserRateLimit(tuning.file_limit, _is_png_press),
     ))
     return dp
 
@@ -86,6 +89,20 @@ def create_dispatcher(store: Storage, settings: Settings, tuning: BotTuning | No
 def _is_command(name: str) -> Callable[[Message | CallbackQuery], bool]:
     pattern = re.compile(rf"^/{name}(@\w+)?(\s|$)")
     return lambda event: isinstance(event, Message) and bool(event.text and pattern.match(event.text))
+
+
+def _is_chatter(event: Message | CallbackQuery) -> bool:
+    """A typed message that is not a /draw (drawings have their own window)."""
+    return isinstance(event, Message) and event.text is not None and not _is_draw(event)
+
+
+def _is_png_press(event: Message | CallbackQuery) -> bool:
+    if not isinstance(event, CallbackQuery):
+        return False
+    try:
+        return DrawAction.unpack(event.data or "").action == "png"
+    except (TypeError, ValueError):
+        return False
 
 
 def _is_draw(event: Message | CallbackQuery) -> bool:

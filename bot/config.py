@@ -25,6 +25,12 @@ class BotTuning:
     poll_timeout_s: int = 25
     draw_limit: RateLimit = RateLimit(4, 60.0)
     photo_limit: RateLimit = RateLimit(30, 60.0)
+    # Plain text, /help, unknown commands, group commands…: everything typed but /draw (which has its own window).
+    # Each is answered, and Telegram lets a bot answer a chat about once a second: a flood of them is cut short
+    # with one polite reply.
+    chatter_limit: RateLimit = RateLimit(20, 60.0)
+    # The "📄 PNG" button sends every picture of a drawing again, as files.
+    file_limit: RateLimit = RateLimit(3, 60.0)
     # /photos decodes the whole set (bounded, one photo at a time, but up to 20 of them): a few a minute.
     sheet_limit: RateLimit = RateLimit(3, 60.0)
     retry_attempts: int = 5
@@ -39,6 +45,9 @@ class BotTuning:
     # this often, and hold at most this many updates at a time (the offset waits for the oldest).
     busy_poll_s: float = 0.05
     max_updates_in_flight: int = 100
+    # One user's share of that window: their updates past it wait in the database (bot/polling.py), so a user
+    # sending hundreds of messages never stops the bot from reading everyone else's.
+    max_updates_per_lane: int = 10
     # An update still unfinished after this long (a big download, a reply to a chat under 429) is taken into the
     # database's keeping, so the offset moves on: Telegram hands out at most 100 updates past the offset, and one
     # slow update must not hide everyone else's new ones.

@@ -9,6 +9,7 @@ attribute (an href), only between tags, so escaping `<`, `>` and `&` is all Tele
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 
 from aiogram.utils.text_decorations import html_decoration
@@ -69,3 +70,15 @@ def fit_lines(lines: list[Markup], limit: int, more: Callable[[int], Markup] | N
 
 
 __all__ = ["Markup", "bold", "clip", "code", "escape", "fit_lines", "join", "markup"]
+
+
+# What a refusal may repeat of what a user typed: a short word of letters, digits, "_" and "-". Telegram turns a
+# URL, a bare domain, an @mention, a /command, a #hashtag or a $cashtag in the bot's own message into a link, and
+# the bot must not lend its voice to a link someone else chose; anything else is left unnamed.
+_ECHO_SAFE = re.compile(r"-{0,2}[^\W_][\w-]{0,29}")
+
+
+def echo_safe(value: str) -> bool:
+    """Whether a refusal may show `value` as the user typed it (it cannot become a link or a command)."""
+    return _ECHO_SAFE.fullmatch(value) is not None
+

@@ -9,6 +9,8 @@ import logging
 import random
 import re
 import time
+from collections import Counter, deque
+from collections.abc import Hashable
 from functools import partial
 from typing import Any
 
@@ -109,7 +111,12 @@ class Poller:
     """aiogram's own polling moves the offset before handlers finish; ours moves it only past updates that are
     finished (recorded in `store.updates`), so a bot killed at any moment sees unfinished updates again, and
     skips the ones it already handled. An update that is slow to finish is kept in the database (its raw JSON)
-    and the offset moves past it: a restarted bot handles the kept ones first."""
+    and the offset moves past it: a restarted bot handles the kept ones first.
+
+    Fair: one user holds at most `max_updates_per_lane` of the `max_updates_in_flight` window. Their updates past
+    that are parked: kept in the database at once (so the offset moves past them) and handed to their lane, in
+    order, as it drains. A user sending hundreds of messages, each answered at Telegram's one per second, waits
+    for their own backlog; everyone else is read and answered as before."""
 
     def __init__(self, bot: Bot, dp: Dispatcher, store: Storage, tuning: BotTuning) -> None:
         self.bot = bot
@@ -122,6 +129,9 @@ class Poller:
         self._raw: dict[int, dict[str, Any]] = {}
         self._taken_at: dict[int, float] = {}
         self._done: set[int] = set()  # finished in this run but not yet below the offset
+        self._lane_of: dict[int, Hashable] = {}
+        self._in_lane: Counter[Hashable] = Counter()  # updates handed to each lane, unfinished
+        self._parked: dict[Hashable, deque[tuple[int, Update]]] = {}  # kept, waiting for their lane to drain
         self._highest: int | None = None
         self._moved = asyncio.Event()
 
@@ -139,7 +149,7 @@ class Poller:
             await self._resume_kept()
             while True:
                 self._moved.clear()
-                if len(self._active) >= self.tuning.max_updates_in_flight:
+                if self.in_flight() >= self.tuning.max_updates_in_flight:
                     await self._wait_for_progress(self.tuning.poll_timeout_s)
                     continue
                 try:
@@ -169,13 +179,17 @@ class Poller:
         finally:
             await self._lanes.close()
 
+    def in_flight(self) -> int:
+        """Updates handed to lanes and unfinished (parked ones wait in the database, not in the window)."""
+        return sum(self._in_lane.values())
+
     async def _wait_for_progress(self, timeout: float) -> None:
         """Until an update is finished (since the last getUpdates) or `timeout` passed."""
         if not self._moved.is_set():
             await wait_event(self._moved, timeout)
 
     async def _take(self, batch: list[Any]) -> int:
-        fresh = 0
+        fresh: list[tuple[int, dict[str, Any]]] = []
         for raw in batch:
             update_id = raw.get("update_id") if isinstance(raw, dict) else None
             if not isinstance(update_id, int) or isinstance(update_id, bool):
@@ -183,9 +197,13 @@ class Poller:
                 continue
             if update_id in self._active or update_id in self._done:
                 continue
-            fresh += 1
+            fresh.append((update_id, raw))
             self._highest = update_id if self._highest is None else max(self._highest, update_id)
-            if await self._seen(update_id):
+        seen = await self._seen([update_id for update_id, _ in fresh])  # one query for the batch
+        to_park: list[tuple[Hashable, int, dict[str, Any], Update]] = []
+        parking: set[Hashable] = set()
+        for update_id, raw in fresh:
+            if update_id in seen:
                 self._finish(update_id)
                 continue
             try:
@@ -197,17 +215,62 @@ class Poller:
                 await self._mark(update_id)
                 self._finish(update_id)
                 continue
+            lane = lane_of(update)
+            # Behind the lane's parked updates too: a user's updates are handled in their order.
+            if self._in_lane[lane] >= self.tuning.max_updates_per_lane or lane in parking or lane in self._parked:
+                parking.add(lane)
+                self._active.add(update_id)
+                to_park.append((lane, update_id, raw, update))
+                continue
             self._start(update_id, raw, update)
+        if to_park:
+            await self._park(to_park)
         offset = self.offset()
         if offset is not None:
             self._done = {u for u in self._done if u >= offset}
-        return fresh
+        return len(fresh)
 
     def _start(self, update_id: int, raw: dict[str, Any], update: Update) -> None:
         self._active.add(update_id)
         self._raw[update_id] = raw
         self._taken_at[update_id] = time.monotonic()
-        self._lanes.submit(lane_of(update), partial(self._handle, update_id, update))
+        lane = self._lane_of[update_id] = lane_of(update)
+        self._in_lane[lane] += 1
+        self._lanes.submit(lane, partial(self._handle, update_id, update))
+
+    async def _park(self, updates: list[tuple[Hashable, int, dict[str, Any], Update]]) -> None:
+        """Updates of busy lanes go into the database (one transaction) and wait for their lane to have room; if
+        they cannot be kept, they join their lanes at once (the offset then waits for them)."""
+        try:
+            await self.store.updates.keep_many([(update_id, raw) for _, update_id, raw, _ in updates])
+            kept = True
+        except StorageUnavailable as exc:
+            report_storage_trouble(exc, log)
+            kept = False
+        except Exception:
+            log.exception("could not park %d updates; they are handled in turn", len(updates))
+            kept = False
+        for lane, update_id, raw, update in updates:
+            if kept:
+                self._kept.add(update_id)
+                self._parked.setdefault(lane, deque()).append((update_id, update))
+            else:
+                self._active.discard(update_id)
+                self._start(update_id, raw, update)
+        for lane in {lane for lane, *_ in updates}:
+            self._unpark(lane)  # the lane may have drained while the database was written
+
+    def _unpark(self, lane: Hashable) -> None:
+        """The next parked update of a lane that has room again joins it (its raw JSON is in the database)."""
+        parked = self._parked.get(lane)
+        while parked and self._in_lane[lane] < self.tuning.max_updates_per_lane:
+            update_id, update = parked.popleft()
+            self._taken_at[update_id] = time.monotonic()
+            self._lane_of[update_id] = lane
+            self._in_lane[lane] += 1
+            self._lanes.submit(lane, partial(self._handle, update_id, update))
+        if not parked:
+            self._parked.pop(lane, None)
 
     async def _keep_slow(self) -> None:
         """Updates unfinished for keep_after_s go into the database's keeping; the offset may then pass them."""
@@ -238,17 +301,24 @@ class Poller:
             except Exception:
                 await self._mark(update_id)
                 continue
-            self._start(update_id, raw, update)
+            lane = lane_of(update)
+            if self._in_lane[lane] >= self.tuning.max_updates_per_lane:  # already in the database: park it
+                self._active.add(update_id)
+                self._parked.setdefault(lane, deque()).append((update_id, update))
+            else:
+                self._start(update_id, raw, update)
             self._kept.add(update_id)
         if kept:
             log.info("%d unfinished updates kept by the last run are handled first", len(kept))
 
-    async def _seen(self, update_id: int) -> bool:
+    async def _seen(self, update_ids: list[int]) -> set[int]:
+        if not update_ids:
+            return set()
         try:
-            return await self.store.updates.seen(update_id)
+            return await self.store.updates.seen_among(update_ids)
         except Exception:
-            log.exception("could not look up update %s; handling it", update_id)
-            return False
+            log.exception("could not look up updates %s…%s; handling them", update_ids[0], update_ids[-1])
+            return set()
 
     async def _handle(self, update_id: int, update: Update) -> None:
         try:
@@ -272,6 +342,12 @@ class Poller:
             log.exception("could not record update %s as handled", update_id)
 
     def _finish(self, update_id: int) -> None:
+        lane = self._lane_of.pop(update_id, None)
+        if lane is not None:
+            self._in_lane[lane] -= 1
+            if self._in_lane[lane] <= 0:
+                del self._in_lane[lane]
+            self._unpark(lane)
         self._active.discard(update_id)
         self._kept.discard(update_id)
         self._raw.pop(update_id, None)

@@ -1,5 +1,7 @@
-"""The engine's local copies of blobs that diffusers and PIL read as files (LoRAs, photos, class images), bounded in
-size, the least recently used copy not in use evicted first."""
+"""The engine's local copies of blobs that diffusers and PIL read as files (LoRAs, photos, class images) and its work
+files (checkpoints, a training's outputs), bounded in size together, the least recently used copy not in use evicted
+first; a copy whose blob is gone from the store (a model deleted, a user forgotten, a finished job's checkpoints
+swept) is dropped at the next sweep, on every host."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from storage.blobs import BlobStore
@@ -30,11 +33,68 @@ class BlobCache:
         self._entries: OrderedDict[str, tuple[int, object]] = OrderedDict()  # key → (size, version), oldest first
         self._locks: dict[str, asyncio.Lock] = {}
         self._in_use: dict[str, int] = {}
+        self._working: dict[str, int] = {}  # prefixes a job is writing under: not in the store yet
         self._adopt_existing()
 
     @property
     def used_bytes(self) -> int:
-        return sum(size for size, _ in self._entries.values())
+        """Every file under the folder: cached copies and work files (a training's checkpoints with their
+        optimizer state are the biggest) count against ENGINE_CACHE_MB alike."""
+        tracked = sum(size for size, _ in self._entries.values())
+        return tracked + sum(size for key, size in self._files() if key not in self._entries)
+
+    def _files(self) -> list[tuple[str, int]]:
+        if not self.folder.is_dir():
+            return []
+        return [(path.relative_to(self.folder).as_posix(), path.stat().st_size)
+                for path in self.folder.rglob("*") if path.is_file() and not path.name.startswith(PARTIAL_PREFIX)]
+
+    @contextlib.contextmanager
+    def working(self, *prefixes: str) -> Iterator[None]:
+        """While a job writes under `prefixes` (its outputs, its checkpoints), a sweep leaves them be."""
+        for prefix in prefixes:
+            self._working[prefix] = self._working.get(prefix, 0) + 1
+        try:
+            yield
+        finally:
+            for prefix in prefixes:
+                self._working[prefix] -= 1
+                if not self._working[prefix]:
+                    del self._working[prefix]
+
+    def drop(self, prefix: str) -> None:
+        """The local files under `prefix` go (a finished training's checkpoints, which the store keeps)."""
+        if self.blobs.local_path(prefix) is not None:
+            return  # the store's own files: never the cache's to delete
+        shutil.rmtree(self.local_file(prefix), ignore_errors=True)
+        for key in [k for k in self._entries if k.startswith(prefix.rstrip("/") + "/")]:
+            del self._entries[key]
+
+    async def sweep(self) -> list[str]:
+        """Drop every local file whose blob the store no longer has: one listing per model, job or user folder
+        (`models/12`, `jobs/40`, `users/5`). Returns the keys dropped. Prefixes a job is writing are skipped."""
+        if self.blobs.local_path("models") is not None:
+            return []  # the store is a folder here: deleting a blob deleted the file itself
+        groups: dict[str, list[str]] = {}
+        for key, _ in self._files():
+            parts = key.split("/")
+            if len(parts) > 2:
+                groups.setdefault("/".join(parts[:2]), []).append(key)
+        dropped: list[str] = []
+        for group, keys in groups.items():
+            if any(w == group or w.startswith(group + "/") or group.startswith(w.rstrip("/") + "/")
+                   for w in self._working):
+                continue
+            present = set(await self.blobs.list(group))
+            for key in keys:
+                if key not in present and not self._in_use.get(key):
+                    self._entries.pop(key, None)
+                    with contextlib.suppress(FileNotFoundError):
+                        self.local_file(key).unlink()
+                    dropped.append(key)
+        if dropped:
+            log.info("dropped %d local copies whose blobs are gone from the store", len(dropped))
+        return dropped
 
     def _adopt_existing(self) -> None:
         """Copies a previous run left are kept, oldest use first; their version is unknown until asked with one."""
@@ -122,7 +182,7 @@ class BlobCache:
                 del self._in_use[key]
 
     def _evict(self) -> None:
-        used = self.used_bytes
+        used = self.used_bytes  # work files count, though only copies can be evicted
         for key in list(self._entries):
             if used <= self.max_bytes:
                 return

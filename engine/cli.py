@@ -89,6 +89,8 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lease-s", type=float, default=30.0, help="job lease; renewed by heartbeats")
     parser.add_argument("--poll-s", type=float, default=1.0, help="how often to look for work when idle")
     parser.add_argument("--checkpoint-every", type=int, default=100, help="training steps between checkpoints")
+    parser.add_argument("--cache-sweep-s", type=float, default=30.0,
+                        help="how often this host drops its copies of blobs deleted from the store")
     parser.add_argument("--once", action="store_true", help="exit once no job is queued or running anywhere (tests, batch runs)")
 
 

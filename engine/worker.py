@@ -71,6 +71,8 @@ class WorkerOptions:
     heartbeat_s: float | None = None
     poll_s: float = 1.0
     checkpoint_every: int = 100
+    # How often this host drops its copies of blobs deleted from the store (the bot sweeps every 30 s).
+    cache_sweep_s: float = 30.0
     once: bool = False
 
     @property
@@ -143,6 +145,7 @@ class Worker:
         self.stopping.set()
 
     async def run(self) -> None:
+        sweeper = asyncio.create_task(self._sweep_cache())
         try:
             while not self.stopping.is_set():
                 try:
@@ -158,9 +161,22 @@ class Worker:
                     continue
                 await self.serve(job)
         finally:
+            sweeper.cancel()
             if self._interleaved:
                 await asyncio.gather(*self._interleaved, return_exceptions=True)
             self.gpu.shutdown()
+
+    async def _sweep_cache(self) -> None:
+        """Deleted means deleted on this host too: local copies of blobs gone from the store (a model deleted, a
+        user forgotten, a finished job's checkpoints swept) are dropped every cache_sweep_s."""
+        while True:
+            await asyncio.sleep(self.options.cache_sweep_s)
+            try:
+                await self.cache.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a busy store: the next sweep tries again
+                log.exception("sweeping the blob cache failed")
 
     async def _work_left(self) -> bool:
         """Queued jobs, or running ones another worker holds (its lease may yet run out and come to us)."""
@@ -326,6 +342,7 @@ def run_worker(settings, args) -> int:
         lease_s=args.lease_s,
         poll_s=args.poll_s,
         checkpoint_every=args.checkpoint_every,
+        cache_sweep_s=args.cache_sweep_s,
         once=args.once,
     )
     asyncio.run(serve_forever(settings, options))

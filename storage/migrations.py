@@ -120,6 +120,12 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE models RENAME COLUMN photo_paths TO photo_keys",
         "ALTER TABLE photos RENAME COLUMN path TO blob_key",
     ],
+    # 10 (hostile): the class words of their own a user has trained, as bare hashes that outlive /forgetme (like
+    # the daily training count), so forgetting is no way around the lifetime allowance of invented words
+    [
+        """CREATE TABLE class_words_used (user_id INTEGER NOT NULL, word_hash TEXT NOT NULL,
+           PRIMARY KEY (user_id, word_hash))""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -215,6 +215,21 @@ class ModelRepo:
         )
         return changed > 0
 
+    async def invented_words_used(self, owner_id: int, known: set[str]) -> int:
+        """How many different words of their own (`known`: those of the user's models now) the user has trained,
+        counting words of models deleted or forgotten since: only a hash of each is kept."""
+        rows = await self._db.fetchall("SELECT word_hash FROM class_words_used WHERE user_id = ?", (owner_id,))
+        return len({r["word_hash"] for r in rows} | {_word_hash(owner_id, w) for w in known})
+
+    async def remember_invented_word(self, owner_id: int, word: str) -> None:
+        await self._db.execute(
+            "INSERT INTO class_words_used (user_id, word_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
+            (owner_id, _word_hash(owner_id, word)))
+
+    async def has_used_invented_word(self, owner_id: int, word: str) -> bool:
+        return await self._db.fetchone("SELECT 1 FROM class_words_used WHERE user_id = ? AND word_hash = ?",
+                                       (owner_id, _word_hash(owner_id, word))) is not None
+
     async def class_words_ever(self, owner_id: int) -> set[str]:
         """Every class word the owner has trained or queued, deleted models included (a delete refunds nothing)."""
         rows = await self._db.fetchall("SELECT DISTINCT class_word FROM models WHERE owner_id = ?", (owner_id,))
@@ -232,6 +247,11 @@ class ModelRepo:
         return [Model.from_row(r) for r in rows]
 
 
+def _word_hash(owner_id: int, word: str) -> str:
+    """A class word as the allowance remembers it: nothing a forgotten user said can be read back from it."""
+    return hashlib.sha256(f"{owner_id}:{word}".encode()).hexdigest()[:24]
+
+
 class ShareRepo:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -242,10 +262,6 @@ class ShareRepo:
                VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
             (model_id, chat_id, by_user_id, time.time(), via_link),
         )
-        return changed > 0
-
-    async def unshare(self, model_id: int, chat_id: int) -> bool:
-        changed = await self._db.execute("DELETE FROM shares WHERE model_id = ? AND chat_id = ?", (model_id, chat_id))
         return changed > 0
 
     async def models_in_chat(self, chat_id: int) -> list[Model]:
@@ -277,29 +293,6 @@ class ShareRepo:
         )
         return int(links[0]), int(people[0])
 
-    async def end_chat(self, chat_id: int) -> list[Model]:
-        """Every share in the chat ends (the bot left it); returns the models that were shared there."""
-        rows = await self._db.fetchall(
-            """SELECT m.* FROM models m JOIN shares s ON s.model_id = m.id WHERE s.chat_id = ?
-               ORDER BY m.owner_id, m.id""",
-            (chat_id,),
-        )
-        await self._db.execute("DELETE FROM shares WHERE chat_id = ?", (chat_id,))
-        return [Model.from_row(r) for r in rows]
-
-    async def move_chat(self, old_chat_id: int, new_chat_id: int) -> int:
-        """A group became a supergroup (a new chat id): its shares follow it. Returns how many moved."""
-        async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                """INSERT INTO shares (model_id, chat_id, by_user_id, created_at, via_link)
-                   SELECT model_id, CAST(? AS BIGINT), by_user_id, created_at, via_link FROM shares WHERE chat_id = ?
-                   ON CONFLICT DO NOTHING""",
-                (new_chat_id, old_chat_id),
-            )
-            moved = cursor.rowcount
-            await conn.execute("DELETE FROM shares WHERE chat_id = ?", (old_chat_id,))
-        return moved
-
     async def chats_of(self, model_id: int) -> list[int]:
         rows = await self._db.fetchall("SELECT chat_id FROM shares WHERE model_id = ? ORDER BY chat_id", (model_id,))
         return [r["chat_id"] for r in rows]
@@ -324,16 +317,6 @@ class ShareRepo:
             # A user's private chat has the user's id as its chat id.
             await self.share(model.id, user_id, user_id, via_link=code)
         return model
-
-    async def revoke_links(self, model_id: int) -> int:
-        async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE share_links SET revoked_at = ? WHERE model_id = ? AND revoked_at IS NULL",
-                (time.time(), model_id),
-            )
-            revoked = cursor.rowcount
-            await conn.execute("DELETE FROM shares WHERE model_id = ? AND via_link IS NOT NULL", (model_id,))
-        return revoked
 
 
 class DeliveryRepo:
@@ -391,6 +374,14 @@ class UpdateLog:
     async def seen(self, update_id: int) -> bool:
         return await self._db.fetchone("SELECT 1 FROM processed_updates WHERE update_id = ?", (update_id,)) is not None
 
+    async def seen_among(self, update_ids: list[int]) -> set[int]:
+        """Which of these updates are finished (one query for a whole getUpdates batch)."""
+        rows = await self._db.fetchall(
+            "SELECT update_id FROM processed_updates WHERE update_id BETWEEN ? AND ?", (min(update_ids),
+                                                                                         max(update_ids)))
+        wanted = set(update_ids)
+        return {int(r["update_id"]) for r in rows} & wanted
+
     async def mark(self, update_id: int) -> None:
         async with self._db.transaction() as conn:
             await mark_update(conn, update_id)
@@ -402,6 +393,16 @@ class UpdateLog:
             "INSERT INTO kept_updates (update_id, raw, kept_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
             (update_id, json.dumps(raw), time.time()),
         )
+
+    async def keep_many(self, updates: list[tuple[int, dict[str, Any]]]) -> None:
+        """`keep` for many updates in one transaction (a busy user's backlog, parked by the poller)."""
+        now = time.time()
+        async with self._db.transaction() as conn:
+            for update_id, raw in updates:
+                await conn.execute(
+                    "INSERT INTO kept_updates (update_id, raw, kept_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                    (update_id, json.dumps(raw), now),
+                )
 
     async def kept(self) -> list[tuple[int, dict[str, Any]]]:
         """Updates taken into keeping and not finished, oldest first."""

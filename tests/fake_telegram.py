@@ -391,12 +391,15 @@ class FakeTelegram:
     def fail_next_with(
         self, method: str, status: int, description: str, times: int = 1,
         where: Callable[[Call], bool] | None = None, retry_after: int | None = None,
+        migrate_to_chat_id: int | None = None,
     ) -> None:
         """The next `times` calls of `method` get the Bot API's own JSON error: 500 Internal Server Error,
         403 "Forbidden: bot was blocked by the user", 400 "Bad Request: chat not found", 401, 409, 429…"""
         body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
         if retry_after is not None:
             body["parameters"] = {"retry_after": retry_after}
+        if migrate_to_chat_id is not None:  # "Bad Request: group chat was upgraded to a supergroup chat"
+            body["parameters"] = {"migrate_to_chat_id": migrate_to_chat_id}
         self._answers.append(_Answer(method, status, json.dumps(body), "application/json", times, where))
 
     def answers_left(self) -> int:

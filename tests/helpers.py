@@ -283,14 +283,15 @@ class StandInWorker:
         return await eventually(lambda: self.store.lifecycle.claim(self.worker_id, kinds=[kind]), timeout,
                                 what=f"a {kind} job to be queued")
 
-    async def finish_draw(self, job: Job, seeds: list[int] | None = None) -> list[int]:
+    async def finish_draw(self, job: Job, seeds: list[int] | None = None, **result: Any) -> list[int]:
+        """Completes a draw with real pictures; `result` sets other DrawResult fields (a prompt cut short…)."""
         assert isinstance(job.payload, DrawPayload)
         n = job.payload.n
         seeds = seeds or job.payload.seeds or [random.randrange(2**32) for _ in range(n)]
         images = [await put_blob(self.store, f"jobs/{job.id}/{i}.png", photo_bytes(seeds[i] % 1000, (64, 64), "PNG"))
                   for i in range(n)]
         await self.store.lifecycle.complete(job.id, self.worker_id,
-                                            DrawResult(images=images, seeds=seeds, prompt_tokens=8))
+                                            DrawResult(images=images, seeds=seeds, **{"prompt_tokens": 8, **result}))
         return seeds
 
     async def progress(self, job: Job, stage: str, step: int, total: int) -> None:

@@ -5,11 +5,13 @@
 
 Each user, arriving within the first --arrive seconds and pausing --think-min…--think-max seconds between actions
 (as people do): /start, two photos, /photos, /draw, a press of "again" under the result, /help. A few users flood (a dozen texts back to back; big thin PNGs as files), two users train meanwhile.
-After an unmeasured warm-up pass, the whole script runs twice on the same bot and engine, each time from idle:
-once as is, once with one user's chat under Telegram's flood control (every message to it sooner than --paced-every seconds after the last one gets 429 with its
-retry_after). Figures: updates/s, time to the first answer (p50/p95, every measured action), time from /draw to
+After an unmeasured warm-up pass, the whole script runs three times on the same bot and engine, each time from idle:
+once as is (calm), once with one user's chat under Telegram's flood control (paced: every message to it sooner than
+--paced-every seconds after the last one gets 429 with its retry_after), and once while one more user sends
+--flood-texts texts back to back (flood). Throughout, the fake Bot API applies Telegram's flood limit of about one
+message a second per chat, so each of the flooder's answers costs the bot a second. Figures: updates/s, time to the first answer (p50/p95, every measured action), time from /draw to
 its pictures (p50/p95), results lost and duplicates (both must be 0), and how much the chat under 429 added to
-everyone else's p95.
+everyone else's p95, and how much the flood of texts added to everyone else's p95 (it must stay within 1 s).
 
 This is not a test: it asserts nothing and its figures depend on the machine (and on what else runs on it; the
 JSON carries the load average). The fake Bot API server comes from tests/fake_telegram.py: it is the only stand-in
@@ -138,6 +140,13 @@ class Load:
             self.figures.updates += 1
         await asyncio.sleep(0)
 
+    async def text_flood(self, user: dict, count: int) -> None:
+        """One user sends `count` texts at once (a script, or a stuck key): each would take a second to answer."""
+        for i in range(count):
+            self.fake.send_text(user, f"spam {i}")
+            self.figures.updates += 1
+        await asyncio.sleep(0)
+
     async def thin_pictures(self, user: dict) -> None:
         """Big thin PNGs sent as files: each decodes to 40 million pixels (the image threads, not the loop)."""
         data = _thin_png()
@@ -235,9 +244,10 @@ async def run(args: argparse.Namespace) -> dict:
         subprocess.run([sys.executable, "-m", "engine", "tiny-model", str(model)], cwd=ROOT, check=True,
                        capture_output=True)
     fake = FakeTelegram()
+    fake.flood_per_chat = (1, 1.0)  # Telegram: about one message a second to a chat
     await fake.start()
     env = {**os.environ, "BOT_TOKEN": fake.token, "TELEGRAM_API_URL": fake.base_url, "DATA_DIR": str(data_dir),
-           "BASE_MODEL": str(model), "DEVICE": "cpu", "NUM_CLASS_IMAGES": "2", "TRAIN_STEPS": "12", "DRAW_STEPS": "3",
+           "BASE_MODEL": str(model), "DEVICE": "cpu", "NUM_CLASS_IMAGES": "2", "TRAIN_STEPS": str(args.train_steps), "DRAW_STEPS": "3",
            "MIN_PHOTOS": "3", "MAX_PHOTOS": "20", "DAILY_TRAININGS": "50", "LOG_LEVEL": "WARNING",
            "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     logs = {name: open(work / f"{name}.log", "wb") for name in ("bot", "engine")}  # noqa: SIM115 - closed below
@@ -274,13 +284,16 @@ async def run(args: argparse.Namespace) -> dict:
             victim = users[0]
             if phase == "paced":
                 fake.pace_chat(victim["id"], args.paced_every)
-            extra = [fake.user(FIRST_USER + 10_000 + i + (100 if phase == "paced" else 0), f"Extra{i}", "en")
-                     for i in range(4)]
+            shift = 100 * args.phases.index(phase)  # fresh extra users and photos per phase
+            extra = [fake.user(FIRST_USER + 10_000 + i + shift, f"Extra{i}", "en") for i in range(4)]
+            flooder = [load.text_flood(fake.user(FIRST_USER + 20_000 + shift, "Flooder", "en"), args.flood_texts)
+                       ] if phase == "flood" else []
             started = time.monotonic()
             await asyncio.gather(
-                *(load.user_script(u, i + (1000 if phase == "paced" else 0), phase) for i, u in enumerate(users)),
-                load.flood(extra[0]), load.flood(extra[1]), load.thin_pictures(extra[2]),
-                load.trainer(extra[3], 7000 + (100 if phase == "paced" else 0)),
+                *flooder,
+                *(load.user_script(u, i + 10 * shift, phase) for i, u in enumerate(users)),
+                *([load.flood(extra[0]), load.flood(extra[1]), load.thin_pictures(extra[2]),
+                   load.trainer(extra[3], 7000 + shift)] if args.extras else []),
             )
             elapsed = time.monotonic() - started
             verdict = await judge(data_dir, fake, figures.nonces, args.drain)
@@ -299,8 +312,10 @@ async def run(args: argparse.Namespace) -> dict:
             }
             fake.pace_chat(victim["id"], 0.0)
         overall = await judge(data_dir, fake, every_nonce, args.drain)  # "again" draws may finish after their phase
-        calm, paced = phases.get("calm", phases.get("paced")), phases.get("paced", phases.get("calm"))
+        calm = phases.get("calm") or next(iter(phases.values()))
+        paced = phases.get("paced", calm)
         base, busy = calm["first_answer_s"]["p95"], paced["first_answer_s"]["p95"]
+        flooded = phases.get("flood", {}).get("first_answer_s", {}).get("p95")
         return {
             "users": args.users,
             "updates_per_s": paced["updates_per_s"],
@@ -312,6 +327,9 @@ async def run(args: argparse.Namespace) -> dict:
             "duplicates": overall["duplicates"],
             "draws_finished": overall["draws_finished"],
             "chat_under_429_adds_to_others_p95_pct": round(100 * (busy - base) / base, 1) if base and busy else None,
+            "flood_of_texts": {"texts": args.flood_texts if "flood" in phases else 0, "others_p95_calm_s": base,
+                               "others_p95_flood_s": flooded,
+                               "adds_to_others_p95_s": round(flooded - base, 3) if base and flooded else None},
             "phases": phases,
             "machine": {"cpus": os.cpu_count(), "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
             "cpu_s": {"bot": _cpu_s(processes[0].pid), "engine": _cpu_s(processes[1].pid),
@@ -349,7 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--think-max", type=float, default=2.0, help="… and at most (seconds)")
     parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
                         help="skip the unmeasured first pass (it loads every user's LoRA into the engine)")
-    parser.add_argument("--phases", nargs="+", default=["calm", "paced"], choices=["calm", "paced"])
+    parser.add_argument("--phases", nargs="+", default=["calm", "paced", "flood"], choices=["calm", "paced", "flood"])
+    parser.add_argument("--no-extras", dest="extras", action="store_false",
+                        help="leave out the small floods, the big thin PNGs and the trainings (the suite's quick run)")
+    parser.add_argument("--train-steps", type=int, default=12, help="steps of each training (the seed's too)")
+    parser.add_argument("--flood-texts", type=int, default=250, help="texts the flooder sends in the flood phase")
     args = parser.parse_args(argv)
     figures = asyncio.run(run(args))
     text = json.dumps(figures, indent=2)

@@ -98,9 +98,19 @@ MUTATIONS: tuple[Mutation, ...] = (
         "texts stop escaping values", "bot/texts.py",
         "return escape(value) if isinstance(value, str) else value",
         "return value",
-        ("tests/bot/test_escaping.py::test_texts_escape_every_value_unless_it_is_marked_as_markup",
-         "tests/bot/test_escaping.py::test_an_unknown_option_with_markup_is_echoed_as_typed",
-         "tests/bot/test_escaping.py::test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link"),
+        ("tests/bot/test_escaping.py::test_texts_escape_every_value_unless_it_is_marked_as_markup",),
+    ),
+    Mutation(
+        "refusals repeat links the user typed", "bot/formatting.py",
+        "return _ECHO_SAFE.fullmatch(value) is not None", "return True",
+        ("tests/bot/test_escaping.py::test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link",
+         "tests/bot/test_escaping.py::test_a_refusal_never_repeats_a_link_a_mention_or_a_command_the_user_typed"),
+    ),
+    Mutation(
+        "one user's backlog fills the window", "bot/polling.py",
+        "if self._in_lane[lane] >= self.tuning.max_updates_per_lane or lane in parking",
+        "if False and self._in_lane[lane] >= self.tuning.max_updates_per_lane or lane in parking",
+        ("tests/bot/test_flood.py::test_one_users_backlog_never_fills_the_window_everyone_shares",),
     ),
     Mutation(
         "settings take any value a button sends", "bot/handlers/settings.py",
@@ -214,17 +224,17 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "shares outlive the bot's removal from a group", "bot/handlers/groups.py",
-        "ended = await store.shares.end_chat(event.chat.id)", "ended = []",
+        "ended = await store.lifecycle.end_chat(event.chat.id)", "ended = []",
         ("tests/bot/test_sharing.py::test_a_bot_removed_from_a_group_ends_its_shares_there_for_good_and_tells_the_owners",),
     ),
     Mutation(
         "a migrated group loses its shares", "bot/handlers/groups.py",
-        "moved = await store.shares.move_chat(old, new)", "moved = 0",
+        "moved = await store.lifecycle.move_chat(old, new)", "moved = 0",
         ("tests/bot/test_sharing.py::test_a_group_that_becomes_a_supergroup_keeps_its_shares",),
     ),
     Mutation(
         "group stop button stops nothing", "bot/handlers/models.py",
-        "    await store.shares.unshare(model.id, chat.id)\n", "",
+        "    await store.lifecycle.end_share(model.id, chat.id)\n", "",
         ("tests/bot/test_sharing.py::test_models_shows_where_a_model_is_shared_and_stops_a_group_share_from_the_private_chat",),
     ),
     Mutation(

@@ -15,7 +15,7 @@ from aiogram.utils.media_group import MediaGroupBuilder
 
 from bot.delivery.outbox import Outbox, ResultSteps
 from bot.delivery.progress import LiveProgress
-from bot.formatting import Markup, escape
+from bot.formatting import Markup, escape, markup
 from bot.keyboards import draw_keyboard
 from bot.texts import Texts
 from storage import DrawPayload, DrawResult, Job, NotFound, PathEscape, Storage, TrainResult
@@ -83,13 +83,19 @@ class Results:
         t = Texts(request.get("lang", "en"))
         chat_id = int(job.chat_id)  # type: ignore[arg-type]
         reply = _reply(request)
-        if job.status == "done" and isinstance(job.result, DrawResult) and isinstance(job.payload, DrawPayload):
+        if job.status == "done" and not await self._still_allowed(job):
+            # Drawn through a share or link revoked meanwhile (or with a model deleted meanwhile): the pictures
+            # never reach those who lost the access.
+            await steps.run("revoked", lambda: self._text(chat_id, t("draw_access_ended"), reply))
+        elif job.status == "done" and isinstance(job.result, DrawResult) and isinstance(job.payload, DrawPayload):
             result = job.result
             images = await self._blobs(result.images)
             seeds = result.seeds
             prompt = job.payload.prompt
             seeds_text = escape(", ".join(f"#{i + 1}: {s}" for i, s in enumerate(seeds)))
             note = t("draw_prompt_cut", tokens=result.prompt_tokens) if result.prompt_truncated else ""
+            if result.negative_truncated:  # told like the prompt: what the model never read is not silently lost
+                note = markup("{prompt}{negative}", prompt=note, negative=t("draw_negative_cut"))
             if result.steps:  # what was really drawn (the user's settings or flags), so it can be drawn again
                 note = Markup(note + t("draw_details", steps=result.steps, sampler=result.sampler or "default",
                                        width=result.width, height=result.height))
@@ -117,6 +123,13 @@ class Results:
         status = await self.outbox.status_message(job.id)
         if status is not None:
             await steps.run("status", lambda: self._delete(chat_id, status))
+
+    async def _still_allowed(self, job: Job) -> bool:
+        """Whether the one who asked may still draw with the job's model in its chat (checked at delivery)."""
+        if job.model_id is None or job.owner_id is None:
+            return True
+        usable = await self.store.models.usable_by(job.owner_id, int(job.chat_id))  # type: ignore[arg-type]
+        return any(model.id == job.model_id for model in usable)
 
     # --- files of a result ------------------------------------------------------------------------
     async def _blob(self, key: str) -> tuple[str, bytes] | None:

@@ -19,7 +19,7 @@ from bot.handlers import (
 
 
 def all_routers(photo_middleware: object = None, draw_middleware: object = None,
-                sheet_middleware: object = None) -> list[Router]:
+                sheet_middleware: object = None, file_middleware: object = None) -> list[Router]:
     photo_router, draw_router, picture_router = photos.create_router(), drawing.create_router(), pictures.create_router()
     for middleware in (photo_middleware, sheet_middleware):
         if middleware is not None:
@@ -30,6 +30,8 @@ def all_routers(photo_middleware: object = None, draw_middleware: object = None,
         draw_router.callback_query.middleware(draw_middleware)  # type: ignore[arg-type]
         picture_router.message.middleware(draw_middleware)  # type: ignore[arg-type]
         picture_router.callback_query.middleware(draw_middleware)  # type: ignore[arg-type]
+    if file_middleware is not None:
+        draw_router.callback_query.middleware(file_middleware)  # type: ignore[arg-type]
     # fallback last: it answers whatever no other router took.
     return [start.create_router(), picture_router, photo_router, training.create_router(), draw_router, models.create_router(),
             groups.create_router(), settings.create_router(), rename.create_router(), fallback.create_router()]

@@ -82,8 +82,8 @@ async def unshare(message: Message, command: CommandObject, t: Texts, store: Sto
     if len(chosen) > 1 and command.args is None and len(mine) > 1:
         await message.reply(t("share_which", choices=_commands("unshare", mine, t)))
         return
-    for model in chosen:
-        await store.shares.unshare(model.id, message.chat.id)
+    for model in chosen:  # the drawings asked through the share stop with it
+        await store.lifecycle.end_share(model.id, message.chat.id)
     names = ", ".join(m.name for m in chosen)
     await message.reply(t("unshare_done", names=names if len(names) < LINES_CHARS else f"{len(chosen)}"))
 
@@ -91,7 +91,7 @@ async def unshare(message: Message, command: CommandObject, t: Texts, store: Sto
 async def bot_removed(event: ChatMemberUpdated, bot: Bot, store: Storage) -> None:
     """Removed from a group (kicked, or the group was left): its shares end now, and do not come back if the bot
     is added again; each owner hears which of their models were shared there."""
-    ended = await store.shares.end_chat(event.chat.id)
+    ended = await store.lifecycle.end_chat(event.chat.id)
     by_owner: dict[int, list[Model]] = {}
     for model in ended:
         by_owner.setdefault(model.owner_id, []).append(model)
@@ -106,6 +106,20 @@ async def bot_removed(event: ChatMemberUpdated, bot: Bot, store: Storage) -> Non
     log.info("removed from chat %s: %d share(s) ended", event.chat.id, len(ended))
 
 
+async def member_left(message: Message, t: Texts, store: Storage) -> None:
+    """A model's owner left the group: their shares there end (with the drawings made through them), and the
+    group hears why the word stopped working."""
+    left = message.left_chat_member
+    if left is None or left.is_bot:
+        return  # the bot's own leaving is bot_removed's
+    ended = await store.lifecycle.owner_left(left.id, message.chat.id)
+    if ended:
+        names = ", ".join(m.name for m in ended)
+        await message.answer(t("shares_ended_owner_left", names=names if len(names) < LINES_CHARS else "…",
+                               n=len(ended)))
+        log.info("owner %s left chat %s: %d share(s) ended", left.id, message.chat.id, len(ended))
+
+
 async def group_migrated(message: Message, store: Storage) -> None:
     """A group upgraded to a supergroup gets a new id; Telegram says so in both chats, and either message (whichever
     comes first) carries the shares over."""
@@ -114,7 +128,7 @@ async def group_migrated(message: Message, store: Storage) -> None:
     else:
         old, new = int(message.migrate_from_chat_id or 0), message.chat.id
     await store.chats.upsert(new, type="supergroup", title=message.chat.title)
-    moved = await store.shares.move_chat(old, new)
+    moved = await store.lifecycle.move_chat(old, new)
     log.info("chat %s became %s: %d share(s) moved", old, new, moved)
 
 
@@ -123,6 +137,7 @@ def create_router() -> Router:
     router = Router(name=__name__)
     router.message.filter(F.chat.type.in_({"group", "supergroup"}))
     router.message.register(group_migrated, F.migrate_to_chat_id | F.migrate_from_chat_id)
+    router.message.register(member_left, F.left_chat_member)
     router.message.register(share, Command("share"))
     router.message.register(unshare, Command("unshare"))
     router.my_chat_member.register(bot_removed, ChatMemberUpdatedFilter(member_status_changed=LEAVE_TRANSITION),

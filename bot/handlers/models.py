@@ -134,7 +134,7 @@ async def model_action(
         await message.answer(t("model_link", link=link, name=model.name), reply_markup=revoke_keyboard(model.id, t))
     elif action == "revoke":
         links, people = await store.shares.link_stats(model.id)
-        revoked = await store.shares.revoke_links(model.id)
+        revoked = await store.lifecycle.revoke_links(model.id)
         groups = await store.shares.groups_of(model.id)
         await query.answer(t("model_links_revoked", n=revoked), show_alert=True)
         remaining = (t("revoke_groups_remain", groups=", ".join(_title(c) for c in groups[:GROUPS_LISTED]))
@@ -187,7 +187,7 @@ async def stop_share(query: CallbackQuery, callback_data: ShareAction, bot: Bot,
     if chat is None:
         await query.answer(t("share_already_stopped"), show_alert=True)
         return
-    await store.shares.unshare(model.id, chat.id)
+    await store.lifecycle.end_share(model.id, chat.id)
     await query.answer(t.plain("share_stopped_short"))
     await message.answer(t("share_stopped", name=model.name, title=_title(chat)))
     with contextlib.suppress(TelegramAPIError):

@@ -126,6 +126,7 @@ draw_usage =
     Describe the picture after /draw, e.g. <code>/draw sks dog in Paris</code>
     { $options }
 draw_bad_option = ⛔ { $option } must be between { $low } and { $high }.
+draw_unknown_option_unnamed = ⛔ I don't know that option. Options here: { $options }.
 draw_unknown_option = ⛔ I don't know the option { $option }. Options here: { $options }.
 draw_missing_value = ⛔ { $option } needs a value, e.g. <code>{ $option } 4</code>.
 draw_bad_quotes = ⛔ A quote is not closed. Example: <code>--neg "blurry, dark"</code>
@@ -159,9 +160,12 @@ draw_prompt_cut =
         [one] token
        *[other] tokens
     }
+draw_negative_cut =
+    { "\u000A" }✂️ the --neg text was cut to what the model reads
 draw_more = More like this?
 draw_failed = 😔 Drawing failed: { $reason }
 draw_cancelled = 🚫 Drawing cancelled.
+draw_access_ended = ⛔ This drawing was not delivered: its model is no longer shared with you here.
 button_again = 🔁 Again
 button_vary = ✨ #{ $k }
 button_expired = This button is too old; please send the command again.
@@ -292,6 +296,10 @@ forget_done =
        *[other] photos
     } deleted with all their files, and everything else I kept about you. If you write to me again, I start from scratch.
 cmd_forgetme = delete everything I keep about you
+shares_ended_owner_left = ℹ️ { $names } { $n ->
+    [one] is
+   *[other] are
+} no longer shared here: the owner left the group.
 shares_ended_removed =
     👋 I was removed from «{ $title }», so { $n ->
         [one] one of your models is
@@ -300,6 +308,7 @@ shares_ended_removed =
 list_more = … and { $n } more
 refused_unsupported = ⛔ I can't read that picture format. Send it as a photo, or as a JPEG, PNG, WebP or HEIC file.
 refused_unavailable = ⛔ I could not fetch that file from Telegram. Please send it again as a photo.
+draw_bad_sampler_unnamed = ⛔ { $model } has no such sampler. Choose one of: { $choices }.
 draw_bad_sampler = ⛔ { $model } has no sampler «{ $sampler }». Choose one of: { $choices }.
 draw_bad_ar = ⛔ --ar { $ar } is not a shape I draw. Choose one of: { $choices }.
 draw_no_negative = ⛔ { $model } draws without a negative prompt: leave --neg out and say what you want instead.

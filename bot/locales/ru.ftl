@@ -139,6 +139,7 @@ draw_usage =
     Опишите картинку после /draw, например <code>/draw sks dog in Paris</code>
     { $options }
 draw_bad_option = ⛔ { $option } должно быть от { $low } до { $high }.
+draw_unknown_option_unnamed = ⛔ Не знаю такого параметра. Здесь есть: { $options }.
 draw_unknown_option = ⛔ Не знаю параметра { $option }. Здесь есть: { $options }.
 draw_missing_value = ⛔ Для { $option } нужно значение, например <code>{ $option } 4</code>.
 draw_bad_quotes = ⛔ Кавычка не закрыта. Пример: <code>--neg "blurry, dark"</code>
@@ -187,9 +188,12 @@ draw_prompt_cut =
         [one] токена
        *[other] токенов
     }
+draw_negative_cut =
+    { "\u000A" }✂️ текст --neg обрезан до того, что модель читает
 draw_more = Ещё?
 draw_failed = 😔 Не удалось нарисовать: { $reason }
 draw_cancelled = 🚫 Рисование отменено.
+draw_access_ended = ⛔ Этот рисунок не доставлен: модель здесь больше не доступна.
 button_again = 🔁 Ещё раз
 button_vary = ✨ #{ $k }
 button_expired = Кнопка устарела; отправьте команду заново.
@@ -328,6 +332,10 @@ forget_done =
        *[many] фотографий
     } со всеми файлами и всё остальное, что я о вас хранила. Если напишете снова, начнём с чистого листа.
 cmd_forgetme = удалить всё, что я о вас храню
+shares_ended_owner_left = ℹ️ { $names } здесь больше не { $n ->
+    [one] доступна
+   *[other] доступны
+}: владелец вышел из группы.
 shares_ended_removed =
     👋 Меня удалили из «{ $title }», поэтому там больше не { $n ->
         [one] открыта { $n } ваша модель
@@ -337,6 +345,7 @@ shares_ended_removed =
 list_more = … и ещё { $n }
 refused_unsupported = ⛔ Этот формат изображений я не читаю. Пришлите как фото или файлом JPEG, PNG, WebP или HEIC.
 refused_unavailable = ⛔ Не удалось получить этот файл от Telegram. Пришлите его ещё раз как фото.
+draw_bad_sampler_unnamed = ⛔ У модели { $model } нет такого сэмплера. Выберите один из: { $choices }.
 draw_bad_sampler = ⛔ У модели { $model } нет сэмплера «{ $sampler }». Выберите один из: { $choices }.
 draw_bad_ar = ⛔ --ar { $ar } — такой формы я не рисую. Выберите одну из: { $choices }.
 draw_no_negative = ⛔ { $model } рисует без негативного запроса: уберите --neg и опишите, что хотите увидеть.

@@ -43,12 +43,19 @@ async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lig
                    before_dir=await ctx.cache.pull_folder(before_prefix))
     if lighter:
         spec = replace(spec, gradient_checkpointing=True)
+    ckpt_prefix = checkpoint_prefix(run.job.id)
     try:
-        result, card_path, drift = await ctx.gpu.run_long(ctx.engine.train, spec, run.on_progress, run.should_stop)
+        # What it writes there is not in the blob store yet: the cache's sweep leaves it be.
+        with ctx.cache.working(model_prefix(model.id), ckpt_prefix, class_prefix, before_prefix):
+            result, card_path, drift = await ctx.gpu.run_long(ctx.engine.train, spec, run.on_progress,
+                                                              run.should_stop)
     finally:
         if use_class_images:
             await ctx.cache.push_folder(class_prefix)
         await ctx.cache.push_folder(before_prefix)
+    # Trained: the checkpoints (optimizer state included) leave this host's disk; the store's copy is the
+    # retention sweep's. A training handed back keeps them (it resumes from there, here or elsewhere).
+    ctx.cache.drop(ckpt_prefix)
     prefix = model_prefix(model.id)
     weights = await ctx.cache.publish(f"{prefix}/lora.safetensors", result.weights_path)
     kohya = await ctx.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)

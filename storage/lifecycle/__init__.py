@@ -11,6 +11,7 @@ engine died at every attempt. Nothing else in Kabina writes a model's or a job's
 
 from __future__ import annotations
 
+from storage.lifecycle.access import AccessCases
 from storage.lifecycle.engines import EngineCases
 from storage.lifecycle.steps import Note, TrainingStarted
 from storage.lifecycle.users import UserCases
@@ -18,5 +19,5 @@ from storage.lifecycle.users import UserCases
 __all__ = ["Lifecycle", "Note", "TrainingStarted"]
 
 
-class Lifecycle(UserCases, EngineCases):
+class Lifecycle(UserCases, EngineCases, AccessCases):
     """The one owner of model and job status (storage.Storage.lifecycle)."""

@@ -15,6 +15,7 @@ from storage.contract import (
     TrainResult,
 )
 from storage.errors import NotFound
+from storage.keys import job_prefix
 from storage.lifecycle.steps import Steps, read_model
 from storage.queue import FAIR_TURN, add_event, owned_row
 from storage.records import Job, JobStatus, ModelStatus
@@ -80,6 +81,7 @@ class EngineCases(Steps):
         """The job is done with `result`; a training's model is ready with it, together. False (the job ends
         cancelled, nothing to deliver) when the model was deleted while it trained."""
         gone: list[int] = []
+        stopped = False
         async with self._db.transaction() as conn:
             row = await owned_row(conn, job_id, worker_id)
             if not isinstance(result, RESULTS[JobKind(row["kind"])]):
@@ -88,10 +90,17 @@ class EngineCases(Steps):
                 await self._end_job(conn, row, JobStatus.CANCELLED)
                 gone.append(result.model_id)
                 done = False
+            elif row["kind"] == JobKind.DRAW and row["cancel_requested"]:
+                # Stopped while the engine drew (its model deleted, its share or link revoked, /cancel): the
+                # pictures are not delivered, and not kept.
+                await self._end_job(conn, row, JobStatus.CANCELLED)
+                stopped, done = True, False
             else:
                 await self._end_job(conn, row, JobStatus.DONE, result=result.to_json())
                 done = True
         await self._remove_files(gone)
+        if stopped:
+            await self._blobs.delete_prefix(job_prefix(job_id))
         return done
 
     async def fail(self, job_id: int, worker_id: str, code: FailureCode | str,

@@ -84,7 +84,7 @@ async def test_again_in_a_group_stops_working_when_the_model_is_no_longer_shared
     job = await worker.claim("draw")
     await worker.finish_draw(job)
     await settled(store, job.id)
-    await store.shares.unshare(model.id, GROUP["id"])
+    await store.lifecycle.end_share(model.id, GROUP["id"])
     _press(fake, cleo, GROUP["id"], DrawAction(action="again", job_id=job.id).pack())
     assert await _answers(fake, 1) == [UNAVAILABLE]
     assert await store.jobs.active_for_owner(cleo.id) == []

@@ -203,6 +203,18 @@ async def test_the_png_button_sends_the_pictures_as_files_byte_for_byte(
     assert "seed 5" in files.params["media"][0]["caption"] and "seed 6" in files.params["media"][1]["caption"]
 
 
+async def test_a_negative_prompt_cut_by_the_tokenizer_is_told_like_the_prompt(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, worker: StandInWorker
+) -> None:
+    await make_ready_model(store, ann.id)
+    ann.say('/draw sks dog --neg "blurry, dark, and a very long list of everything unwanted"')
+    job = await worker.claim("draw")
+    await worker.finish_draw(job, negative_truncated=True)
+    (photo,) = await fake.wait_call("sendPhoto", ann.id)
+    assert "--neg text was cut" in photo.params["caption"]
+    assert "prompt was cut" not in photo.params["caption"]
+
+
 async def test_a_draw_while_the_model_trains_is_a_draft_from_the_users_photos_on_klein(
     kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User, worker: StandInWorker
 ) -> None:

@@ -54,13 +54,14 @@ async def test_the_fake_refuses_what_telegram_refuses_under_html(kabina, fake: F
     assert all(c.params.get("parse_mode") == "HTML" for c in fake.calls_of("sendMessage", ann.id))
 
 
-async def test_an_unknown_option_with_markup_is_echoed_as_typed(kabina, fake: FakeTelegram, store: Storage,
-                                                                 ann: User) -> None:
+async def test_an_unknown_option_with_markup_is_refused_without_repeating_it(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
     await make_ready_model(store, ann.id)
     ann.say("/draw sks dog --<b>")
     (reply,) = await fake.wait_for(lambda: _sent(fake, "sendMessage", ann.id), what="a reply")
     assert reply.error is None, reply.error
-    assert "I don't know the option --&lt;b&gt;" in reply.params["text"]
+    assert "I don't know that option" in reply.params["text"] and "&lt;b" not in reply.params["text"]
 
 
 async def test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link(
@@ -75,7 +76,8 @@ async def test_a_link_typed_as_an_option_in_a_group_is_never_posted_as_a_link(
     (reply,) = await fake.wait_for(lambda: _sent(fake, "sendMessage", group["id"]), what="a reply")
     assert reply.error is None, reply.error
     assert "<a" not in reply.params["text"]
-    assert "--&lt;a href='https://evil.example/verify'&gt;Tap here" in reply.params["text"]
+    # Not even escaped: Telegram would turn the URL in the bot's own words into a link.
+    assert "evil.example" not in reply.params["text"] and "I don't know that option" in reply.params["text"]
 
 
 async def test_names_group_titles_and_first_names_reach_everyone_as_text(
@@ -108,3 +110,24 @@ def test_texts_escape_every_value_unless_it_is_marked_as_markup() -> None:
     assert escape(escape("<")) == "&lt;" and isinstance(t("draw_started"), Markup)
     text, left_out = fit_lines([code(f"line {i}") for i in range(1000)], 4000, lambda n: Markup(f"+{n}"))
     assert len(text) <= 4000 and left_out > 0 and text.endswith(f"+{left_out}")
+
+
+async def test_a_refusal_never_repeats_a_link_a_mention_or_a_command_the_user_typed(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, boris: User, cleo: User
+) -> None:
+    """Telegram turns URLs, domains, @mentions and /commands in the bot's own words into links: a refusal in a
+    group must not lend the bot's voice to one."""
+    from tests.fake_telegram import BOT_USERNAME
+
+    group = FakeTelegram.group_chat(-100555, "Neighbours")
+    hostile = ["\"--<a href='https://evil.example/x'>Tap</a>\"", "--evil.example", "--@everyone_admin",
+               "--/start", "--#giveaway", "--sampler https://evil.example/y"]
+    for i, typed in enumerate(hostile):  # three people, two each: within the drawing rate limit
+        (ann, boris, cleo)[i % 3].say(f"/draw@{BOT_USERNAME} sks dog {typed} 4", chat=group)
+    await fake.wait_for(lambda: len(fake.texts(group["id"])) == len(hostile), what="one refusal each")
+    said = "\n".join(fake.texts(group["id"]))
+    for link in ("evil", "http", "@everyone", "/start", "#giveaway"):
+        assert link not in said, said
+    assert "I don't know that option" in said
+    cleo.say(f"/draw@{BOT_USERNAME} sks dog --colour 4", chat=group)  # a plain word is still named
+    assert "--colour" in await wait_reply(fake, group["id"], "--colour")

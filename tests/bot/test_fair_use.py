@@ -157,6 +157,27 @@ async def test_invented_class_words_are_limited_and_common_ones_are_not(
     await wait_reply(fake, ann.id, "Training «dog»")
 
 
+async def test_forgetting_does_not_give_back_the_allowance_of_invented_class_words(
+    kabina, fake: FakeTelegram, store: Storage, ann: User
+) -> None:
+    await _photos(fake, ann)
+    for word in ("xq", "zzyzx"):
+        ann.say(f"/train {word}")
+        await wait_reply(fake, ann.id, f"Training «{word}»")
+        await _cancel(fake, store, ann)
+    await store.lifecycle.forget_user(ann.id)  # /forgetme: models, photos and rows go
+    await store.admin.reset_allowance(ann.id)  # (the daily cap is not what is under test here)
+    await _photos(fake, ann)
+    before = len(ann.replies())
+    ann.say("/train blorp")
+    (refusal, *_) = await fake.wait_for(lambda: ann.replies()[before:], what="the answer to /train blorp")
+    assert "not one of the common class words" in refusal
+    assert "xq" not in refusal and "zzyzx" not in refusal  # only hashes of the forgotten words are kept
+    assert await store.jobs.active_for_owner(ann.id) == []
+    ann.say("/train xq")  # a word already counted costs nothing new
+    await wait_reply(fake, ann.id, "Training «xq»")
+
+
 async def _cancel(fake: FakeTelegram, store: Storage, user: User) -> None:
     """/cancel, and wait for its answer too: a later reply counted from here must not be that answer."""
     answered = sum("Cancelled" in text for text in user.replies())

@@ -246,6 +246,25 @@ async def test_a_group_that_becomes_a_supergroup_keeps_its_shares(
     assert job.chat_id == new["id"] and job.model_id == model.id
 
 
+async def test_a_drawing_owed_to_a_group_that_just_became_a_supergroup_is_delivered_there(
+    kabina, fake: FakeTelegram, store: Storage, ann: User, cleo: User, worker: StandInWorker
+) -> None:
+    """Telegram refuses messages to the old group with the new chat's id (TelegramMigrateToChat), possibly before
+    the bot has seen the service message: the result follows the group instead of being dropped."""
+    model = await make_ready_model(store, ann.id)
+    old = {"id": -4002, "type": "group", "title": "Club"}
+    await store.shares.share(model.id, old["id"], ann.id)
+    cleo.say(f"/draw@{BOT_USERNAME} sks dog in the club", chat=old)
+    job = await worker.claim("draw")
+    fake.fail_next_with("sendPhoto", 400, "Bad Request: group chat was upgraded to a supergroup chat",
+                        where=lambda c: c.chat_id == old["id"], migrate_to_chat_id=-1004002)
+    await worker.finish_draw(job)
+    (photo,) = await fake.wait_call("sendPhoto", -1004002)
+    assert photo.error is None
+    assert (await store.jobs.get(job.id)).chat_id == -1004002
+    assert [m.id for m in await store.shares.models_in_chat(-1004002)] == [model.id]
+
+
 async def test_models_pages_through_every_model(kabina, fake: FakeTelegram, store: Storage, ann: User) -> None:
     tokens = ["sks", "ohwx", "zwx", "bnha", "qwe", "rty", "uio", "pas", "dfg", "hjk", "lzx", "cvb"]
     for seed, token in enumerate(tokens):

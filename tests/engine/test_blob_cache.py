@@ -114,3 +114,49 @@ async def test_a_checkpoint_uploaded_on_one_host_is_restored_on_another(far: Far
     stale = tmp_path / "host-a" / "stale"
     _checkpoint(stale, 5)
     assert await checkpoint_sync.restore(far, "jobs/9/checkpoints", stale) == 10
+
+
+async def test_copies_of_a_deleted_model_are_dropped_on_every_host(far: FarBlobs, tmp_path: Path) -> None:
+    for model in (1, 2):
+        await far.put(f"models/{model}/lora.safetensors", b"w" * 100)
+    hosts = [BlobCache(far, tmp_path / f"cache-{name}", max_bytes=10_000) for name in "ab"]
+    for cache in hosts:
+        for model in (1, 2):
+            await cache.path(f"models/{model}/lora.safetensors")
+    await far.delete_prefix("models/1")  # the owner deleted model 1 (storage/lifecycle.py)
+    for cache in hosts:
+        assert await cache.sweep() == ["models/1/lora.safetensors"]
+        assert not cache.local_file("models/1/lora.safetensors").exists()
+        assert cache.local_file("models/2/lora.safetensors").is_file()
+        assert cache.used_bytes == 100
+
+
+async def test_a_finished_trainings_checkpoints_leave_the_host_but_a_running_ones_stay(
+    far: FarBlobs, tmp_path: Path
+) -> None:
+    cache = BlobCache(far, tmp_path / "cache", max_bytes=10_000)
+    folder = cache.work_path("jobs/7/checkpoints")
+    _checkpoint(folder, 5)
+    with cache.working("models/3", "jobs/7/checkpoints"):
+        assert await cache.sweep() == []  # written by a running training, not in the store yet
+    await checkpoint_sync.upload(far, "jobs/7/checkpoints", folder)
+    assert await cache.sweep() == []  # the store has them: they may serve a resume here
+    await far.delete_prefix("jobs/7")  # the retention sweep takes a finished training's checkpoints
+    assert await cache.sweep()
+    assert not any(p.is_file() for p in folder.rglob("*"))
+
+
+async def test_checkpoints_count_against_the_cache_bound(far: FarBlobs, tmp_path: Path) -> None:
+    await far.put("models/1/lora.safetensors", b"a" * 400)
+    await far.put("models/2/lora.safetensors", b"b" * 400)
+    cache = BlobCache(far, tmp_path / "cache", max_bytes=1_000)
+    await cache.path("models/1/lora.safetensors")
+    optimizer_state = cache.work_path("jobs/9/checkpoints/step-5/optimizer.pt")
+    optimizer_state.parent.mkdir(parents=True)
+    optimizer_state.write_bytes(b"o" * 500)
+    assert cache.used_bytes == 900
+    await cache.path("models/2/lora.safetensors")  # 1,300 bytes: the older copy goes to make room
+    assert not cache.local_file("models/1/lora.safetensors").exists()
+    assert cache.used_bytes == 900
+    cache.drop("jobs/9/checkpoints")
+    assert cache.used_bytes == 400

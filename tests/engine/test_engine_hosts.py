@@ -76,6 +76,18 @@ async def _engines_started(data_dir: Path, database_url: str, blob_url: str, sin
         return len(await store.db.fetchall("SELECT worker_id FROM engines WHERE seen_at > ?", (since,)))
 
 
+async def _delete_model_and_sweep(data_dir: Path, database_url: str, blob_url: str, model_id: int) -> None:
+    """The owner deletes the model; the bot's retention sweep takes the finished training's checkpoints."""
+    async with await _open(data_dir, database_url, blob_url) as store:
+        await store.lifecycle.delete_model(model_id)
+        await store.retention.sweep(30)
+
+
+def _cached(cache: Path, prefix: str) -> list[Path]:
+    folder = cache / prefix
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
+
+
 async def _keys(data_dir: Path, database_url: str, blob_url: str, prefix: str) -> list[str]:
     async with await _open(data_dir, database_url, blob_url) as store:
         return await store.blobs.list(prefix)
@@ -136,6 +148,18 @@ def test_a_training_killed_on_one_host_resumes_on_another_and_draws_spread_over_
             return events if len(done) >= DRAWS else None
 
         events = eventually_sync(all_drawn, 240, what="every drawing done")
+
+        # Delete means delete on every host: both engines drop their copies of the deleted model and the
+        # finished training's checkpoints (host-a still held those of the step it was killed at).
+        caches = {name: tmp_path / name / "cache" for name in hosts}
+        model_files, checkpoint = f"models/{job.model_id}", f"jobs/{job_id}/checkpoints"
+        if not blob_url.startswith("file:"):  # with a folder as the store there are no copies to begin with
+            assert all(_cached(cache, model_files) for cache in caches.values()), "a host never drew"
+            assert _cached(caches["host-a"], checkpoint)
+        assert not _cached(caches["host-b"], checkpoint), "the host that finished the training kept its checkpoints"
+        asyncio.run(_delete_model_and_sweep(here, database_url, blob_url, job.model_id))
+        eventually_sync(lambda: not any(_cached(c, model_files) or _cached(c, checkpoint) for c in caches.values())
+                        or None, 60, what="both hosts to drop the deleted model and the checkpoints")
     finally:
         for engine in engines:
             engine.send_signal(signal.SIGTERM)

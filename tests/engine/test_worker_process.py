@@ -31,7 +31,8 @@ def _env(data_dir: Path, tiny_model_dir: Path) -> dict[str, str]:
 def _start(tmp_path: Path, env: dict[str, str], *extra: str) -> subprocess.Popen:
     log = open(tmp_path / f"worker-{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(
-        [sys.executable, "-m", "engine", "--lease-s", "2", "--poll-s", "0.2", "--checkpoint-every", "5", *extra],
+        [sys.executable, "-m", "engine", "--lease-s", "2", "--poll-s", "0.2", "--checkpoint-every", "5",
+         "--cache-sweep-s", "0.5", *extra],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
 

@@ -62,7 +62,7 @@ async def test_models_are_usable_only_by_their_owner_or_where_shared(store: Stor
     assert await store.shares.share(anns, group, 1)
     assert not await store.shares.share(anns, group, 1)
     assert [m.id for m in await store.models.usable_by(2, group)] == [anns]
-    assert await store.shares.unshare(anns, group)
+    assert await store.lifecycle.end_share(anns, group)
     assert await store.models.usable_by(2, group) == []
 
 
@@ -72,7 +72,7 @@ async def test_a_share_link_gives_access_until_revoked(store: Storage) -> None:
     assert len(code) >= 16
     assert (await store.shares.redeem_link(code, 2)).id == anns
     assert [m.id for m in await store.models.usable_by(2, 2)] == [anns]
-    assert await store.shares.revoke_links(anns) == 1
+    assert await store.lifecycle.revoke_links(anns) == 1
     assert await store.models.usable_by(2, 2) == []
     assert await store.shares.redeem_link(code, 3) is None
     assert await store.shares.redeem_link("made-up-code", 3) is None
