@@ -107,6 +107,7 @@ def run_bench(base_model: Path | None = None, steps: int | None = None, draw_ste
             photos=_photos(5, resolution), class_word="dog", token="sks", output_dir=work / "lora_a",
             prior="class-images", class_image_dir=work / "class", num_class_images=class_count, steps=train_steps,
             checkpoint_every=0, sample_seeds=(1,), sample_steps=draw_steps, report_card=False,
+            class_image_steps=draw_steps,  # the class set timed above was drawn at these steps
         )
         result_a = train(spec, on_progress, pipe=pipe, runtime=runtime)
         step_ms = _step_ms(stamps)

@@ -51,7 +51,7 @@ def per_example(objective, pipe, batch, embeds):
     import torch
     from diffusers.training_utils import compute_loss_weighting_for_sd3
 
-    from engine.objectives import autocast
+    from engine.base_model import autocast
 
     device = objective.runtime.device
     transformer = pipe.transformer

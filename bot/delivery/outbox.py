@@ -23,20 +23,32 @@ from bot.config import BotTuning
 from bot.leadership import LeadLost
 from bot.polling import backoff, describe_problem
 from bot.texts import Texts
-from storage import Delivery, Job, Storage, StorageUnavailable
+from storage import Delivery, DeliveryKind, DeliveryState, Job, Note, Storage, StorageUnavailable
 from storage.logs import report_storage_trouble
 
 log = logging.getLogger(__name__)
 
-# The records of one job, by what they are about.
-REQUEST = "request"  # what the handler noted when the user asked: language, the message to reply to
-PROGRESS = "progress"  # a training's one progress message: pending (being sent), live (edited), final
-STATUS = "status"  # a drawing's "Drawing…" message, deleted once the result is in the chat
-RESULT = "result"  # the Telegram calls of the result done so far: sending, then sent or failed
+# The records of one job, by what they are about (storage.records.DeliveryKind):
+REQUEST = DeliveryKind.REQUEST  # what the handler noted when the user asked: language, the message to reply to
+PROGRESS = DeliveryKind.PROGRESS  # a training's one progress message: pending (being sent), live (edited), final
+STATUS = DeliveryKind.STATUS  # a drawing's "Drawing…" message, deleted once the result is in the chat
+RESULT = DeliveryKind.RESULT  # the Telegram calls of the result done so far: sending, then sent or failed
 # What a result record's state can be once nothing more will be sent.
-SETTLED_STATES = {"sent", "failed"}
+SETTLED_STATES = {DeliveryState.SENT, DeliveryState.FAILED}
 
 Fence = Callable[[], Awaitable[None]]
+
+
+# --- what a request notes with its job (storage's lifecycle writes them in the job's transaction) ----------
+def training_notes(lang: str) -> list[Note]:
+    """The follower may see the job's first events while the /train handler is still sending: it must neither
+    start a second progress message (the pending one is coming) nor speak the wrong language."""
+    return [Note(REQUEST, DeliveryState.NOTED, {"lang": lang}), Note(PROGRESS, DeliveryState.PENDING, {"lang": lang})]
+
+
+def drawing_notes(lang: str, reply_to: int | None) -> list[Note]:
+    """The language of the result and the message it answers (in a group: the /draw itself)."""
+    return [Note(REQUEST, DeliveryState.NOTED, {"lang": lang, "reply_to": reply_to})]
 
 
 class Outbox:
@@ -46,26 +58,18 @@ class Outbox:
         self.store = store
         self.tuning = tuning
 
-    # --- what handlers note when a user asks ---------------------------------------------------------
-    async def training_requested(self, job_id: int, chat_id: int, lang: str) -> None:
-        """Noted before any Telegram call: the follower may see the job's first events while the handler is still
-        sending, and must neither start a second progress message nor speak the wrong language."""
-        await self.store.deliveries.save(job_id, REQUEST, chat_id=chat_id, state="noted", data={"lang": lang})
-        await self.store.deliveries.save(job_id, PROGRESS, chat_id=chat_id, state="pending", data={"lang": lang})
-
-    async def drawing_requested(self, job_id: int, chat_id: int, lang: str, reply_to: int | None,
-                                status_message_id: int) -> None:
-        """The language and message the result answers, and the "Drawing…" message it replaces."""
-        await self.store.deliveries.save(job_id, REQUEST, chat_id=chat_id, state="noted",
-                                         data={"lang": lang, "reply_to": reply_to})
-        await self.store.deliveries.save(job_id, STATUS, chat_id=chat_id, message_id=status_message_id,
-                                         state="sent")
+    # --- what handlers note once their reply is out --------------------------------------------------
+    async def status_shown(self, job_id: int, chat_id: int, message_id: int) -> None:
+        """The "Drawing…" message, which the result replaces."""
+        await self.store.deliveries.save(job_id, STATUS, chat_id=chat_id, message_id=message_id,
+                                         state=DeliveryState.SENT)
 
     async def progress_shown(self, job_id: int, chat_id: int, message_id: int, text: str, lang: str,
                              final: bool = False) -> None:
         """The progress message as Telegram shows it now; the follower edits it in place, also after a restart."""
         await self.store.deliveries.save(job_id, PROGRESS, chat_id=chat_id, message_id=message_id,
-                                         state="final" if final else "live", data={"text": text, "lang": lang})
+                                         state=DeliveryState.FINAL if final else DeliveryState.LIVE,
+                                         data={"text": text, "lang": lang})
 
     # --- what the follower reads back ----------------------------------------------------------------
     async def request(self, job_id: int) -> dict[str, Any]:
@@ -179,15 +183,15 @@ class ResultSteps:
         message_id = await call()
         self.done.append(name)
         self.message_id = self.message_id or message_id
-        await self._save("sending")
+        await self._save(DeliveryState.SENDING)
 
     async def finish(self) -> None:
-        await self._save("sent")
+        await self._save(DeliveryState.SENT)
 
     async def give_up(self, reason: str) -> None:
-        await self._save("failed", reason)
+        await self._save(DeliveryState.FAILED, reason)
 
-    async def _save(self, state: str, error: str | None = None) -> None:
+    async def _save(self, state: DeliveryState, error: str | None = None) -> None:
         data: dict[str, Any] = {"steps": self.done}
         if error is not None:
             data["error"] = error

@@ -17,7 +17,7 @@ from bot.config import BotTuning
 from bot.delivery.outbox import Outbox
 from bot.polling import describe_problem
 from bot.texts import Texts
-from storage import Job, Storage, StorageUnavailable
+from storage import DeliveryState, Job, Storage, StorageUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ class LiveProgress:
         live = self._live.pop(job.id, None)
         if live is None:
             saved = await self.outbox.progress(job.id)
-            if saved is None or saved.message_id is None or saved.state == "final":
+            if saved is None or saved.message_id is None or saved.state == DeliveryState.FINAL:
                 return
             live = _Live(saved.chat_id, saved.message_id, t.language, saved.data.get("text", ""))
         if live.task is not None:
@@ -136,7 +136,7 @@ class LiveProgress:
         saved = await self.outbox.progress(job.id)
         if saved is not None and saved.message_id is not None:
             live = _Live(saved.chat_id, saved.message_id, t.language, saved.data.get("text", ""))
-        elif saved is not None and saved.state == "pending" and saved.updated_at >= self.started_at:
+        elif saved is not None and saved.state == DeliveryState.PENDING and saved.updated_at >= self.started_at:
             return None  # the /train handler of this process is still sending the message this will edit
         else:
             # The /train reply was never recorded (a crash right after enqueue): start a fresh message.

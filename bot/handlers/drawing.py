@@ -39,7 +39,7 @@ async def enqueue_reply(
     position = await drawing.position(job)
     text = t("draw_queued", position=position) if position else t("draw_started")
     status = await message.reply(join([text, t(hint)]) if hint else text)
-    await outbox.drawing_requested(job.id, message.chat.id, t.language, reply_to, status.message_id)
+    await outbox.status_shown(job.id, message.chat.id, status.message_id)
 
 
 async def request_from_command(

@@ -9,21 +9,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from bot.delivery.outbox import drawing_notes
 from bot.formatting import Markup, code, echo_safe, fit_lines
 from bot.services import Refusal
 from bot.services.models import handles_for
 from bot.services.options_help import OptionNames, OptionsHelp
-from storage import (
-    DeliveryKind,
-    DeliveryState,
-    DrawPayload,
-    EngineInfo,
-    Job,
-    Model,
-    Note,
-    Preferences,
-    Storage,
-)
+from storage import DrawPayload, EngineInfo, Job, Model, Preferences, Storage
 from storage.contract import (
     ASPECT_RATIOS,
     MAX_GUIDANCE,
@@ -294,9 +285,8 @@ class DrawService:
     ) -> Job:
         """The job, the update's mark (a redelivered /draw queues no second one) and what the result's delivery
         needs (the language, the message to answer) in one transaction."""
-        request = Note(DeliveryKind.REQUEST, DeliveryState.NOTED, {"lang": lang, "reply_to": reply_to})
         job = await self.store.lifecycle.request_drawing(user_id, chat_id, payload, limit=self.max_pending,
-                                                         update_id=update_id, notes=[request])
+                                                         update_id=update_id, notes=drawing_notes(lang, reply_to))
         if job is None:
             now = time.monotonic()
             first = now - self._told.get(user_id, -BURST_S) >= BURST_S

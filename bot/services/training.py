@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from bot.delivery.outbox import training_notes
 from bot.services import Refusal
 from bot.services.class_words import NEW_CLASS_WORDS, is_vetted, normalise
-from storage import DeliveryKind, DeliveryState, Job, Model, Note, Settings, Storage
+from storage import Job, Model, Settings, Storage
 
 DAY_S = 24 * 3600
 
@@ -50,13 +51,10 @@ class TrainingService:
         photos = await self.store.photos.list(user_id)
         if len(photos) < self.settings.min_photos:
             raise TrainRefused("train_few_photos", have=len(photos), need=self.settings.min_photos)
-        # Noted with the job: the follower may see the job's first events while the handler is still sending,
-        # and must neither start a second progress message nor speak the wrong language.
-        notes = [Note(DeliveryKind.REQUEST, DeliveryState.NOTED, {"lang": lang}),
-                 Note(DeliveryKind.PROGRESS, DeliveryState.PENDING, {"lang": lang})]
         # One training per user, checked again where the job is made (two /train racing cannot both get one).
+        # What the reply and the result need is noted with the job (bot/delivery/outbox.py says what).
         started = await self.store.lifecycle.start_training(
-            user_id, chat_id, class_word, [p.id for p in photos], update_id=update_id, notes=notes)
+            user_id, chat_id, class_word, [p.id for p in photos], update_id=update_id, notes=training_notes(lang))
         if started is None:
             raise TrainRefused("train_busy")
         if not is_vetted(class_word):

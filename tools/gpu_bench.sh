@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One prepared GPU run (issue 23): time to a model per phase and draw figures for SD1.5, SDXL and FLUX.1-dev
+# shapes (random weights; speed does not depend on their values), JSON under docs/bench/. Budget: ≤ 8 minutes on one
+# H100/H200; each step has its own timeout so one slow family cannot eat the others' time.
+# Usage: tools/gpu_bench.sh [HOST_LABEL]   (run from the repository root, with the CUDA torch installed)
+set -u
+host="${1:-$(hostname -s)}"
+day="$(date -u +%Y-%m-%d)"
+gpu="$(python -c 'import torch; print(torch.cuda.get_device_name(0).split()[-1].lower())' 2>/dev/null || echo gpu)"
+out="docs/bench"
+mkdir -p "$out"
+export HF_HUB_OFFLINE=1
+
+run() {  # seconds, file suffix, arguments of python -m engine bench
+    local limit="$1" name="$2"
+    shift 2
+    echo "== python -m engine bench $* (≤ ${limit}s)" >&2
+    timeout "$limit" python -m engine bench "$@" --out "$out/${gpu}-${host}-${day}-${name}.json" | tail -n 1
+}
+
+# Photos → ready model, recipes paper and default, cold and warm. 400 steps as for 4 photos (the CPU run's
+# setting); FLUX at fewer steps so the cold class set of the paper recipe (100 × 28 steps) fits the budget.
+run 120 ttm-sd1 --time-to-model --family sd1 --steps 400
+run 150 ttm-sdxl --time-to-model --family sdxl --steps 300
+run 180 ttm-flux --time-to-model --family flux --steps 150 --num-class-images 24
+# Draw ms/image at batch 1 and 4 with the family's default steps and sampler, training ms/step.
+run 120 families --family sd1,sdxl,flux --steps 20
