@@ -22,11 +22,12 @@ from engine.single_file import (
 from engine.tiny_common import NOTICE, TINY_RESOLUTION
 from engine.tokens import COMMON_PROMPT_WORDS, IDENTIFIER_POOL
 
-FAMILY_CHOICES = ("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell", "flux2-klein", "z-image")
+FAMILY_CHOICES = ("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell", "flux2-klein", "z-image",
+                  "z-image-turbo")
 # CLI names → family names ("sd2" is the 768-v v-prediction variant: the one whose loss differs from SD1's).
 CLI_FAMILIES = {"sd1": "sd1", "sd1-clip": "sd1", "sd2": "sd2-v", "sd2-base": "sd2", "sdxl": "sdxl",
                 "flux": "flux-dev", "flux-schnell": "flux-schnell", "flux2-klein": "flux2-klein",
-                "z-image": "z-image"}
+                "z-image": "z-image", "z-image-turbo": "z-image-turbo"}  # Turbo: its folder's name says so
 
 UNET_CHANNELS = (32, 64)
 VAE_CHANNELS = (16, 32, 32)  # three blocks: latents a quarter of the picture's side, cheap CPU attention
@@ -197,7 +198,7 @@ def build_tiny_family(folder: str | Path, family: str, seed: int = 0):
         from engine.tiny_flux2 import build_tiny_flux2_klein
 
         pipe = build_tiny_flux2_klein(TINY_RESOLUTION)
-    elif name == "z-image":
+    elif name in ("z-image", "z-image-turbo"):
         from engine.tiny_flux2 import build_tiny_z_image
 
         pipe = build_tiny_z_image(_tiny_vae(0.3611, shift_factor=0.1159, quant_conv=False))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import pytest
 from tests.engine.test_worker_process import STEPS, _env, _start
 from tests.helpers import add_photos, eventually_sync, queued_training
 from tests.postgres import configured_url, fresh_schema
+from tests.s3 import TEST_BLOB_URL, url_under_own_prefix
 
 DRAWS = 8
 
@@ -96,7 +96,8 @@ async def _keys(data_dir: Path, database_url: str, blob_url: str, prefix: str) -
 def test_a_training_killed_on_one_host_resumes_on_another_and_draws_spread_over_both(
     tmp_path, tiny_model_dir, make_photo, database_url: str,
 ) -> None:
-    blob_url = os.environ.get("KABINA_TEST_BLOB_URL") or (tmp_path / "bucket").resolve().as_uri()
+    # A bucket prefix of its own: a rerun on the same S3 server must not find the last run's checkpoints.
+    blob_url = url_under_own_prefix() if TEST_BLOB_URL else (tmp_path / "bucket").resolve().as_uri()
     here = tmp_path / "test-side"  # the test's own DATA_DIR: no engine's
     job_id = asyncio.run(_train_job(here, database_url, blob_url))
     hosts = {}

@@ -14,7 +14,7 @@ import pytest
 from tests.helpers import add_photos, queued_training
 
 
-@pytest.mark.parametrize("name", ["flux", "flux2-klein", "z-image"])
+@pytest.mark.parametrize("name", ["flux", "flux2-klein", "z-image-turbo"])
 async def test_a_family_model_trains_through_the_worker_with_a_draw_in_between(name, store, tmp_path, tiny_family_dir,
                                                                              family_pipe, runtime, make_photo):
     from engine.detection import family_of
