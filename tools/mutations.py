@@ -180,7 +180,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "invented class words unlimited", "bot/services/training.py",
-        "if class_word not in own and len(own) >= NEW_CLASS_WORDS:", "if False:",
+        "if not again and await self.store.models.invented_words_used(user_id, own) >= NEW_CLASS_WORDS:",
+        "if False:",
         ("tests/bot/test_fair_use.py::test_invented_class_words_are_limited_and_common_ones_are_not",),
     ),
     Mutation(
@@ -285,8 +286,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/engine/test_training_mechanics.py::test_training_timesteps_cover_the_whole_schedule_evenly",),
     ),
     Mutation(
-        "gradient clipping removed", "engine/training.py",
-        "                loss.backward()\n                torch.nn.utils.clip_grad_norm_(params, 1.0)\n",
+        "gradient clipping removed", "engine/train_steps.py",
+        "                loss.backward()\n                torch.nn.utils.clip_grad_norm_(self.params, 1.0)\n",
         "                loss.backward()\n",
         ("tests/engine/test_training_mechanics.py::test_gradients_are_clipped_to_norm_one_whatever_the_loss",),
     ),
@@ -327,8 +328,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     ),
     Mutation(
         "updates handled one at a time", "bot/polling.py",
-        "self._lanes.submit(lane_of(update), partial(self._handle, update_id, update))",
-        "self._lanes.submit(0, partial(self._handle, update_id, update))",
+        "        self._in_lane[lane] += 1\n        self._lanes.submit(lane, partial(self._handle, update_id, update))",
+        "        self._in_lane[lane] += 1\n        self._lanes.submit(0, partial(self._handle, update_id, update))",
         ("tests/bot/test_faults.py::test_a_user_waiting_on_a_slow_download_delays_nobody_else_and_keeps_their_own_order",),
     ),
     Mutation(
