@@ -19,6 +19,10 @@ from engine.tokens import IDENTIFIER_POOL, class_prompt, usable_pool
 from tools.toy import evaluation, world
 from tools.toy.evaluation import ToyEvalConfig, eval_toy_main, sample
 
+# The first test builds the shared experiment (five seeds × three prior methods, ~250 s on a quiet 2-core runner):
+# past the suite's 300 s default once the runner is busy.
+pytestmark = pytest.mark.timeout(900)
+
 
 def test_the_identifier_is_one_token_the_toy_base_model_never_learnt_a_meaning_for(toy_pipe):
     """DreamBooth's rare token: one token of the model's vocabulary that no caption of its training used, so
