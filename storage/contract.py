@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
 # --- limits, defined once for the bot (what it accepts) and the engine (what it draws) -----------------------------
 
@@ -146,15 +146,16 @@ class TrainResult(JobResult):
     model_id: int
     token: str
     class_word: str
-    weights_path: str
-    kohya_path: str
-    sample_paths: list[str]
+    # Blob keys. Rows written before the keys were named so carry `*_path` names: still read.
+    weights_key: str = Field(validation_alias=AliasChoices("weights_key", "weights_path"))
+    kohya_key: str = Field(validation_alias=AliasChoices("kohya_key", "kohya_path"))
+    sample_keys: list[str] = Field(validation_alias=AliasChoices("sample_keys", "sample_paths"))
     steps: int
     seconds: float
     resumed_from: int = 0
     rejected_photos: list[str] = Field(default_factory=list)
     # The class prompt drawn without and with the new LoRA at fixed seeds, and how far it moved.
-    report_card_path: str
+    report_card_key: str = Field(validation_alias=AliasChoices("report_card_key", "report_card_path"))
     class_drift: float
     drift_warning: bool
     # The training's own parameters (steps, rank, prior method …), kept on the model.

@@ -101,8 +101,9 @@ def _keys_in(value: Any, root: Path) -> Any:
     return key_from_old_path(value, root)
 
 
-# Result fields that held paths (TrainResult, DrawResult, ClassImagesResult).
-_RESULT_PATHS = ("weights_path", "kohya_path", "sample_paths", "report_card_path", "images", "folder")
+# Result fields that held paths (TrainResult, DrawResult, ClassImagesResult), under their old names too.
+_RESULT_PATHS = ("weights_key", "kohya_key", "sample_keys", "report_card_key", "weights_path", "kohya_path",
+                 "sample_paths", "report_card_path", "images", "folder")
 
 
 async def convert_old_paths(db, root: Path) -> int:

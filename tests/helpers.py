@@ -336,9 +336,9 @@ class StandInWorker:
         class_word = model.class_word if model is not None else "?"  # None: the owner was forgotten meanwhile
         # False when the model was deleted while it trained: the job then ends cancelled, nothing is delivered.
         return await self.store.lifecycle.complete(job.id, self.worker_id, TrainResult(
-            model_id=model_id, token=token, class_word=class_word, weights_path=str(weights),
-            kohya_path=str(weights), sample_paths=[str(s) for s in samples], steps=steps, seconds=3.0,
-            report_card_path=str(card), class_drift=drift, drift_warning=drift_warning,
+            model_id=model_id, token=token, class_word=class_word, weights_key=str(weights),
+            kohya_key=str(weights), sample_keys=[str(s) for s in samples], steps=steps, seconds=3.0,
+            report_card_key=str(card), class_drift=drift, drift_warning=drift_warning,
         ))
 
     def write_checkpoint(self, folder: Path, step: int) -> Path:

@@ -59,12 +59,12 @@ class Results:
             token, class_word = result.token, result.class_word
             minutes = max(1, round(result.seconds / 60))
             await steps.run("progress", lambda: self.progress.finish(job, t("progress_done", minutes=minutes)))
-            samples = await self._blobs(result.sample_paths)
+            samples = await self._blobs(result.sample_keys)
             caption = t("train_ready_caption", name=escape(class_word), token=escape(token))
             await self._send_images(steps, chat_id, samples, caption, None, None, f"sample-{job.id}")
             trigger = escape(f"{token} {class_word}")
             await steps.run("ready", lambda: self._text(chat_id, t("train_ready", trigger=trigger), None))
-            card = await self._blob(result.report_card_path)
+            card = await self._blob(result.report_card_key)
             if card is not None:
                 key = "report_card_warning" if result.drift_warning else "report_card"
                 caption = t(key, drift=f"{result.class_drift:.3f}", name=escape(class_word))

@@ -62,9 +62,9 @@ async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lig
     samples = [await ctx.cache.publish(f"{prefix}/{Path(s).name}", s) for s in result.sample_paths]
     card = await ctx.cache.publish(f"{prefix}/report_card.png", card_path)
     return TrainResult(  # the model is made ready with it, in the job's completion
-        model_id=model.id, token=token, class_word=model.class_word, weights_path=weights, kohya_path=kohya,
-        sample_paths=samples, steps=result.steps, seconds=result.seconds, resumed_from=result.resumed_from,
-        rejected_photos=[r.reason for r in photo_set.rejected], report_card_path=card,
+        model_id=model.id, token=token, class_word=model.class_word, weights_key=weights, kohya_key=kohya,
+        sample_keys=samples, steps=result.steps, seconds=result.seconds, resumed_from=result.resumed_from,
+        rejected_photos=[r.reason for r in photo_set.rejected], report_card_key=card,
         class_drift=round(drift, 4), drift_warning=drift_warning(drift), params=result.params,
     )
 

@@ -141,8 +141,8 @@ class Steps:
         cursor = await conn.execute(
             """UPDATE models SET status = 'ready', weights_key = ?, kohya_key = ?, sample_keys = ?, params = ?,
                error = NULL, updated_at = ? WHERE id = ?""",
-            (check_key(result.weights_path), check_key(result.kohya_path) if result.kohya_path else None,
-             json.dumps([check_key(p) for p in result.sample_paths]), json.dumps({**model.params, **result.params}),
+            (check_key(result.weights_key), check_key(result.kohya_key) if result.kohya_key else None,
+             json.dumps([check_key(p) for p in result.sample_keys]), json.dumps({**model.params, **result.params}),
              self._now(), result.model_id),
         )
         return cursor.rowcount > 0

@@ -132,7 +132,7 @@ def test_a_training_killed_on_one_host_resumes_on_another_and_draws_spread_over_
     assert checkpointed <= job.result.resumed_from < STEPS
     assert [e.kind for e in events if e.job_id == job_id].count("done") == 1
     model_keys = asyncio.run(_keys(here, database_url, blob_url, f"models/{job.model_id}"))
-    assert job.result.weights_path in model_keys and job.result.report_card_path in model_keys
+    assert job.result.weights_key in model_keys and job.result.report_card_key in model_keys
 
     # Both hosts up, then a burst of drawings: each is done once, and both hosts take part.
     since = time.time()

@@ -117,7 +117,7 @@ async def test_train_job_makes_a_ready_model_and_a_second_model_gets_another_tok
     # the report card: the bare class prompt before and after, with the drift figure the bot shows
     from PIL import Image
 
-    with Image.open(store.files.root / done[0].result.report_card_path) as card:
+    with Image.open(store.files.root / done[0].result.report_card_key) as card:
         assert card.width > card.height > 0
     # the drift the bot shows is the card's own figure, and the warning follows it by the one rule
     from engine.report_card import drift_warning

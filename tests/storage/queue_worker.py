@@ -16,8 +16,8 @@ def _result(job):
         return DrawResult(images=[], seeds=[])
     if job.kind == "class_images":
         return ClassImagesResult(count=0, folder="")
-    return TrainResult(model_id=job.payload.model_id, token="sks", class_word="dog", weights_path="",
-                       kohya_path="", sample_paths=[], steps=0, seconds=0.0, report_card_path="", class_drift=0.0,
+    return TrainResult(model_id=job.payload.model_id, token="sks", class_word="dog", weights_key="",
+                       kohya_key="", sample_keys=[], steps=0, seconds=0.0, report_card_key="", class_drift=0.0,
                        drift_warning=False)
 
 

@@ -39,3 +39,17 @@ async def test_the_newest_engine_tells_the_bot_what_its_model_allows(store: Stor
     await store.engines.publish("b", EngineInfo(family="sdxl", resolution=1024))
     assert (await store.engines.current()).resolution == 1024
     assert TrainPayload(model_id=3).kind == "train"
+
+
+def test_a_training_result_stored_before_its_keys_were_named_so_still_reads() -> None:
+    # Rows written before the rename carry `*_path` names for what were always blob keys.
+    stored = {"model_id": 1, "token": "sks", "class_word": "dog", "weights_path": "models/1/lora.safetensors",
+              "kohya_path": "models/1/lora_kohya.safetensors", "sample_paths": ["models/1/sample_0.png"],
+              "steps": 1, "seconds": 1.0, "report_card_path": "models/1/report_card.png", "class_drift": 0.0,
+              "drift_warning": False}
+    result = contract.parse_result("train", stored)
+    assert (result.weights_key, result.kohya_key, result.sample_keys, result.report_card_key) == (
+        "models/1/lora.safetensors", "models/1/lora_kohya.safetensors", ["models/1/sample_0.png"],
+        "models/1/report_card.png")
+    assert {"weights_key", "kohya_key", "sample_keys", "report_card_key"} <= set(result.to_json())
+    assert not any(name.endswith("_path") or name.endswith("_paths") for name in result.to_json())

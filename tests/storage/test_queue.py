@@ -79,8 +79,8 @@ async def test_payloads_and_results_come_back_typed_and_a_wrong_result_is_refuse
 def _train_result():
     from storage import TrainResult
 
-    return TrainResult(model_id=1, token="sks", class_word="dog", weights_path="w", kohya_path="k", sample_paths=[],
-                       steps=1, seconds=1.0, report_card_path="r", class_drift=0.0, drift_warning=False)
+    return TrainResult(model_id=1, token="sks", class_word="dog", weights_key="w", kohya_key="k", sample_keys=[],
+                       steps=1, seconds=1.0, report_card_key="r", class_drift=0.0, drift_warning=False)
 
 
 async def test_jobs_claimed_by_several_processes_are_each_completed_exactly_once(

@@ -39,8 +39,8 @@ async def _started_training(store: Storage, owner_id: int) -> TrainingStarted:
 
 
 def _trained(model_id: int, weights: str) -> TrainResult:
-    return TrainResult(model_id=model_id, token="sks", class_word="dog", weights_path=weights, kohya_path=weights,
-                       sample_paths=[], steps=1, seconds=1.0, report_card_path=weights, class_drift=0.0,
+    return TrainResult(model_id=model_id, token="sks", class_word="dog", weights_key=weights, kohya_key=weights,
+                       sample_keys=[], steps=1, seconds=1.0, report_card_key=weights, class_drift=0.0,
                        drift_warning=False)
 
 
