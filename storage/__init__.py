@@ -39,6 +39,7 @@ from storage.errors import (
     TokenTaken,
 )
 from storage.files import FileStore
+from storage.intake import AlbumRepo, CursorRepo, DeliveryRepo, UpdateLog
 from storage.keys import convert_old_paths
 from storage.leases import LeaseRepo
 from storage.lifecycle import Lifecycle, Note, TrainingStarted
@@ -58,18 +59,7 @@ from storage.records import (
     Photo,
     User,
 )
-from storage.repos import (
-    AlbumRepo,
-    ChatRepo,
-    CursorRepo,
-    DeliveryRepo,
-    EngineRepo,
-    ModelRepo,
-    PhotoRepo,
-    ShareRepo,
-    UpdateLog,
-    UserRepo,
-)
+from storage.repos import ChatRepo, EngineRepo, ModelRepo, PhotoRepo, ShareRepo, UserRepo
 from storage.retention import ForgetReport, Retention, SweepReport
 from storage.settings import Settings, load_settings
 

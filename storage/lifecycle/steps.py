@@ -17,11 +17,11 @@ from storage.contract import (
     TrainResult,
 )
 from storage.db import Database
+from storage.intake import mark_update, save_delivery
 from storage.keys import check_key, job_prefix, model_prefix
 from storage.leases import LeaseWatch
 from storage.queue import DEFAULT_PRIORITY, PRIORITY, JobQueue, add_event
 from storage.records import DeliveryKind, DeliveryState, Job, JobStatus, Model, ModelStatus
-from storage.repos import mark_update, save_delivery
 from storage.retention import Retention
 
 Clock = Callable[[], float]

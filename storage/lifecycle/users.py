@@ -12,11 +12,12 @@ from storage.contract import (
     TrainPayload,
 )
 from storage.errors import Conflict, NotFound, TokenTaken
+from storage.intake import mark_update
 from storage.keys import model_prefix
 from storage.lifecycle.steps import UNFINISHED, Note, Steps, TrainingStarted, insert_returning, read_model
 from storage.queue import job_row
 from storage.records import Job, Model
-from storage.repos import copy_blob, mark_update
+from storage.repos import copy_blob
 from storage.retention import ForgetReport
 
 
