@@ -57,10 +57,12 @@ async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lig
     # retention sweep's. A training handed back keeps them (it resumes from there, here or elsewhere).
     ctx.cache.drop(ckpt_prefix)
     prefix = model_prefix(model.id)
-    weights = await ctx.cache.publish(f"{prefix}/lora.safetensors", result.weights_path)
-    kohya = await ctx.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)
-    samples = [await ctx.cache.publish(f"{prefix}/{Path(s).name}", s) for s in result.sample_paths]
-    card = await ctx.cache.publish(f"{prefix}/report_card.png", card_path)
+    # Until the last file is in the store, the cache's sweep would take the others for a deleted model's.
+    with ctx.cache.working(prefix):
+        weights = await ctx.cache.publish(f"{prefix}/lora.safetensors", result.weights_path)
+        kohya = await ctx.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)
+        samples = [await ctx.cache.publish(f"{prefix}/{Path(s).name}", s) for s in result.sample_paths]
+        card = await ctx.cache.publish(f"{prefix}/report_card.png", card_path)
     return TrainResult(  # the model is made ready with it, in the job's completion
         model_id=model.id, token=token, class_word=model.class_word, weights_key=weights, kohya_key=kohya,
         sample_keys=samples, steps=result.steps, seconds=result.seconds, resumed_from=result.resumed_from,
