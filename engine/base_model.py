@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.detection import detect, family_of
+from engine.detection import detect, family_of, flux_components
 from engine.model_files import CONFIGS_DIR as CONFIGS_DIR  # callers know these names from here
 from engine.model_files import BaseModelError, read_json
 from engine.model_files import UnsupportedModel as UnsupportedModel
@@ -111,6 +111,8 @@ def load_base_pipeline(path: str | Path, runtime: Runtime, *, vae: str | Path | 
     path = Path(path).expanduser()
     detection = detect(path)
     family = detection.family
+    if detection.source == "single-file" and family.architecture == "flux1":
+        flux_components(path, family)  # a transformer file with nothing beside it: refused before anything loads
     dtype = _dtype_for(family, runtime)
     pipeline_class = getattr(diffusers, family.pipeline)
     common: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
@@ -242,7 +244,7 @@ def base_model_key(path: str | Path, *, class_steps: int | None = None, class_gu
         scheduler = read_json(path / "scheduler" / "scheduler_config.json")
     elif family.architecture == "flux1":
         # A FLUX.1 transformer file draws with the components folder beside it: both are the model.
-        from engine.flux_single_file import flux_components, key_files, scheduler_config
+        from engine.flux_single_file import key_files, scheduler_config
 
         files = key_files(path, detection)
         scheduler = scheduler_config(flux_components(path, family), family.name)

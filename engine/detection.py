@@ -211,10 +211,7 @@ def detect(path: str | Path) -> Detection:
     if path.is_dir():
         return detect_folder(path)
     if path.is_file() and path.suffix == ".safetensors":
-        detection = family_from_tensors(read_safetensors_index(path), path)
-        if detection.family.is_flux:
-            flux_components(path, detection.family)  # refused here, before anything loads, when it has none
-        return detection
+        return family_from_tensors(read_safetensors_index(path), path)
     if path.is_file():
         raise BaseModelError(f"BASE_MODEL {path} is a {path.suffix or 'suffix-less'} file; give a diffusers folder or "
                              "a .safetensors checkpoint")
