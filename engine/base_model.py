@@ -297,8 +297,9 @@ def training_resolution(pipe) -> int:
     """The image size the model was trained for (512 SD1.x, 768 SD2-v, 1024 SDXL/FLUX; 64 for the tiny models)."""
     if family_of(pipe).denoiser == "unet":
         return int(pipe.unet.config.sample_size) * pipe.vae_scale_factor
-    # FLUX's transformer has no sample size; its VAE config records the native one (1024 for FLUX.1).
-    return int(pipe.vae.config.sample_size)
+    # FLUX's transformer has no sample size; its VAE config records the native one (1024 for FLUX.1). Qwen-Image's
+    # 3D VAE records none: its family's side is the native one (the tiny model writes its own into the VAE config).
+    return int(getattr(pipe.vae.config, "sample_size", None) or family_of(pipe).resolution)
 
 
 def train_resolution(pipe, setting: int | str | None = None) -> int:
@@ -318,7 +319,11 @@ def train_resolution(pipe, setting: int | str | None = None) -> int:
     if not chosen:
         return native
     family_native = family_of(pipe).resolution
-    return max(8, native * chosen // family_native)
+    side = native * chosen // family_native
+    if family_of(pipe).denoiser == "unet":
+        return max(8, side)
+    grid = pipe.vae_scale_factor * 2  # a transformer's latents are packed 2x2: the side stays on its grid
+    return max(grid, side - side % grid)
 
 
 def describe(runtime: Runtime) -> dict[str, Any]:

@@ -61,9 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--family", default="sd1",
                       choices=("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell", "flux2-klein",
-                               "z-image", "z-image-turbo"),
+                               "z-image", "z-image-turbo", "qwen-image"),
                       help="sd1 (the default), sd2 (768-v), sd2-base, sdxl, flux (dev), flux-schnell, flux2-klein, "
-                           "z-image or z-image-turbo (name its folder so)")
+                           "z-image, z-image-turbo (name its folder so) or qwen-image")
     tiny.add_argument("--single-file", action="store_true",
                       help="flux/flux-schnell: BFL's transformer file DIR.safetensors, the other components in DIR/")
 

@@ -23,7 +23,6 @@ _KNOWN_OTHERS = {
     "KandinskyV22Pipeline": "Kandinsky 2.2",
     "FluxFillPipeline": "FLUX.1 Fill",
     "FluxKontextPipeline": "FLUX.1 Kontext",
-    "QwenImagePipeline": "Qwen-Image (not served yet)",
     "QwenImageEditPipeline": "Qwen-Image-Edit",
 }
 
@@ -74,6 +73,8 @@ def family_from_configs(pipeline_class: str, configs: dict[str, dict[str, Any]],
     if pipeline_class == "ZImagePipeline":
         # Z-Image and Z-Image-Turbo ship identical configs; only the name tells the distilled one apart.
         return FAMILIES["z-image-turbo" if "turbo" in str(where).lower() else "z-image"]
+    if pipeline_class == "QwenImagePipeline":
+        return FAMILIES["qwen-image"]
     if pipeline_class == "Flux2KleinPipeline":
         # model_index.json's is_distilled: klein 4B/9B are step-distilled, the "-base" checkpoints are not.
         distilled = bool(configs.get("pipeline", {}).get("is_distilled", False))

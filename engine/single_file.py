@@ -30,7 +30,7 @@ CLIP_TOKENIZER_DIR = CONFIGS_DIR / "clip_tokenizer"
 CLIP_VOCAB_SIZE = 49408
 TEMPLATES = {"sd1": "sd15", "sd2": "sd2", "sd2-v": "sd2-v", "sdxl": "sdxl", "flux-dev": "flux-dev",
              "flux-schnell": "flux-schnell", "flux2-klein": "flux2-klein", "flux2-klein-base": "flux2-klein",
-             "z-image": "z-image", "z-image-turbo": "z-image"}
+             "z-image": "z-image", "z-image-turbo": "z-image", "qwen-image": "qwen-image"}
 
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
