@@ -101,11 +101,11 @@ def test_an_unsupported_single_file_is_refused_in_one_line(tmp_path, runtime, na
         load_base_pipeline(_fake_safetensors(tmp_path / "m.safetensors", names), runtime)
 
 
-def test_a_flux_single_file_is_refused_with_what_to_use_instead(tmp_path, runtime):
+def test_a_flux_single_file_without_its_components_folder_is_refused_naming_the_folder(tmp_path, runtime):
     from engine.base_model import BaseModelError, load_base_pipeline
 
     path = _fake_safetensors(tmp_path / "flux1-dev.safetensors", ["double_blocks.0.x", "guidance_in.in_layer.weight"])
-    with pytest.raises(BaseModelError, match="diffusers FLUX.1 folder"):
+    with pytest.raises(BaseModelError, match=f"diffusers FLUX.1 folder .* beside it as {tmp_path / 'flux1-dev'},"):
         load_base_pipeline(path, runtime)
 
 
