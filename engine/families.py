@@ -408,7 +408,10 @@ QWEN_IMAGE = Family(
     text_encoder_lora_targets=(),
     rank_small_set=8,
     rank_large_set=16,
-    class_images=100,  # the recipe's --num_class_images
+    class_images=100,  # the recipe's --num_class_images (PRIOR=class-images)
+    # Kabina's default prior, not the recipe's class images: its step comes apart into noise and prediction
+    # (engine.qwen_image), and 100 class pictures at 30 steps of true CFG are 6,000 passes of a 20B transformer.
+    prior="output",
     train_resolution=1024,  # README_qwen.md trains at --resolution=1024 (0.6x the pixels of 1328²)
     class_image_steps=30,
     class_image_guidance=4.0,

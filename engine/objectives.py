@@ -121,12 +121,16 @@ class Objective:
 
     def noise(self, pipe, batch: StepBatch) -> Noised:
         """The step's noisy model input and the target each row's prediction is held to."""
+        if self.family.architecture in SPLIT_MODULES:
+            return _split_module(self.family).noise(self, pipe, batch)
         if self.family.is_flux:
             return self._flow_noise(pipe, batch)
         return self._diffusion_noise(pipe, batch)
 
     def predict(self, pipe, noised: Noised, embeds, time_ids=None, rows: slice = slice(None)):
         """The denoiser's prediction for `rows` of the batch, in the target's space (FLUX's unpacked)."""
+        if self.family.architecture in SPLIT_MODULES:
+            return _split_module(self.family).predict(self, pipe, noised, embeds, rows)
         if self.family.is_flux:
             return self._flow_predict(pipe, noised, embeds, rows)
         return self._diffusion_predict(pipe, noised, embeds, time_ids, rows)
@@ -221,12 +225,23 @@ class Noised:
     weighting: Any  # broadcastable loss weight (FLUX's timestep weighting; ones for DDPM)
 
 
+# Family modules whose step comes apart into noise() and predict() (Qwen-Image), as the SD and FLUX.1 steps here do.
+SPLIT_MODULES = {"qwen-image": "engine.qwen_image"}
+
+
+def _split_module(family: Family):
+    import importlib
+
+    return importlib.import_module(SPLIT_MODULES[family.architecture])
+
+
 def splits_prediction(family: Family) -> bool:
     """Families whose training step lives in their own module (engine.conditioning.FAMILY_MODULES) compute it in
-    one piece; output preservation needs the noise and the prediction apart, so they keep the paper's class images."""
+    one piece (FLUX.2, Z-Image); output preservation needs the noise and the prediction apart, so they keep the
+    paper's class images. Qwen-Image's module offers both pieces (SPLIT_MODULES)."""
     from engine.conditioning import FAMILY_MODULES
 
-    return family.architecture not in FAMILY_MODULES
+    return family.architecture not in FAMILY_MODULES or family.architecture in SPLIT_MODULES
 
 
 def sdxl_time_ids(geometries: list[tuple[int, int, int, int]], resolution: int):

@@ -11,7 +11,8 @@ Everything here follows QwenImagePipeline (diffusers 0.42) and train_dreambooth_
   - the step: x_t = (1 - σ) x_0 + σ ε at the recipe's timestep density over the scheduler's training sigmas (the
     recipe loads it with shift=3.0, which dynamic shifting ignores: the sigmas are unshifted, as here), the
     transformer given t / 1000 and the text mask (None when every position is real, as encode_prompt gives it);
-    target ε - x_0, weighted by compute_loss_weighting_for_sd3;
+    target ε - x_0, weighted by compute_loss_weighting_for_sd3; noise and prediction apart (noise, predict), so
+    output preservation (the class row held to the frozen model's own prediction) serves it as it serves FLUX.1;
   - drawing: true CFG (`true_cfg_scale`, the model card's 4) against a negative prompt, " " when none is given
     (the pipeline runs no CFG without one);
   - the copy for other tools: `diffusion_model.<diffusers module>.lora_A/lora_B` (ComfyUI's Qwen-Image modules carry
@@ -90,41 +91,55 @@ def normalised_latents(vae_config, latents):
     return (latents.float() - mean.to(latents.device)) / std.to(latents.device)
 
 
-def per_example(objective, pipe, batch, embeds):
-    """One flow-matching loss per batch row, computed as train_dreambooth_lora_qwen_image.py computes it."""
+def noise(objective, pipe, batch):
+    """The step's noisy latents x_t = (1 - σ) x_0 + σ ε and its target ε - x_0, weighted per row (Noised)."""
     import torch
-    from diffusers import QwenImagePipeline
     from diffusers.training_utils import compute_loss_weighting_for_sd3
 
-    from engine.base_model import autocast
+    from engine.objectives import Noised
 
     device = objective.runtime.device
-    transformer = pipe.transformer
-    dtype = transformer.dtype
     x0 = normalised_latents(pipe.vae.config, batch.latents.to(device))
     noise = batch.noise.to(device).float()
     index = batch.timesteps.cpu()
     timesteps = objective.scheduler.timesteps[index].to(device)
     sigmas = objective.scheduler.sigmas[index].to(device, torch.float32).view(-1, 1, 1, 1)
     noisy = (1.0 - sigmas) * x0 + sigmas * noise
+    weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)
+    return Noised(noisy, timesteps, noise - x0, weighting)
+
+
+def predict(objective, pipe, noised, embeds, rows: slice = slice(None)):
+    """The transformer's prediction for `rows` of the batch, unpacked to the latents' [B, C, h, w]."""
+    from diffusers import QwenImagePipeline
+
+    from engine.base_model import autocast
+
+    device = objective.runtime.device
+    transformer = pipe.transformer
+    dtype = transformer.dtype
+    noisy = noised.model_input[rows]
     b, c, h, w = noisy.shape
     packed = QwenImagePipeline._pack_latents(noisy, b, c, h, w)
-    mask = embeds["encoder_hidden_states_mask"]
+    mask = embeds["encoder_hidden_states_mask"][rows]
     mask = None if bool(mask.all()) else mask.to(device)  # encode_prompt's None when no position is padding
     with autocast(objective.runtime):
         prediction = transformer(
             hidden_states=packed.to(dtype),
-            timestep=(timesteps / 1000).to(dtype),
-            encoder_hidden_states=embeds["encoder_hidden_states"].to(device, dtype),
+            timestep=(noised.timesteps[rows] / 1000).to(dtype),
+            encoder_hidden_states=embeds["encoder_hidden_states"][rows].to(device, dtype),
             encoder_hidden_states_mask=mask,
             img_shapes=[[(1, h // 2, w // 2)]] * b,
             return_dict=False,
         )[0]
     factor = pipe.vae_scale_factor
-    prediction = QwenImagePipeline._unpack_latents(prediction, h * factor, w * factor, factor).squeeze(2)
-    weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)
-    loss = weighting.float() * (prediction.float() - (noise - x0)) ** 2
-    return loss.reshape(b, -1).mean(dim=1)
+    return QwenImagePipeline._unpack_latents(prediction, h * factor, w * factor, factor).squeeze(2)
+
+
+def per_example(objective, pipe, batch, embeds):
+    """One flow-matching loss per batch row, computed as train_dreambooth_lora_qwen_image.py computes it."""
+    noised = noise(objective, pipe, batch)
+    return objective.loss(predict(objective, pipe, noised, embeds), noised)
 
 
 def noise_shape(pipe, width: int, height: int) -> tuple[int, ...]:
