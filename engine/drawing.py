@@ -34,6 +34,7 @@ from engine.draw_request import (
     size_of,
 )
 from engine.families import Family
+from engine.variations import variation_latents
 
 log = logging.getLogger(__name__)
 
@@ -243,49 +244,6 @@ class Drawer:
         self.pipe.delete_adapters(list(self._adapters.values()))
         self._adapters.clear()
 
-    def _noise_shape(self, width: int, height: int) -> tuple[int, ...]:
-        factor = self.pipe.vae_scale_factor
-        from engine.conditioning import FAMILY_MODULES, _module
-
-        if self.family.architecture in FAMILY_MODULES:
-            return _module(self.family).noise_shape(self.pipe, width, height)
-        if self.family.is_flux:
-            channels = self.pipe.transformer.config.in_channels // 4
-            return (channels, 2 * (height // (factor * 2)), 2 * (width // (factor * 2)))
-        return (self.pipe.unet.config.in_channels, height // factor, width // factor)
-
-    def _variation_latents(self, request: DrawRequest, seeds: list[int], width: int, height: int):
-        """Starting noise for variations: seed noise and variation noise blended on the sphere (slerp), so a
-        small strength keeps the picture's composition and changes its details; None for ordinary draws."""
-        if not request.variation_seeds or request.variation_strength <= 0:
-            return None
-        import torch
-
-        if len(request.variation_seeds) < len(seeds):
-            raise DrawError("each variation needs its own variation seed")
-        strength = float(request.variation_strength)  # within 0..1: the contract's limit, checked before
-        shape = self._noise_shape(width, height)
-
-        def noise(seed: int):
-            return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed) % 2**32))
-
-        blended = []
-        for seed, variation in zip(seeds, request.variation_seeds, strict=False):
-            a, b = noise(seed), noise(variation)
-            omega = torch.arccos((a.flatten() @ b.flatten() / (a.norm() * b.norm())).clamp(-1, 1))
-            if float(omega) < 1e-4:
-                blended.append(a)
-                continue
-            sin = torch.sin(omega)
-            blended.append(torch.sin((1 - strength) * omega) / sin * a + torch.sin(strength * omega) / sin * b)
-        latents = torch.stack(blended)
-        if self.family.architecture == "flux1":  # FLUX.2's pipeline packs the patchified noise itself
-            from diffusers import FluxPipeline
-
-            latents = FluxPipeline._pack_latents(latents, latents.shape[0], *latents.shape[1:])
-        model = getattr(self.pipe, self.family.denoiser)
-        return latents.to(model.device, model.dtype)
-
     def check(self, request: DrawRequest) -> dict[str, Any]:
         """Validate a request against the job contract and then the model's family; the settings it resolves to
         (or a DrawError)."""
@@ -334,7 +292,7 @@ class Drawer:
         import torch
 
         width, height = settings["width"], settings["height"]
-        latents = self._variation_latents(request, seeds, width, height)
+        latents = variation_latents(self.pipe, request, seeds, width, height)
         indices = list(range(len(seeds)))
         groups = [[i] for i in indices] if lighter else [indices]
         images: list[Image.Image] = []

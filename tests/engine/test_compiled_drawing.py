@@ -64,12 +64,13 @@ def _lora(tmp_path, tiny_model_dir, runtime, name: str, rank: int, seed: int, te
                                           pipe.text_encoder if text_encoder else None)
 
 
-@pytest.fixture
-def loras(tmp_path, tiny_model_dir, runtime):
+@pytest.fixture(scope="module")
+def loras(tmp_path_factory, tiny_model_dir, runtime):
+    folder = tmp_path_factory.mktemp("loras")
     return {
-        "mine": _lora(tmp_path, tiny_model_dir, runtime, "mine", rank=4, seed=1),
-        "theirs": _lora(tmp_path, tiny_model_dir, runtime, "theirs", rank=2, seed=2),  # a smaller rank: padded
-        "with_text": _lora(tmp_path, tiny_model_dir, runtime, "with_text", rank=4, seed=3, text_encoder=True),
+        "mine": _lora(folder, tiny_model_dir, runtime, "mine", rank=4, seed=1),
+        "theirs": _lora(folder, tiny_model_dir, runtime, "theirs", rank=2, seed=2),  # a smaller rank: padded
+        "with_text": _lora(folder, tiny_model_dir, runtime, "with_text", rank=4, seed=3, text_encoder=True),
     }
 
 
