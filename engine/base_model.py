@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.detection import detect, family_of
+from engine.detection import detect, family_of, flux_components
 from engine.model_files import CONFIGS_DIR as CONFIGS_DIR  # callers know these names from here
 from engine.model_files import BaseModelError, read_json
 from engine.model_files import UnsupportedModel as UnsupportedModel
@@ -111,6 +111,8 @@ def load_base_pipeline(path: str | Path, runtime: Runtime, *, vae: str | Path | 
     path = Path(path).expanduser()
     detection = detect(path)
     family = detection.family
+    if detection.source == "single-file" and family.architecture == "flux1":
+        flux_components(path, family)  # a transformer file with nothing beside it: refused before anything loads
     dtype = _dtype_for(family, runtime)
     pipeline_class = getattr(diffusers, family.pipeline)
     common: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
@@ -119,6 +121,10 @@ def load_base_pipeline(path: str | Path, runtime: Runtime, *, vae: str | Path | 
     try:
         if detection.source == "folder":
             pipe = pipeline_class.from_pretrained(str(path), **common)
+        elif family.architecture == "flux1":
+            from engine.flux_single_file import load_flux_single_file
+
+            pipe = load_flux_single_file(pipeline_class, path, detection, common)
         else:
             pipe = load_single_file(pipeline_class, path, detection, common)
         if vae is not None:
@@ -158,11 +164,25 @@ def _load_vae(vae: Path, dtype):
 def prepare_pipeline(pipe, runtime: Runtime) -> None:
     """On the device, quiet, fast attention, every weight frozen and in eval mode."""
     pipe.to(runtime.device)
+    if not runtime.is_cuda:
+        _own_memory(pipe)
     pipe.set_progress_bar_config(disable=True)
     use_fast_attention(pipe, runtime)
     for module in pipeline_modules(pipe):
         module.requires_grad_(False)
         module.eval()
+
+
+def _own_memory(pipe) -> None:
+    """Every CPU weight copied out of the file it was memory-mapped from, into an allocation of its own.
+
+    A mapped weight lies at whatever offset its file's header gave it, and the CPU's matmul kernels round
+    differently by alignment: the same weights loaded from a diffusers folder and from a single file drew pictures
+    a pixel apart. A torch allocation is always aligned alike. (On CUDA, moving to the device already copies.)
+    """
+    for module in pipeline_modules(pipe):
+        for tensor in (*module.parameters(), *module.buffers()):
+            tensor.data = tensor.data.clone()
 
 
 def pipeline_modules(pipe) -> list:
@@ -217,21 +237,26 @@ def base_model_key(path: str | Path, *, class_steps: int | None = None, class_gu
     detection = detect(path)
     family = detection.family
     h = hashlib.sha256(b"kabina-base-model-key-2")
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    for file in files:
-        if not file.is_file():
-            continue
+    scheduler = {}
+    if path.is_dir():
         # Names relative to the model's own folder (a single file is known by its content alone).
-        name = file.relative_to(path).as_posix() if path.is_dir() else ""
+        files = [(file.relative_to(path).as_posix(), file) for file in sorted(path.rglob("*")) if file.is_file()]
+        scheduler = read_json(path / "scheduler" / "scheduler_config.json")
+    elif family.architecture == "flux1":
+        # A FLUX.1 transformer file draws with the components folder beside it: both are the model.
+        from engine.flux_single_file import key_files, scheduler_config
+
+        files = key_files(path, detection)
+        scheduler = scheduler_config(flux_components(path, family), family.name)
+    else:
+        files = [("", path)]
+    for name, file in files:
         if file.suffix in WEIGHT_SUFFIXES:
             h.update(f"{name}:".encode())
             h.update(weights_digest(file).encode())
         elif file.suffix == ".json" or file.suffix == ".txt":  # configs, tokenizer vocabularies and merges
             h.update(f"{name}:".encode())
             h.update(file.read_bytes())
-    scheduler = {}
-    if path.is_dir():
-        scheduler = read_json(path / "scheduler" / "scheduler_config.json")
     recipe = {
         "family": family.name,
         "prediction_type": detection.prediction_type or scheduler.get("prediction_type"),
@@ -272,8 +297,9 @@ def training_resolution(pipe) -> int:
     """The image size the model was trained for (512 SD1.x, 768 SD2-v, 1024 SDXL/FLUX; 64 for the tiny models)."""
     if family_of(pipe).denoiser == "unet":
         return int(pipe.unet.config.sample_size) * pipe.vae_scale_factor
-    # FLUX's transformer has no sample size; its VAE config records the native one (1024 for FLUX.1).
-    return int(pipe.vae.config.sample_size)
+    # FLUX's transformer has no sample size; its VAE config records the native one (1024 for FLUX.1). Qwen-Image's
+    # 3D VAE records none: its family's side is the native one (the tiny model writes its own into the VAE config).
+    return int(getattr(pipe.vae.config, "sample_size", None) or family_of(pipe).resolution)
 
 
 def train_resolution(pipe, setting: int | str | None = None) -> int:
@@ -293,7 +319,11 @@ def train_resolution(pipe, setting: int | str | None = None) -> int:
     if not chosen:
         return native
     family_native = family_of(pipe).resolution
-    return max(8, native * chosen // family_native)
+    side = native * chosen // family_native
+    if family_of(pipe).denoiser == "unet":
+        return max(8, side)
+    grid = pipe.vae_scale_factor * 2  # a transformer's latents are packed 2x2: the side stays on its grid
+    return max(grid, side - side % grid)
 
 
 def describe(runtime: Runtime) -> dict[str, Any]:

@@ -61,9 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("dir", type=Path)
     tiny.add_argument("--family", default="sd1",
                       choices=("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell", "flux2-klein",
-                               "z-image", "z-image-turbo"),
+                               "z-image", "z-image-turbo", "qwen-image"),
                       help="sd1 (the default), sd2 (768-v), sd2-base, sdxl, flux (dev), flux-schnell, flux2-klein, "
-                           "z-image or z-image-turbo (name its folder so)")
+                           "z-image, z-image-turbo (name its folder so) or qwen-image")
+    tiny.add_argument("--single-file", action="store_true",
+                      help="flux/flux-schnell: BFL's transformer file DIR.safetensors, the other components in DIR/")
 
     sub.add_parser("eval-toy", help="measure DreamBooth in the toy world (JSON): fidelity and class drift",
                    add_help=False)
@@ -173,8 +175,17 @@ def _bench(args, argv: list[str]) -> int:
 def _tiny_model(args) -> int:
     from engine.tiny_model import NOTICE, build_tiny_pipeline, count_parameters
 
+    if args.single_file and args.family not in ("flux", "flux-schnell"):
+        print("--single-file is for FLUX.1 (--family flux or flux-schnell)", file=sys.stderr)
+        return 2
     pipe = build_tiny_pipeline(args.dir, family=args.family)
     print(f"wrote {args.dir} ({count_parameters(pipe):,} parameters, {type(pipe).__name__})")
+    if args.single_file:
+        from engine.flux_single_file import split_flux_folder
+
+        checkpoint = split_flux_folder(args.dir, args.dir.parent / f"{args.dir.name}.safetensors")
+        print(f"moved its transformer to {checkpoint} (BFL's single-file layout); BASE_MODEL={checkpoint} loads it "
+              f"with the components in {args.dir}")
     print(NOTICE, end="")
     return 0
 

@@ -6,7 +6,8 @@
   FLUX.1       T5's last hidden state as the sequence, CLIP's pooled output as `pooled_projections`, and zero
                `txt_ids` (FluxPipeline.encode_prompt; the recipe's encode_prompt);
   FLUX.2       Qwen3's layers 9, 18 and 27 side by side, with per-token `text_ids` (engine.flux2);
-  Z-Image      Qwen3's second-to-last layer, one unpadded tensor per prompt (engine.z_image).
+  Z-Image      Qwen3's second-to-last layer, one unpadded tensor per prompt (engine.z_image);
+  Qwen-Image   Qwen2.5-VL's last layer past the template's system turn, zero-padded with a mask (engine.qwen_image).
 Token counts measure what the model really reads: CLIP reads 75 text tokens, FLUX's T5 its max_sequence_length
 minus the closing </s> (512 for dev, 256 for schnell).
 """
@@ -42,7 +43,7 @@ class PromptEmbeds:
 
 
 # The families whose conditioning, training step and export names live in a module of their own.
-FAMILY_MODULES = {"flux2": "engine.flux2", "z-image": "engine.z_image"}
+FAMILY_MODULES = {"flux2": "engine.flux2", "z-image": "engine.z_image", "qwen-image": "engine.qwen_image"}
 
 
 def _module(family: Family):

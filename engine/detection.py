@@ -23,7 +23,6 @@ _KNOWN_OTHERS = {
     "KandinskyV22Pipeline": "Kandinsky 2.2",
     "FluxFillPipeline": "FLUX.1 Fill",
     "FluxKontextPipeline": "FLUX.1 Kontext",
-    "QwenImagePipeline": "Qwen-Image (not served yet)",
     "QwenImageEditPipeline": "Qwen-Image-Edit",
 }
 
@@ -74,6 +73,8 @@ def family_from_configs(pipeline_class: str, configs: dict[str, dict[str, Any]],
     if pipeline_class == "ZImagePipeline":
         # Z-Image and Z-Image-Turbo ship identical configs; only the name tells the distilled one apart.
         return FAMILIES["z-image-turbo" if "turbo" in str(where).lower() else "z-image"]
+    if pipeline_class == "QwenImagePipeline":
+        return FAMILIES["qwen-image"]
     if pipeline_class == "Flux2KleinPipeline":
         # model_index.json's is_distilled: klein 4B/9B are step-distilled, the "-base" checkpoints are not.
         distilled = bool(configs.get("pipeline", {}).get("is_distilled", False))
@@ -180,6 +181,29 @@ def family_from_tensors(index: TensorIndex, where: Path | str) -> Detection:
 def _prediction(declared: str, default: str) -> str:
     # SAI model spec spells the two SD prediction types "epsilon" and "v".
     return {"epsilon": "epsilon", "v": "v_prediction", "v_prediction": "v_prediction"}.get(declared.lower(), default)
+
+
+# What a FLUX.1 components folder must hold besides its transformer (the pipeline's other parts).
+FLUX_COMPONENTS = ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2", "vae", "scheduler")
+
+
+def flux_components(checkpoint: Path, family: Family) -> Path:
+    """The diffusers folder beside a FLUX.1 transformer file (`flux1-dev.safetensors` + `flux1-dev/`), or a refusal.
+
+    BFL's FLUX.1 files hold the transformer only; the rest of the pipeline must come from somewhere offline.
+    """
+    folder = checkpoint.with_suffix("")
+    index = read_json(folder / "model_index.json")
+    missing = [name for name in FLUX_COMPONENTS if not (folder / name).is_dir()]
+    if index.get("_class_name") == "FluxPipeline" and not missing:
+        return folder
+    found = (f"; {folder.name}/ lacks {', '.join(missing)}" if index.get("_class_name") == "FluxPipeline" else
+             f"; {folder.name}/ is not a diffusers FluxPipeline folder" if folder.is_dir() else "")
+    raise BaseModelError(
+        f"{checkpoint.name} is a {family.title} single file, which holds the transformer only{found}: put the diffusers "
+        f"FLUX.1 folder (model_index.json, {', '.join(FLUX_COMPONENTS)}; its transformer/ may be left out) beside it "
+        f"as {folder}, or set BASE_MODEL to a complete diffusers FLUX.1 folder"
+    )
 
 
 def detect(path: str | Path) -> Detection:

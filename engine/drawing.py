@@ -61,8 +61,9 @@ class DrawnImages:
 
 
 def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height: int,
-                       negative: list[str] | None = None) -> dict[str, Any]:
-    """The keyword arguments of one call to the family's pipeline (shared by draws, samples and class images)."""
+                       negative: list[str] | None = None, count: int = 1) -> dict[str, Any]:
+    """The keyword arguments of one call to the family's pipeline for `count` prompts (shared by draws, samples
+    and class images)."""
     from engine.conditioning import max_sequence_length
 
     family = family_of(pipe)
@@ -74,6 +75,11 @@ def pipeline_arguments(pipe, *, steps: int, guidance: float, width: int, height:
         args["max_sequence_length"] = 512
         if family.negative_prompt:
             args["negative_prompt"] = negative
+    elif family.architecture == "qwen-image":
+        from engine.qwen_image import pipeline_arguments as qwen_arguments
+
+        # True CFG (true_cfg_scale) against the negative prompt, the model card's " " when none is given.
+        args.update(qwen_arguments(guidance, negative, count))
     elif family.is_flux:
         # dev: guidance is an input of the transformer (FluxPipeline embeds guidance_scale); schnell has none.
         args["guidance_scale"] = guidance
@@ -93,7 +99,8 @@ def render(pipe, prompts: list[str], generators, *, steps: int, guidance: float,
 
     from engine.samplers import using_sampler
 
-    args = pipeline_arguments(pipe, steps=steps, guidance=guidance, width=width, height=height, negative=negative)
+    args = pipeline_arguments(pipe, steps=steps, guidance=guidance, width=width, height=height, negative=negative,
+                              count=len(prompts))
     if references:
         args["image"] = list(references)
     with using_sampler(pipe, sampler), torch.inference_mode():
@@ -332,7 +339,7 @@ class Drawer:
         start = request.init_image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
         args = pipeline_arguments(pipe, steps=settings["steps"], guidance=settings["guidance"], width=width,
                                   height=height, negative=[request.negative_prompt] * len(seeds)
-                                  if request.negative_prompt else None)
+                                  if request.negative_prompt else None, count=len(seeds))
         if not self.family.is_flux:
             args.pop("width"), args.pop("height")  # SD's image-to-image takes the size from the picture
         # The pipeline runs steps × change steps: at least one, however small the change.

@@ -1,9 +1,11 @@
-"""The base-model families Kabina serves (SD1.x, SD2.x, SDXL, FLUX.1, FLUX.2 [klein]) and their defaults and limits.
+"""The base-model families Kabina serves (SD1.x, SD2.x, SDXL, FLUX.1, FLUX.2 [klein], Z-Image, Qwen-Image), their
+defaults and limits.
 
 Torch-free on purpose: the bot can read FAMILY_LIMITS (its /draw limits) without importing torch or diffusers.
 Every default says where it comes from. "Recipe" means diffusers' own DreamBooth-LoRA example scripts
 (examples/dreambooth/train_dreambooth_lora.py, train_dreambooth_lora_sdxl.py, train_dreambooth_lora_flux.py and
-their READMEs; train_dreambooth_lora_flux2_klein.py and README_flux2.md); "pipeline" means the diffusers pipeline class's own __call__ defaults (diffusers 0.42).
+their READMEs; train_dreambooth_lora_flux2_klein.py and README_flux2.md; train_dreambooth_lora_z_image.py;
+train_dreambooth_lora_qwen_image.py and README_qwen.md); "pipeline" means the diffusers pipeline class's own __call__ defaults (diffusers 0.42).
 """
 
 from __future__ import annotations
@@ -381,11 +383,48 @@ Z_IMAGE_TURBO = replace(
     modelspec_architecture="z-image-turbo",
 )
 
+# Qwen-Image (Qwen, a 20B MMDiT; a Qwen2.5-VL-7B text encoder, a 3D causal VAE; QwenImagePipeline,
+# train_dreambooth_lora_qwen_image.py and README_qwen.md).
+QWEN_IMAGE = Family(
+    name="qwen-image",
+    title="Qwen-Image",
+    pipeline="QwenImagePipeline",
+    denoiser="transformer",
+    text_encoders=("text_encoder",),
+    loss="flow_matching",
+    resolution=1328,  # the model card's 1:1 size (1328x1328); its other sizes hold about as many pixels
+    multiple=16,  # VAE factor 8 × the 2x2 packing (the pipeline's vae_scale_factor * 2)
+    max_side=2048,
+    draw_steps=50,  # the model card's num_inference_steps and true_cfg_scale, with negative_prompt " "
+    guidance=4.0,
+    max_steps=50,
+    samplers=FLUX_SCHNELL_SAMPLERS,  # the pipeline hands the scheduler sigmas and `mu`: the flow Euler sampler
+    default_sampler="default",
+    own_scheduler="FlowMatchEulerDiscreteScheduler",
+    negative_prompt=True,  # true CFG runs against it
+    prompt_tokens=512,  # max_sequence_length after the system turn is dropped: the user turn and its closing tokens
+    architecture="qwen-image",
+    lora_targets=("to_k", "to_q", "to_v", "to_out.0"),  # the recipe's default target_modules
+    text_encoder_lora_targets=(),
+    rank_small_set=8,
+    rank_large_set=16,
+    class_images=100,  # the recipe's --num_class_images
+    train_resolution=1024,  # README_qwen.md trains at --resolution=1024 (0.6x the pixels of 1328²)
+    class_image_steps=30,
+    class_image_guidance=4.0,
+    weighting_scheme="none",  # the recipe's default
+    kohya_unet_names="diffusers-prefixed",  # ComfyUI's Qwen-Image modules carry the diffusers names
+    kohya_text_encoder_prefixes=(),
+    ss_base_model_version="qwen_image",
+    modelspec_architecture="qwen-image",
+    modelspec_implementation="https://github.com/QwenLM/Qwen-Image",
+)
+
 FAMILIES: dict[str, Family] = {f.name: f for f in (SD1, SD2, SD2_V, SDXL, FLUX_DEV, FLUX_SCHNELL, FLUX2_KLEIN,
-                                                   FLUX2_KLEIN_BASE, Z_IMAGE, Z_IMAGE_TURBO)}
+                                                   FLUX2_KLEIN_BASE, Z_IMAGE, Z_IMAGE_TURBO, QWEN_IMAGE)}
 
 SUPPORTED = ("SD1.x, SD2.x (512-base and 768-v), SDXL 1.0 base, FLUX.1-dev, FLUX.1-schnell, FLUX.2 [klein] "
-             "(4B, 9B and their base variants), Z-Image and Z-Image-Turbo")
+             "(4B, 9B and their base variants), Z-Image, Z-Image-Turbo and Qwen-Image")
 
 
 def get_family(name: str) -> Family:

@@ -17,21 +17,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from engine import qwen_chat
+
 HIDDEN_LAYERS = (9, 18, 27)  # Flux2KleinPipeline's text_encoder_out_layers
-MAX_SEQUENCE_LENGTH = 512  # Flux2KleinPipeline's (and the recipe's) max_sequence_length
-
-
-def chat_text(tokenizer, prompt: str) -> str:
-    """The prompt as the pipeline hands it to Qwen3: one user turn and an opened assistant turn, thinking off."""
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True, enable_thinking=False)
+MAX_SEQUENCE_LENGTH = qwen_chat.MAX_SEQUENCE_LENGTH  # Flux2KleinPipeline's (and the recipe's) max_sequence_length
 
 
 def tokenize(pipe, prompts: list[str]) -> dict[str, Any]:
-    texts = [chat_text(pipe.tokenizer, p) for p in prompts]
-    out = pipe.tokenizer(texts, return_tensors="pt", padding="max_length", truncation=True,
-                         max_length=MAX_SEQUENCE_LENGTH)
-    return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+    return qwen_chat.tokenize(pipe.tokenizer, prompts, thinking=False)
 
 
 def encode(pipe, ids: dict[str, Any]) -> dict[str, Any]:
@@ -51,10 +44,7 @@ def encode(pipe, ids: dict[str, Any]) -> dict[str, Any]:
 
 def count_tokens(pipe, text: str) -> tuple[int, int]:
     """(tokens of the prompt, how many of them fit): the chat template's own tokens come off the 512."""
-    tok = pipe.tokenizer
-    used = len(tok(text, add_special_tokens=False).input_ids)
-    overhead = len(tok(chat_text(tok, ""), add_special_tokens=False).input_ids)
-    return used, MAX_SEQUENCE_LENGTH - overhead
+    return qwen_chat.count_tokens(pipe.tokenizer, text, qwen_chat.template_tokens(pipe.tokenizer, thinking=False))
 
 
 def normalised_latents(vae, latents):

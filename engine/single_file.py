@@ -10,6 +10,7 @@ file's SAI model-spec metadata (modelspec.resolution, modelspec.prediction_type)
     which is what the tiny test models do);
   - native resolution: the family's (512, 768 for SD2-v, 1024 for SDXL) unless modelspec.resolution says.
 A diffusers config folder named like the checkpoint beside it (`model.safetensors` + `model/`) still wins.
+FLUX.1's single files (the transformer only) are engine/flux_single_file.py's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ CLIP_TOKENIZER_DIR = CONFIGS_DIR / "clip_tokenizer"
 CLIP_VOCAB_SIZE = 49408
 TEMPLATES = {"sd1": "sd15", "sd2": "sd2", "sd2-v": "sd2-v", "sdxl": "sdxl", "flux-dev": "flux-dev",
              "flux-schnell": "flux-schnell", "flux2-klein": "flux2-klein", "flux2-klein-base": "flux2-klein",
-             "z-image": "z-image", "z-image-turbo": "z-image"}
+             "z-image": "z-image", "z-image-turbo": "z-image", "qwen-image": "qwen-image"}
 
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
@@ -247,11 +248,6 @@ def beside(checkpoint: Path) -> Path | None:
 def load_single_file(pipeline_class, checkpoint: Path, detection: Detection, common: dict[str, Any]):
     """The family's pipeline from one original-layout file, fully offline."""
     family = detection.family
-    if family.is_flux:
-        raise BaseModelError(
-            f"{checkpoint.name} is a {family.title} single file, which holds the transformer only (no text encoders "
-            "or VAE); set BASE_MODEL to the diffusers FLUX.1 folder instead"
-        )
     if checkpoint.suffix != ".safetensors":
         raise BaseModelError(f"{checkpoint.name}: single-file checkpoints must be .safetensors")
     tokenizers = family_tokenizers(family)

@@ -23,11 +23,12 @@ from engine.tiny_common import NOTICE, TINY_RESOLUTION
 from engine.tokens import COMMON_PROMPT_WORDS, IDENTIFIER_POOL
 
 FAMILY_CHOICES = ("sd1", "sd1-clip", "sd2", "sd2-base", "sdxl", "flux", "flux-schnell", "flux2-klein", "z-image",
-                  "z-image-turbo")
+                  "z-image-turbo", "qwen-image")
 # CLI names → family names ("sd2" is the 768-v v-prediction variant: the one whose loss differs from SD1's).
 CLI_FAMILIES = {"sd1": "sd1", "sd1-clip": "sd1", "sd2": "sd2-v", "sd2-base": "sd2", "sdxl": "sdxl",
                 "flux": "flux-dev", "flux-schnell": "flux-schnell", "flux2-klein": "flux2-klein",
-                "z-image": "z-image", "z-image-turbo": "z-image-turbo"}  # Turbo: its folder's name says so
+                "z-image": "z-image", "z-image-turbo": "z-image-turbo",  # Turbo: its folder's name says so
+                "qwen-image": "qwen-image"}
 
 UNET_CHANNELS = (32, 64)
 VAE_CHANNELS = (16, 32, 32)  # three blocks: latents a quarter of the picture's side, cheap CPU attention
@@ -202,6 +203,10 @@ def build_tiny_family(folder: str | Path, family: str, seed: int = 0):
         from engine.tiny_flux2 import build_tiny_z_image
 
         pipe = build_tiny_z_image(_tiny_vae(0.3611, shift_factor=0.1159, quant_conv=False))
+    elif name == "qwen-image":
+        from engine.tiny_flux2 import build_tiny_qwen_image
+
+        pipe = build_tiny_qwen_image(TINY_RESOLUTION)
     else:
         pipe = _build_flux(name)
     pipe.save_pretrained(str(folder))
@@ -231,6 +236,11 @@ def build_random_family(family_name: str, device, dtype):
         from engine.tiny_flux2 import tiny_qwen_tokenizer
 
         components["tokenizer"] = tiny_qwen_tokenizer()  # its ids fit Qwen3's 151,936-token embedding
+    elif family.architecture == "qwen-image":
+        from engine.tiny_flux2 import tiny_qwen_image_tokenizer
+
+        # Its ids fit Qwen2.5-VL's 152,064-token embedding; its system turn is 34 tokens, as the pipeline drops.
+        components["tokenizer"] = tiny_qwen_image_tokenizer()
     elif family.is_flux:
         components["tokenizer"] = family_tokenizers(get_family("sd1"))["tokenizer"]
         components["tokenizer_2"] = tiny_t5_tokenizer()

@@ -1,10 +1,12 @@
-"""A tiny random FLUX.2 [klein] pipeline (Flux2KleinPipeline), built offline: Qwen3 text encoder, tokenizer and all.
+"""Tiny random pipelines of the Qwen-based families, built offline: FLUX.2 [klein], Z-Image and Qwen-Image.
 
 Shaped like klein at toy widths: a Qwen3 causal LM deep enough for the pipeline's hidden layers 9, 18 and 27, a
 byte-level BPE tokenizer in Qwen2's layout (its vocabulary and merges learnt here from the identifier pool and the
 prompt words tests use, each a single token with and without its leading space) with Qwen3's chat template, the
 FLUX.2 VAE with its batch-norm statistics, and a one-double-block, one-single-block FLUX.2 transformer.
-Model-index `is_distilled` is true, like FLUX.2-klein-4B. Its pictures are noise.
+Model-index `is_distilled` is true, like FLUX.2-klein-4B. Z-Image's shares the tokenizer; Qwen-Image's learns
+its system turn's words too, so that turn is 34 tokens as with Qwen's real tokenizer (the pipeline drops 34), over
+a 2-layer Qwen2.5-VL and the smallest 3D causal VAE. Their pictures are noise.
 """
 
 from __future__ import annotations
@@ -119,3 +121,63 @@ def build_tiny_z_image(vae):
     scheduler = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0, use_dynamic_shifting=False)
     return ZImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
                           transformer=transformer)
+
+
+# The words of QwenImagePipeline's system turn ("Describe the image by detailing the color, shape, …"): each one
+# token, so the turn reads as 34 tokens, as Qwen's own tokenizer reads it (engine.qwen_image.check_template).
+QWEN_IMAGE_SYSTEM_WORDS = ("system", "Describe", "the", "image", "by", "detailing", "color", "shape", "size",
+                           "texture", "quantity", "text", "spatial", "relationships", "of", "objects", "and",
+                           "background")
+
+
+def tiny_qwen_image_tokenizer():
+    """The tiny Qwen tokenizer with the system turn's words learnt too (its ids fit Qwen2.5-VL's embedding)."""
+    return tiny_qwen_tokenizer((*IDENTIFIER_POOL, *COMMON_PROMPT_WORDS, "user", "assistant", *QWEN_IMAGE_SYSTEM_WORDS))
+
+
+def build_tiny_qwen_image(resolution: int):
+    """The tiny QwenImagePipeline, in memory: a 2-layer Qwen2.5-VL, a one-block transformer, a 3D VAE of factor 4."""
+    import torch
+    from diffusers import (
+        AutoencoderKLQwenImage,
+        FlowMatchEulerDiscreteScheduler,
+        QwenImagePipeline,
+        QwenImageTransformer2DModel,
+    )
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    from engine.qwen_image import check_template
+
+    tokenizer = tiny_qwen_image_tokenizer()
+    text_encoder = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig(
+        text_config={"vocab_size": len(tokenizer), "hidden_size": TEXT_WIDTH, "intermediate_size": 2 * TEXT_WIDTH,
+                     "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                     "max_position_embeddings": 2048, "pad_token_id": tokenizer.pad_token_id,
+                     "eos_token_id": tokenizer.eos_token_id, "bos_token_id": None,
+                     # multimodal rotary sections (time, height, width) summing to half the 8-wide heads
+                     "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [1, 1, 2]}},
+        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2,
+                       "out_hidden_size": TEXT_WIDTH},
+    ))
+    # Three levels, one temporal downsampling: latents a quarter of the picture's side, like the other tiny VAEs.
+    latent = 4
+    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=latent, dim_mult=[1, 2, 2], num_res_blocks=1,
+                                 temperal_downsample=[False, True], latents_mean=[0.1, -0.2, 0.3, 0.0],
+                                 latents_std=[1.5, 0.8, 1.2, 1.0])
+    with torch.no_grad():  # as the other tiny VAEs: near-zero posterior variance, or noise drowns the mean
+        vae.quant_conv.weight[latent:].zero_()
+        vae.quant_conv.bias[latent:].fill_(-30.0)
+    vae.register_to_config(sample_size=resolution)  # the native side (the real VAE records none)
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=4 * latent, out_channels=latent, num_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=TEXT_WIDTH, axes_dims_rope=(4, 6, 6),
+    )
+    # Qwen-Image's scheduler_config.json: dynamic shifting with an exponential time shift, a terminal sigma of 0.02.
+    scheduler = FlowMatchEulerDiscreteScheduler(
+        num_train_timesteps=1000, shift=1.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=0.9,
+        base_image_seq_len=256, max_image_seq_len=8192, shift_terminal=0.02, time_shift_type="exponential",
+    )
+    pipe = QwenImagePipeline(scheduler=scheduler, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                             transformer=transformer)
+    check_template(tokenizer, pipe.prompt_template_encode, pipe.prompt_template_encode_start_idx)
+    return pipe

@@ -87,6 +87,8 @@ def encode_images(pipe, images: list[Image.Image], resolution: int, batch: int =
 
     means, stds = [], []
     vae = pipe.vae
+    # Qwen-Image's VAE is a causal 3D one: a picture is a one-frame video [B, C, 1, H, W]; its latents keep no frame.
+    video = family_of(pipe).architecture == "qwen-image"
     # SDXL's (and FLUX's) stock VAE produces inf/NaN in fp16; its config says so with force_upcast, and the SDXL
     # recipe keeps it in fp32 unless a fixed VAE is given (README_sdxl.md). bf16 has fp32's range: no upcast.
     upcast = vae.dtype == torch.float16 and bool(getattr(vae.config, "force_upcast", False))
@@ -96,9 +98,10 @@ def encode_images(pipe, images: list[Image.Image], resolution: int, batch: int =
         with torch.no_grad():
             for start in range(0, len(images), batch):
                 pixels = _to_tensor(images[start : start + batch], resolution).to(vae.device, vae.dtype)
-                dist = vae.encode(pixels).latent_dist
-                means.append(dist.mean.float().cpu())
-                stds.append(dist.std.float().cpu())
+                dist = vae.encode(pixels.unsqueeze(2) if video else pixels).latent_dist
+                mean, std = (dist.mean.squeeze(2), dist.std.squeeze(2)) if video else (dist.mean, dist.std)
+                means.append(mean.float().cpu())
+                stds.append(std.float().cpu())
     finally:
         if upcast:
             vae.to(torch.float16)

@@ -50,5 +50,9 @@ def variation_latents(pipe, request: DrawRequest, seeds: list[int], width: int, 
         from diffusers import FluxPipeline
 
         latents = FluxPipeline._pack_latents(latents, latents.shape[0], *latents.shape[1:])
+    elif family.architecture == "qwen-image":  # Qwen-Image's takes its noise packed, as FLUX.1's
+        from engine.qwen_image import pack_noise
+
+        latents = pack_noise(latents)
     model = getattr(pipe, family.denoiser)
     return latents.to(model.device, model.dtype)

@@ -15,19 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-MAX_SEQUENCE_LENGTH = 512  # ZImagePipeline's max_sequence_length
+from engine import qwen_chat
 
-
-def chat_text(tokenizer, prompt: str) -> str:
-    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                         add_generation_prompt=True, enable_thinking=True)
+MAX_SEQUENCE_LENGTH = qwen_chat.MAX_SEQUENCE_LENGTH  # ZImagePipeline's max_sequence_length
 
 
 def tokenize(pipe, prompts: list[str]) -> dict[str, Any]:
-    texts = [chat_text(pipe.tokenizer, p) for p in prompts]
-    out = pipe.tokenizer(texts, return_tensors="pt", padding="max_length", truncation=True,
-                         max_length=MAX_SEQUENCE_LENGTH)
-    return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+    return qwen_chat.tokenize(pipe.tokenizer, prompts, thinking=True)
 
 
 def encode(pipe, ids: dict[str, Any]) -> dict[str, Any]:
@@ -40,10 +34,7 @@ def encode(pipe, ids: dict[str, Any]) -> dict[str, Any]:
 
 
 def count_tokens(pipe, text: str) -> tuple[int, int]:
-    tok = pipe.tokenizer
-    used = len(tok(text, add_special_tokens=False).input_ids)
-    overhead = len(tok(chat_text(tok, ""), add_special_tokens=False).input_ids)
-    return used, MAX_SEQUENCE_LENGTH - overhead
+    return qwen_chat.count_tokens(pipe.tokenizer, text, qwen_chat.template_tokens(pipe.tokenizer, thinking=True))
 
 
 def per_example(objective, pipe, batch, embeds):

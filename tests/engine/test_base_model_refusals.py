@@ -62,3 +62,22 @@ def test_a_missing_base_model_names_every_family_not_only_sd1(tmp_path):
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert "does not exist" in line and "SDXL" in line and "FLUX.2 [klein]" in line
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_a_flux1_transformer_file_without_its_components_is_refused_in_one_line_naming_the_folder(tmp_path, command):
+    """BFL's flux1-dev.safetensors alone (the transformer only): every command says which folder to put beside it."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    checkpoint = tmp_path / "flux1-dev.safetensors"
+    save_file({name: np.zeros((4, 4), dtype=np.float32) for name in
+               ("double_blocks.0.img_attn.qkv.weight", "single_blocks.0.linear1.weight", "guidance_in.in_layer.weight")},
+              str(checkpoint))
+    (tmp_path / "photos").mkdir()
+    done = _engine(COMMANDS[command], tmp_path, checkpoint)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "FLUX.1-dev single file" in line and f"as {tmp_path / 'flux1-dev'}," in line
+    assert "model_index.json, text_encoder, text_encoder_2, tokenizer, tokenizer_2, vae, scheduler" in line

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
-TRAINED_FAMILIES = ["sd2", "sdxl", "flux", "flux-schnell", "flux2-klein", "z-image"]
+TRAINED_FAMILIES = ["sd2", "sdxl", "flux", "flux-schnell", "flux2-klein", "z-image", "qwen-image"]
 PROMPT = "a photo of sks dog"
 
 
@@ -125,7 +125,7 @@ def test_sdxl_text_encoder_lora_covers_both_encoders_and_reloads_in_both_formats
         assert np.abs(_draw(pipe) - image).max() <= (0 if path == result.weights_path else 1)
 
 
-@pytest.mark.parametrize("name", ["sdxl", "flux", "flux2-klein", "z-image"])
+@pytest.mark.parametrize("name", ["sdxl", "flux", "flux2-klein", "z-image", "qwen-image"])
 def test_a_stopped_training_resumes_to_the_same_weights(name, family_pipe, runtime, photos, make_spec, tmp_path):
     from safetensors.torch import load_file
 
