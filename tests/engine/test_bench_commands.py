@@ -28,3 +28,13 @@ def test_python_m_engine_bench_per_family_prints_each_family(capsys):
     figures = _bench(capsys, "--family", "sd1,flux-schnell", "--steps", "3")
     assert set(figures["families"]) == {"sd1", "flux-schnell"}
     assert all(f["train_ms_per_step_median"] > 0 for f in figures["families"].values())
+
+
+def test_python_m_engine_bench_family_qwen_image_prints_its_figures_and_all_covers_the_qwen_families(capsys):
+    from engine.bench import BENCH_FAMILIES
+
+    figures = _bench(capsys, "--family", "qwen-image", "--steps", "3")
+    qwen = figures["families"]["qwen-image"]
+    assert (qwen["family"], qwen["draw_steps"]) == ("qwen-image", 50)
+    assert qwen["train_ms_per_step_median"] > 0 and qwen["draw_ms_per_image_batch1"] > 0
+    assert {"flux2-klein", "z-image", "qwen-image"} <= set(BENCH_FAMILIES)
