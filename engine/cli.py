@@ -72,8 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="print speed and memory figures as one JSON object")
     bench.add_argument("--base-model", type=Path, default=None, help="default: tiny on CPU, full-size shapes on CUDA")
     bench.add_argument("--family", default=None,
-                       help="sd1, sd2, sdxl, flux, flux-schnell or all: per-family train/draw figures (default: the "
-                            "SD1 bench with scheduling figures)")
+                       help="sd1, sd2, sdxl, flux, flux-schnell, flux2-klein, z-image, qwen-image (comma-separated) "
+                            "or all: per-family train/draw figures (default: the SD1 bench with scheduling figures)")
     bench.add_argument("--steps", type=int, default=None, help="training steps to time")
     bench.add_argument("--time-to-model", action="store_true",
                        help="photos → ready model per phase, recipes paper and default, cold and warm (--family: one)")

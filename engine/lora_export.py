@@ -12,7 +12,10 @@
                so it could not be proven on a small model; this one can;
   FLUX.2       `diffusion_model.double_blocks.N.img_attn.qkv` / `single_blocks.N.linear1` (BFL's names, ai-toolkit's
                layout) with q/k/v fused exactly (engine.flux2.bfl_state);
-  Z-Image      `diffusion_model.<diffusers module>` (its diffusers names are the original checkpoint's; engine.z_image).
+  Z-Image      `diffusion_model.<diffusers module>` (its diffusers names are the original checkpoint's; engine.z_image);
+  Qwen-Image   the same layout (ComfyUI's Qwen-Image modules carry the diffusers names: comfy/lora.py maps
+               `diffusion_model.transformer_blocks.N.attn.to_q` to them, and diffusers' Qwen LoRA converter strips
+               the prefix).
 Each LoRA module becomes `<name>.lora_down.weight` (PEFT's lora_A), `<name>.lora_up.weight` (lora_B) and `<name>.alpha`.
 """
 

@@ -112,7 +112,7 @@ async def test_a_bot_killed_after_train_is_queued_delivers_the_real_result_exact
     assert fake.errors() == []
 
 
-@pytest.mark.parametrize("family", ["sdxl", "flux", "flux2-klein", "z-image-turbo"])
+@pytest.mark.parametrize("family", ["sdxl", "flux", "flux2-klein", "z-image-turbo", "qwen-image"])
 async def test_the_whole_story_on_sdxl_and_flux(
     kabina, fake: FakeTelegram, store, ann: User, settings: Settings, tiny_family_dir, tmp_path: Path, family: str
 ) -> None:

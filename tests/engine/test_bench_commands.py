@@ -38,3 +38,13 @@ def test_python_m_engine_bench_compile_times_both_denoisers_and_counts_no_recomp
     assert compile["eager_ms_per_image"] > 0 and compile["compiled_ms_per_image"] > 0
     assert compile["graphs_compiled"] >= 1
     assert compile["recompiles_after_warmup"] == 0  # two LoRAs of different ranks, a strength, the base model
+
+
+def test_python_m_engine_bench_family_qwen_image_prints_its_figures_and_all_covers_the_qwen_families(capsys):
+    from engine.bench import BENCH_FAMILIES
+
+    figures = _bench(capsys, "--family", "qwen-image", "--steps", "3")
+    qwen = figures["families"]["qwen-image"]
+    assert (qwen["family"], qwen["draw_steps"]) == ("qwen-image", 50)
+    assert qwen["train_ms_per_step_median"] > 0 and qwen["draw_ms_per_image_batch1"] > 0
+    assert {"flux2-klein", "z-image", "qwen-image"} <= set(BENCH_FAMILIES)

@@ -81,3 +81,16 @@ def test_tiny_model_of_a_family_then_draw_with_aspect_ratio_and_sampler(tmp_path
     assert drawn.returncode == 0, drawn.stderr[-2000:]
     assert "flux-dev: 72x48, 2 steps, euler, guidance 3.5" in drawn.stderr
     assert Image.open(tmp_path / "pics" / "seed_4.png").size == (72, 48)
+
+
+def test_tiny_model_of_qwen_image_then_draw_with_its_true_cfg_and_a_negative_prompt(tmp_path):
+    env = dict(os.environ, DATA_DIR=str(tmp_path / "data"), DEVICE="cpu", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    env.pop("DRAW_STEPS", None)
+    built = _run(["tiny-model", "qwen", "--family", "qwen-image"], tmp_path, env)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert "QwenImagePipeline" in built.stdout
+    drawn = _run(["draw", "--base-model", "qwen", "--out", "pics", "--n", "1", "--seed", "4", "--steps", "2",
+                  "--ar", "3:2", "--negative", "blurry", "a photo of sks dog"], tmp_path, env)
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    assert "qwen-image: 72x48, 2 steps, default, guidance 4.0" in drawn.stderr
+    assert Image.open(tmp_path / "pics" / "seed_4.png").size == (72, 48)

@@ -131,3 +131,17 @@ def test_the_qwen_image_copy_for_other_tools_carries_comfyuis_diffusion_model_na
     assert "diffusion_model.transformer_blocks.0.attn.to_q.lora_A.weight" in keys
     assert "diffusion_model.transformer_blocks.0.attn.to_out.0.lora_B.weight" in keys
     assert all(k.startswith("diffusion_model.") and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in keys)
+
+
+def test_qwen_image_identifiers_are_checked_against_its_qwen2_tokenizer(qwen):
+    from engine.conditioning import identifier_pool, prompt_tokenizers
+    from engine.tiny_flux2 import tiny_qwen_tokenizer
+
+    assert [type(t).__name__ for t in prompt_tokenizers(qwen)] == ["Qwen2Tokenizer"]
+    assert identifier_pool(qwen)[:2] == ["sks", "ohwx"]  # the tiny vocabulary holds the whole pool
+    original = qwen.tokenizer
+    qwen.tokenizer = tiny_qwen_tokenizer(words=["a", "ohwx"])  # one that splits "sks" but not "ohwx"
+    try:
+        assert identifier_pool(qwen)[0] == "ohwx"
+    finally:
+        qwen.tokenizer = original
