@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="--time-to-model: the paper recipe's class set (default: the family's)")
     bench.add_argument("--draw-steps", type=int, default=None,
                        help="sampler steps of every draw (default: 25; --time-to-model: per recipe)")
+    bench.add_argument("--compile", action="store_true",
+                       help="eager against torch.compile'd drawing with LoRA hot-swap (--family: one; default sd1)")
+    bench.add_argument("--compile-backend", default="inductor",
+                       help="--compile: torch.compile backend (inductor; eager to time tracing and guards alone)")
     bench.add_argument("--out", type=Path, default=None, help="also write the JSON to this file (docs/bench/…)")
     return parser
 
@@ -153,6 +157,10 @@ def _bench(args, argv: list[str]) -> int:
 
         figures = run_time_to_model(args.family or "sd1", args.steps, args.photos, args.num_class_images,
                                     args.draw_steps)
+    elif args.compile:
+        from engine.bench_compile import run_compile_bench
+
+        figures = run_compile_bench(args.family, args.compile_backend, args.draw_steps)
     elif args.family:
         figures = run_family_bench(args.family, args.steps)
     else:

@@ -10,6 +10,7 @@ smaller model of the family (the tiny test models).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from engine.compiled_denoiser import CompiledDenoiser, CompileOptions
 from engine.detection import family_of
 
 # The request, its limits and its size have their own module; callers know these names from here too.
@@ -32,6 +34,9 @@ from engine.draw_request import (
     size_of,
 )
 from engine.families import Family
+from engine.variations import variation_latents
+
+log = logging.getLogger(__name__)
 
 MAX_SIDE = 1024  # SD1.x's; every family publishes its own (engine.families), this name stays for old callers
 
@@ -103,15 +108,23 @@ def render(pipe, prompts: list[str], generators, *, steps: int, guidance: float,
 
 
 class Drawer:
-    """Keeps the base pipeline and up to `cache_size` LoRA adapters loaded; switching is a flag flip."""
+    """Keeps the base pipeline and up to `cache_size` LoRA adapters loaded; switching is a flag flip.
 
-    def __init__(self, pipe, runtime, cache_size: int = 8) -> None:
+    With `compile` (COMPILE_DENOISER), text-to-image draws run a torch.compile'd denoiser whose one LoRA slot takes
+    each user's LoRA by hot-swap (engine.compiled_denoiser); what the slot cannot hold, and every draw while
+    `eager_only` (a training owns the denoiser's adapters), is drawn eagerly as without it.
+    """
+
+    def __init__(self, pipe, runtime, cache_size: int = 8, compile: CompileOptions | None = None) -> None:
         self.pipe = pipe
         self.runtime = runtime
         self.cache_size = cache_size
         self._adapters: OrderedDict[tuple[str, int, int], str] = OrderedDict()
         self._counter = 0
         self._image_pipe = None  # the family's image-to-image pipeline on the same components, made when needed
+        self.compiled = CompiledDenoiser(pipe, compile) if compile is not None else None
+        self.eager_only = False
+        self._on_compiled = False  # whether the LoRA chosen by the last use_lora is drawn by the compiled denoiser
 
     def draws_from_pictures(self) -> bool:
         """Whether this model has an image-to-image mode that starts from a picture (FLUX.2 [klein]'s takes a
@@ -166,17 +179,26 @@ class Drawer:
         """Drop every cached adapter (before training, which needs the bare base model)."""
         if self._adapters or self._has_adapters():
             self.pipe.unload_lora_weights()
-        self._adapters.clear()
+        self.clear_cache()
 
     def clear_cache(self) -> None:
         """Forget the cache's names after someone else deleted the adapters behind them."""
         self._adapters.clear()
+        if self.compiled is not None:
+            self.compiled.forget()
+
+    def _compiled_usable(self) -> bool:
+        return self.compiled is not None and not self.eager_only
 
     def use_lora(self, path: Path | None, scale: float = 1.0) -> float:
         """Make `path` (or no LoRA) the active one at `scale`; returns milliseconds spent."""
         started = time.perf_counter()
+        self._on_compiled = False
         if path is None:
-            if self._has_adapters():
+            if self._compiled_usable():
+                self.compiled.use_base()
+                self._on_compiled = True
+            elif self._has_adapters():
                 self.pipe.disable_lora()
             return (time.perf_counter() - started) * 1000
         path = Path(path)
@@ -185,6 +207,9 @@ class Drawer:
         except OSError:
             raise DrawError("the model's weights are missing") from None
         key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if self._compiled_usable() and self._swap_into_slot(key, path, scale):
+            self._on_compiled = True
+            return (time.perf_counter() - started) * 1000
         name = self._adapters.get(key)
         if name is None:
             self._counter += 1
@@ -204,52 +229,27 @@ class Drawer:
         self.pipe.set_adapters(name, adapter_weights=float(scale))
         return (time.perf_counter() - started) * 1000
 
-    def _noise_shape(self, width: int, height: int) -> tuple[int, ...]:
-        factor = self.pipe.vae_scale_factor
-        from engine.conditioning import FAMILY_MODULES, _module
+    def _swap_into_slot(self, key, path: Path, scale: float) -> bool:
+        """The LoRA into the compiled denoiser's slot; False when the slot cannot hold it (drawn eagerly then)."""
+        assert self.compiled is not None
+        try:
+            if not self.compiled.holds(path):
+                return False
+            self.compiled.use(key, path, float(scale))
+        except ValueError as exc:  # layers the slot was not made with: the eager path draws it
+            log.info("LoRA %s drawn without the compiled denoiser: %s", path.name, exc)
+            return False
+        except Exception as exc:
+            raise DrawError("the model's weights cannot be read") from exc
+        return True
 
-        if self.family.architecture in FAMILY_MODULES:
-            return _module(self.family).noise_shape(self.pipe, width, height)
-        if self.family.is_flux:
-            channels = self.pipe.transformer.config.in_channels // 4
-            return (channels, 2 * (height // (factor * 2)), 2 * (width // (factor * 2)))
-        return (self.pipe.unet.config.in_channels, height // factor, width // factor)
-
-    def _variation_latents(self, request: DrawRequest, seeds: list[int], width: int, height: int):
-        """Starting noise for variations: seed noise and variation noise blended on the sphere (slerp), so a
-        small strength keeps the picture's composition and changes its details; None for ordinary draws."""
-        if not request.variation_seeds or request.variation_strength <= 0:
-            return None
-        import torch
-
-        if len(request.variation_seeds) < len(seeds):
-            raise DrawError("each variation needs its own variation seed")
-        strength = float(request.variation_strength)  # within 0..1: the contract's limit, checked before
-        shape = self._noise_shape(width, height)
-
-        def noise(seed: int):
-            return torch.randn(shape, generator=torch.Generator("cpu").manual_seed(int(seed) % 2**32))
-
-        blended = []
-        for seed, variation in zip(seeds, request.variation_seeds, strict=False):
-            a, b = noise(seed), noise(variation)
-            omega = torch.arccos((a.flatten() @ b.flatten() / (a.norm() * b.norm())).clamp(-1, 1))
-            if float(omega) < 1e-4:
-                blended.append(a)
-                continue
-            sin = torch.sin(omega)
-            blended.append(torch.sin((1 - strength) * omega) / sin * a + torch.sin(strength * omega) / sin * b)
-        latents = torch.stack(blended)
-        if self.family.architecture == "flux1":  # FLUX.2's pipeline packs the patchified noise itself
-            from diffusers import FluxPipeline
-
-            latents = FluxPipeline._pack_latents(latents, latents.shape[0], *latents.shape[1:])
-        elif self.family.architecture == "qwen-image":  # Qwen-Image's takes its noise packed, as FLUX.1's
-            from engine.qwen_image import pack_noise
-
-            latents = pack_noise(latents)
-        model = getattr(self.pipe, self.family.denoiser)
-        return latents.to(model.device, model.dtype)
+    def _after_draw(self) -> None:
+        """With a compiled denoiser, a LoRA drawn eagerly leaves no adapter beside the slot (it would change the
+        compiled graph's modules and recompile it)."""
+        if self.compiled is None or self._on_compiled or self.eager_only or not self._adapters:
+            return
+        self.pipe.delete_adapters(list(self._adapters.values()))
+        self._adapters.clear()
 
     def check(self, request: DrawRequest) -> dict[str, Any]:
         """Validate a request against the job contract and then the model's family; the settings it resolves to
@@ -278,38 +278,50 @@ class Drawer:
 
     def draw(self, request: DrawRequest, *, lighter: bool = False) -> DrawnImages:
         """Draw the request; `lighter` (after an out-of-memory error) draws one image at a time, VAE in slices."""
-        import torch
-
         settings = self.check(request)
         seeds = seeds_for(request)
-        width, height = settings["width"], settings["height"]
         tokens, limit = self.count_tokens(request.prompt)
         negative_tokens = self.count_tokens(request.negative_prompt)[0] if request.negative_prompt else 0
         switch_ms = self.use_lora(request.lora, settings["strength"])
-        if request.init_image is not None:
-            images = self._draw_from_picture(request, seeds, settings, lighter)
-            return self._result(request, images, seeds, settings, tokens, limit, negative_tokens, switch_ms)
-        latents = self._variation_latents(request, seeds, width, height)
+        try:
+            if request.init_image is not None:
+                images = self._draw_from_picture(request, seeds, settings, lighter)
+            else:
+                images = self._draw_from_noise(request, seeds, settings, lighter)
+        finally:
+            self._after_draw()
+        return self._result(request, images, seeds, settings, tokens, limit, negative_tokens, switch_ms)
+
+    def _draw_from_noise(self, request: DrawRequest, seeds: list[int], settings: dict[str, Any],
+                         lighter: bool) -> list[Image.Image]:
+        import contextlib
+
+        import torch
+
+        width, height = settings["width"], settings["height"]
+        latents = variation_latents(self.pipe, request, seeds, width, height)
         indices = list(range(len(seeds)))
         groups = [[i] for i in indices] if lighter else [indices]
         images: list[Image.Image] = []
         if lighter:
             self.pipe.vae.enable_slicing()
+        compiled = self.compiled.drawing(self.pipe) if self._on_compiled else contextlib.nullcontext()
         try:
-            for group in groups:
-                images += render(
-                    self.pipe,
-                    [request.prompt] * len(group),
-                    [torch.Generator("cpu").manual_seed(seeds[i]) for i in group],
-                    steps=settings["steps"], guidance=settings["guidance"], width=width, height=height,
-                    sampler=settings["sampler"],
-                    negative=[request.negative_prompt] * len(group) if request.negative_prompt else None,
-                    latents=None if latents is None else latents[group], references=request.references,
-                )
+            with compiled:
+                for group in groups:
+                    images += render(
+                        self.pipe,
+                        [request.prompt] * len(group),
+                        [torch.Generator("cpu").manual_seed(seeds[i]) for i in group],
+                        steps=settings["steps"], guidance=settings["guidance"], width=width, height=height,
+                        sampler=settings["sampler"],
+                        negative=[request.negative_prompt] * len(group) if request.negative_prompt else None,
+                        latents=None if latents is None else latents[group], references=request.references,
+                    )
         finally:
             if lighter:
                 self.pipe.vae.disable_slicing()
-        return self._result(request, images, seeds, settings, tokens, limit, negative_tokens, switch_ms)
+        return images
 
     def _draw_from_picture(self, request: DrawRequest, seeds: list[int], settings: dict[str, Any],
                            lighter: bool) -> list[Image.Image]:

@@ -10,6 +10,7 @@ import contextlib
 from pathlib import Path
 
 from engine.class_images import ensure_class_images
+from engine.compiled_denoiser import CompileOptions
 from engine.drawing import Drawer, DrawRequest, limits_of
 from engine.families import ASPECT_RATIOS
 from storage.contract import EngineInfo
@@ -39,23 +40,24 @@ def free_gpu_memory() -> None:
 class Engine:
     """The loaded base model and what can be done with it; every method runs on the GPU thread."""
 
-    def __init__(self, base_model: Path, runtime, pipe, key: str | None = None) -> None:
+    def __init__(self, base_model: Path, runtime, pipe, key: str | None = None,
+                 compile: CompileOptions | None = None) -> None:
         from engine.base_model import base_model_key, training_resolution
 
         self.base_model = base_model
         self.runtime = runtime
         self.pipe = pipe
-        self.drawer = Drawer(pipe, runtime)
+        self.drawer = Drawer(pipe, runtime, compile=compile)
         self.key = key or base_model_key(base_model)
         self.resolution = training_resolution(pipe)
         self._training = False  # only read and written on the GPU thread
 
     @classmethod
-    def load(cls, base_model: Path, device: str) -> Engine:
+    def load(cls, base_model: Path, device: str, compile: CompileOptions | None = None) -> Engine:
         from engine.base_model import load_base_pipeline, pick_runtime
 
         runtime = pick_runtime(device)
-        return cls(base_model, runtime, load_base_pipeline(base_model, runtime))
+        return cls(base_model, runtime, load_base_pipeline(base_model, runtime), compile=compile)
 
     def info(self, draw_steps: int | None = None) -> EngineInfo:
         """The loaded model's limits for the bot: its family's, at this model's own size (DRAW_STEPS overrides)."""
@@ -116,23 +118,25 @@ class Engine:
         from engine.training import train
 
         self.drawer.forget_loras()  # training needs the bare base model
-        self._training = True
+        self._training = self.drawer.eager_only = True  # the training owns the denoiser's adapters
         try:
             # The library draws the samples and the report card too (with pause points between its draws).
             result = train(spec, on_progress, should_stop, pipe=self.pipe, runtime=self.runtime,
                            pause_point=pause_point)
             return result, result.report_card_path, result.class_drift
         finally:
-            self._training = False
+            self._training = self.drawer.eager_only = False
             self.drawer.forget_loras()
 
     def class_images(self, folder: Path, prompt: str, count: int, on_progress, should_stop, pause_point=None):
         self.drawer.forget_loras()
-        self._training = True  # draws in between must leave no adapter behind in the class images
+        # Draws in between must leave no adapter behind in the class images (nor compile the bare denoiser).
+        self._training = self.drawer.eager_only = True
         try:
             return ensure_class_images(
                 self.pipe, folder, prompt, count, self.resolution, on_progress=on_progress,
                 should_stop=should_stop, pause_point=pause_point,
             )
         finally:
-            self._training = False
+            self._training = self.drawer.eager_only = False
+            self.drawer.forget_loras()

@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.blob_cache import BlobCache, default_cache_dir
 from engine.class_images import Stopped
+from engine.compiled_denoiser import CompileOptions
 from engine.gpu import Engine, free_gpu_memory, is_out_of_memory
 from engine.gpu_lane import GpuLane
 from engine.jobs.class_images import run_class_images
@@ -317,7 +318,8 @@ async def serve_forever(settings, options: WorkerOptions) -> None:
     from storage import Storage
 
     base = settings.require_base_model()
-    engine = await asyncio.to_thread(Engine.load, base, settings.device)
+    compile = CompileOptions(backend=settings.compile_backend) if settings.compile_denoiser else None
+    engine = await asyncio.to_thread(Engine.load, base, settings.device, compile)
     log.info("base model %s loaded on %s", base, engine.runtime.device)
     store = await Storage.open(settings.data_dir, database_url=settings.database_url, blob_url=settings.blob_url)
     info = engine.info(settings.draw_steps)

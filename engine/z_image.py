@@ -71,7 +71,11 @@ def noise_shape(pipe, width: int, height: int) -> tuple[int, ...]:
 
 
 def comfy_state(peft_state: dict[str, Any], scale: float) -> dict[str, Any]:
-    """PEFT names → `diffusion_model.<module>.lora_A/lora_B.weight`, alpha / rank folded into lora_B."""
+    """PEFT names → `diffusion_model.<module>.lora_A/lora_B.weight`, alpha / rank folded into lora_B.
+
+    ComfyUI reads these diffusers names for Z-Image (comfy/lora.py's Lumina2 branch over comfy/utils.py's
+    z_image_to_diffusers) and patches its fused attention.qkv slice by slice; tests/engine/test_z_image.py checks it.
+    """
     out: dict[str, Any] = {}
     for key, tensor in peft_state.items():
         module, _, kind = key.partition(".lora_")

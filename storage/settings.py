@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     train_resolution: int | Literal["native"] | None = Field(
         None, description="training side in pixels, or native; empty = the family's (native)")
     draw_steps: int | None = Field(None, ge=1, le=100, description="default denoising steps for /draw; empty = the family's")
+    compile_denoiser: bool = Field(
+        False, description="torch.compile the denoiser for /draw (CUDA): users' LoRAs are hot-swapped into it, so "
+                           "switching never recompiles; the first draws after start compile it (minutes)")
+    compile_backend: str = Field(
+        "inductor", description="torch.compile backend for COMPILE_DENOISER; eager or aot_eager only to debug it")
     min_photos: int = Field(3, ge=1, le=100, description="fewest photos /train accepts")
     max_photos: int = Field(20, ge=1, le=100, description="most photos a set may hold")
     allowed_users: Annotated[frozenset[int], NoDecode] = Field(

@@ -30,6 +30,16 @@ def test_python_m_engine_bench_per_family_prints_each_family(capsys):
     assert all(f["train_ms_per_step_median"] > 0 for f in figures["families"].values())
 
 
+def test_python_m_engine_bench_compile_times_both_denoisers_and_counts_no_recompile(capsys):
+    """At small settings: the eager backend (tracing and guards without inductor's minute of C++ per graph)."""
+    figures = _bench(capsys, "--compile", "--compile-backend", "eager", "--draw-steps", "2")
+    compile = figures["compile"]
+    assert compile["family"] == "sd1" and compile["backend"] == "eager"
+    assert compile["eager_ms_per_image"] > 0 and compile["compiled_ms_per_image"] > 0
+    assert compile["graphs_compiled"] >= 1
+    assert compile["recompiles_after_warmup"] == 0  # two LoRAs of different ranks, a strength, the base model
+
+
 def test_python_m_engine_bench_family_qwen_image_prints_its_figures_and_all_covers_the_qwen_families(capsys):
     from engine.bench import BENCH_FAMILIES
 

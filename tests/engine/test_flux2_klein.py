@@ -171,3 +171,43 @@ def test_tiny_klein_trains_and_draws_from_the_command_line(tmp_path, make_photo)
                 "--seed", "2", "--ar", "16:9", PROMPT)
     assert drawn.returncode == 0, drawn.stderr[-2000:]
     assert "flux2-klein: 72x40, 4 steps, default, guidance 1.0" in drawn.stderr
+
+
+# diffusers' FLUX.2 module → the name ComfyUI loads its LoRA pair under. ComfyUI (Comfy-Org/ComfyUI comfy/lora.py
+# @ 17358c8, model_lora_keys_unet) registers every weight of its own model as "diffusion_model.<name>" (the
+# "generic lora format"); its FLUX.2 is comfy/ldm/flux (double_blocks: img_attn.qkv, img_attn.proj, img_mlp.0/.2,
+# txt_* alike; single_blocks: linear1, linear2). comfy/utils.py @ b3be02d flux_to_diffusers pairs the diffusers
+# names with those (to_q/to_k/to_v → slices of img_attn.qkv, add_*_proj → txt_attn.qkv, ff.linear_in → img_mlp.0,
+# "attn.to_qkv_mlp_proj" → linear1 and "attn.to_out" → linear2 marked "# Flux 2").
+COMFY_FLUX2_NAMES = {
+    ("transformer_blocks.0.attn.to_q", "transformer_blocks.0.attn.to_k", "transformer_blocks.0.attn.to_v"):
+        "diffusion_model.double_blocks.0.img_attn.qkv",
+    ("transformer_blocks.0.attn.add_q_proj", "transformer_blocks.0.attn.add_k_proj",
+     "transformer_blocks.0.attn.add_v_proj"): "diffusion_model.double_blocks.0.txt_attn.qkv",
+    ("transformer_blocks.0.attn.to_out.0",): "diffusion_model.double_blocks.0.img_attn.proj",
+    ("transformer_blocks.0.attn.to_add_out",): "diffusion_model.double_blocks.0.txt_attn.proj",
+    ("transformer_blocks.0.ff.linear_in",): "diffusion_model.double_blocks.0.img_mlp.0",
+    ("transformer_blocks.0.ff.linear_out",): "diffusion_model.double_blocks.0.img_mlp.2",
+    ("transformer_blocks.0.ff_context.linear_in",): "diffusion_model.double_blocks.0.txt_mlp.0",
+    ("transformer_blocks.0.ff_context.linear_out",): "diffusion_model.double_blocks.0.txt_mlp.2",
+    ("single_transformer_blocks.3.attn.to_qkv_mlp_proj",): "diffusion_model.single_blocks.3.linear1",
+    ("single_transformer_blocks.3.attn.to_out",): "diffusion_model.single_blocks.3.linear2",
+}
+
+
+def test_the_comfyui_copy_names_every_flux2_module_as_comfyui_loads_it():
+    from engine.flux2 import bfl_state
+
+    generator = torch.Generator().manual_seed(0)
+    peft = {}
+    for modules in COMFY_FLUX2_NAMES:
+        for module in modules:
+            peft[f"{module}.lora_A.weight"] = torch.randn(2, 8, generator=generator)
+            peft[f"{module}.lora_B.weight"] = torch.randn(8, 2, generator=generator)
+    comfy = bfl_state(peft, scale=0.5)
+    assert sorted(comfy) == sorted(f"{name}.lora_{ab}.weight" for name in COMFY_FLUX2_NAMES.values() for ab in "AB")
+    for modules, name in COMFY_FLUX2_NAMES.items():
+        # ComfyUI adds lora_B @ lora_A (no alpha in the file: a scale of 1) to the whole fused weight.
+        delta = comfy[f"{name}.lora_B.weight"] @ comfy[f"{name}.lora_A.weight"]
+        parts = [0.5 * peft[f"{m}.lora_B.weight"] @ peft[f"{m}.lora_A.weight"] for m in modules]
+        assert torch.allclose(delta, torch.cat(parts), atol=1e-6), name

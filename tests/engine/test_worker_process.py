@@ -123,3 +123,47 @@ def test_sigterm_checkpoints_and_hands_the_job_back(tmp_path, tiny_model_dir, ma
     assert job.attempts == 0  # a clean hand-back does not count as a failed attempt
     assert any(e.kind == "requeued" for e in events if e.job_id == job_id)
     assert (data_dir / "jobs" / str(job_id) / "checkpoints" / "latest.json").is_file()
+
+
+async def _short_training(data_dir: Path) -> int:
+    from storage import Storage
+
+    async with await Storage.open(data_dir) as store:
+        ids = await add_photos(store, 5, (1, 2, 3), size=(96, 96))
+        return (await queued_training(store, 5, ids, steps=4, num_class_images=0)).id
+
+
+async def _draw_jobs(data_dir: Path, model_id: int) -> list[int]:
+    from storage import DrawPayload, Storage
+
+    async with await Storage.open(data_dir) as store:
+        jobs = []
+        for lora_model in (model_id, None, model_id):  # the user's model, the base model, the user's model again
+            payload = DrawPayload(model_id=lora_model, prompt="a photo of sks dog", n=1, steps=2, seeds=[3],
+                                  width=64, height=64)
+            jobs.append((await store.lifecycle.enqueue(payload, owner_id=5, chat_id=5)).id)
+        return jobs
+
+
+def test_a_worker_with_compile_denoiser_trains_and_draws_users_models(tmp_path, tiny_model_dir, make_photo):
+    """COMPILE_DENOISER=true from the environment reaches the engine: its draws run the compiled denoiser (the eager
+    backend here: the same graphs and guards as inductor, without its minutes of C++ on this CPU)."""
+    data_dir = tmp_path / "data"
+    env = {**_env(data_dir, tiny_model_dir), "COMPILE_DENOISER": "true", "COMPILE_BACKEND": "eager",
+           "LOG_LEVEL": "INFO"}
+    job_id = asyncio.run(_short_training(data_dir))
+    for round_ in ("train", "draw"):
+        if round_ == "draw":
+            job, _ = asyncio.run(_job(data_dir, job_id))
+            assert job.status == "done", job.error
+            draws = asyncio.run(_draw_jobs(data_dir, job.model_id))
+        worker = _start(tmp_path, env, "--once")
+        try:
+            assert worker.wait(300) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+    results = [asyncio.run(_job(data_dir, d))[0] for d in draws]
+    assert [r.status for r in results] == ["done"] * 3, [r.error for r in results]
+    logs = "".join(p.read_text(errors="replace") for p in tmp_path.glob("worker-*.log"))
+    assert "the unet is compiled on its first draw (eager)" in logs
