@@ -127,10 +127,20 @@ def test_the_qwen_image_copy_for_other_tools_carries_comfyuis_diffusion_model_na
     result = train(make_spec(tmp_path, photos, steps=2, learning_rate=5e-3, class_image_dir=None, sample_seeds=()),
                    pipe=qwen, runtime=runtime)
     remove_lora(qwen)
-    keys = sorted(load_file(str(result.kohya_path)))
+    comfy = load_file(str(result.kohya_path))
+    keys = sorted(comfy)
     assert "diffusion_model.transformer_blocks.0.attn.to_q.lora_A.weight" in keys
     assert "diffusion_model.transformer_blocks.0.attn.to_out.0.lora_B.weight" in keys
     assert all(k.startswith("diffusion_model.") and k.endswith((".lora_A.weight", ".lora_B.weight")) for k in keys)
+    # ComfyUI (comfy/lora.py model_lora_keys_unet) maps "diffusion_model.<name>" to its own model's weight
+    # "diffusion_model.<name>.weight", and its Qwen-Image model (comfy/ldm/qwen_image/model.py) names the trained
+    # modules as diffusers does (transformer_blocks.N.attn.to_q/to_k/to_v/to_out.0): each pair must land on a
+    # weight of that name and shape.
+    weights = qwen.transformer.state_dict()
+    for module in {k.rsplit(".lora_", 1)[0] for k in keys}:
+        target = weights[module.removeprefix("diffusion_model.") + ".weight"]
+        delta = comfy[f"{module}.lora_B.weight"] @ comfy[f"{module}.lora_A.weight"]
+        assert delta.shape == target.shape, module
 
 
 def test_qwen_image_identifiers_are_checked_against_its_qwen2_tokenizer(qwen):
