@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-DRAWN = ["sd1", "sd2", "sdxl", "flux", "flux-schnell"]
+DRAWN = ["sd1", "sd2", "sdxl", "flux", "flux-schnell", "qwen-image"]
 
 
 @pytest.fixture

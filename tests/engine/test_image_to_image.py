@@ -63,7 +63,7 @@ def test_a_tiny_change_still_runs_a_step(drawer):
     assert result.images[0].size == (64, 64)
 
 
-@pytest.mark.parametrize("name", ["sd2", "sdxl", "flux", "flux-schnell", "z-image"])
+@pytest.mark.parametrize("name", ["sd2", "sdxl", "flux", "flux-schnell", "z-image", "qwen-image"])
 def test_every_drawn_family_draws_from_a_picture_and_upscales(name, family_pipe, runtime):
     from engine.drawing import Drawer, DrawRequest
 
