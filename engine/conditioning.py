@@ -42,7 +42,9 @@ class PromptEmbeds:
         return self.tensors.get(name, default)
 
 
-# The families whose conditioning, training step and export names live in a module of their own.
+# The families whose conditioning, training step and export names live in a module of their own. Each offers
+# tokenize, encode, count_tokens, noise_shape, its export copy, and its step as noise() and predict() apart
+# (engine.objectives.Objective), which output preservation needs.
 FAMILY_MODULES = {"flux2": "engine.flux2", "z-image": "engine.z_image", "qwen-image": "engine.qwen_image"}
 
 

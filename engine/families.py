@@ -311,7 +311,10 @@ FLUX2_KLEIN = Family(
     text_encoder_lora_targets=(),
     rank_small_set=8,  # like FLUX.1: a 3072-wide transformer holds more per rank than SD's UNet
     rank_large_set=16,
-    class_images=100,
+    class_images=100,  # PRIOR=class-images
+    # Kabina's default prior: its step comes apart into noise and prediction (engine.flux2), so no class set is
+    # drawn before a first training (100 pictures: 400 passes at klein's 4 steps, 5,600 at the base's 28 with CFG).
+    prior="output",
     class_image_steps=4,
     class_image_guidance=1.0,
     train_guidance=None,  # no guidance embedding (README_flux2.md passes --guidance_scale=1, which it ignores)
@@ -359,7 +362,10 @@ Z_IMAGE = Family(
     text_encoder_lora_targets=(),
     rank_small_set=8,
     rank_large_set=16,
-    class_images=100,
+    class_images=100,  # PRIOR=class-images
+    # Kabina's default prior: its step comes apart into noise and prediction (engine.z_image), so no class set of
+    # 100 pictures × 28 steps × 2 for CFG (5,600 passes of a 6B transformer) is drawn before a first training.
+    prior="output",
     class_image_steps=28,
     class_image_guidance=5.0,
     weighting_scheme="none",

@@ -7,6 +7,8 @@ Everything here follows Flux2KleinPipeline (diffusers 0.42) and train_dreambooth
   - latents: the VAE posterior, patchified 2x2 into 4× the channels, normalised by the VAE's batch-norm
     statistics (not by scaling/shift factors as FLUX.1), then flattened to tokens with (0, h, w, 0) position ids;
   - the step: x_t = (1 - σ) x_0 + σ ε at the recipe's timestep density, target ε - x_0, no guidance embedding;
+    noise and prediction apart (noise, predict), so output preservation (the class row held to the frozen model's
+    own prediction) serves it as it serves FLUX.1;
   - the ComfyUI copy: BFL's module names (`diffusion_model.double_blocks.N.img_attn.qkv`, `single_blocks.N.linear1`)
     with q/k/v fused exactly (lora_A stacked, lora_B block-diagonal), the layout ai-toolkit writes and both ComfyUI
     and diffusers (_convert_non_diffusers_flux2_lora_to_diffusers) read.
@@ -59,23 +61,37 @@ def normalised_latents(vae, latents):
     return (patches.float() - mean) / std
 
 
-def per_example(objective, pipe, batch, embeds):
-    """One flow-matching loss per batch row, computed as train_dreambooth_lora_flux2_klein.py computes it."""
+def noise(objective, pipe, batch):
+    """The step's noisy latents x_t = (1 - σ) x_0 + σ ε in the patchified, BN-normalised space, and its target
+    ε - x_0, weighted per row (Noised)."""
     import torch
     from diffusers import Flux2KleinPipeline
     from diffusers.training_utils import compute_loss_weighting_for_sd3
 
-    from engine.base_model import autocast
+    from engine.objectives import Noised
 
     device = objective.runtime.device
-    transformer = pipe.transformer
-    dtype = transformer.dtype
     x0 = normalised_latents(pipe.vae, batch.latents.to(device))
     noise = Flux2KleinPipeline._patchify_latents(batch.noise.to(device)).float()
     index = batch.timesteps.cpu()
     timesteps = objective.scheduler.timesteps[index].to(device)
     sigmas = objective.scheduler.sigmas[index].to(device, torch.float32).view(-1, 1, 1, 1)
     noisy = (1.0 - sigmas) * x0 + sigmas * noise
+    weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)
+    return Noised(noisy, timesteps, noise - x0, weighting)
+
+
+def predict(objective, pipe, noised, embeds, rows: slice = slice(None)):
+    """The transformer's prediction for `rows` of the batch, unpacked to the patchified latents' [B, 4·C, h, w]."""
+    import torch
+    from diffusers import Flux2KleinPipeline
+
+    from engine.base_model import autocast
+
+    device = objective.runtime.device
+    transformer = pipe.transformer
+    dtype = transformer.dtype
+    noisy = noised.model_input[rows]
     packed = Flux2KleinPipeline._pack_latents(noisy)
     image_ids = Flux2KleinPipeline._prepare_latent_ids(noisy).to(device)
     guidance = None
@@ -84,17 +100,14 @@ def per_example(objective, pipe, batch, embeds):
     with autocast(objective.runtime):
         prediction = transformer(
             hidden_states=packed.to(dtype),
-            timestep=(timesteps / 1000).to(dtype),
+            timestep=(noised.timesteps[rows] / 1000).to(dtype),
             guidance=guidance,
-            encoder_hidden_states=embeds["encoder_hidden_states"].to(device, dtype),
-            txt_ids=embeds["text_ids"].to(device),
+            encoder_hidden_states=embeds["encoder_hidden_states"][rows].to(device, dtype),
+            txt_ids=embeds["text_ids"][rows].to(device),
             img_ids=image_ids,
             return_dict=False,
         )[0]
-    prediction = Flux2KleinPipeline._unpack_latents_with_ids(prediction[:, : packed.size(1)], image_ids)
-    weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)
-    loss = weighting.float() * (prediction.float() - (noise - x0)) ** 2
-    return loss.reshape(noisy.shape[0], -1).mean(dim=1)
+    return Flux2KleinPipeline._unpack_latents_with_ids(prediction[:, : packed.size(1)], image_ids)
 
 
 def noise_shape(pipe, width: int, height: int) -> tuple[int, ...]:

@@ -9,6 +9,8 @@
       timesteps (so a static `shift` in its config applies, a dynamic one does not, as in the recipe); the target
       is ε - x_0, weighted by compute_loss_weighting_for_sd3; latents are (z - shift_factor) · scaling_factor,
       packed 2x2 for the transformer, with the guidance embedding for dev (train_dreambooth_lora_flux.py).
+  FLUX.2 [klein], Z-Image, Qwen-Image: the same two pieces, noise() and predict(), in their family module
+      (engine.conditioning.FAMILY_MODULES). Every family's step comes apart so, which output preservation needs.
 Everything random about a step comes from (seed, step), so a resumed run repeats the same steps bit for bit.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.base_model import autocast  # with the runtime it reads; engine.flux2 uses it too
+from engine.base_model import autocast  # with the runtime it reads
 from engine.families import Family
 
 # The recipe's defaults for the density of the "logit_normal" and "mode" schemes (train_dreambooth_lora_flux.py).
@@ -107,30 +109,25 @@ class Objective:
 
     def per_example(self, pipe, batch: StepBatch, embeds, time_ids=None):
         """One loss value per batch row: the model's prediction against the family's target."""
-        from engine.conditioning import FAMILY_MODULES, _module
-
-        if self.family.architecture in FAMILY_MODULES:  # FLUX.2, Z-Image: the step lives with its family
-            return _module(self.family).per_example(self, pipe, batch, embeds)
         noised = self.noise(pipe, batch)
         return self.loss(self.predict(pipe, noised, embeds, time_ids), noised)
 
-    @property
-    def splits_prediction(self) -> bool:
-        """Whether noise() and predict() serve this family apart (output preservation needs them)."""
-        return splits_prediction(self.family)
-
     def noise(self, pipe, batch: StepBatch) -> Noised:
         """The step's noisy model input and the target each row's prediction is held to."""
-        if self.family.architecture in SPLIT_MODULES:
-            return _split_module(self.family).noise(self, pipe, batch)
+        from engine.conditioning import FAMILY_MODULES, _module
+
+        if self.family.architecture in FAMILY_MODULES:  # FLUX.2, Z-Image, Qwen-Image: the step lives with its family
+            return _module(self.family).noise(self, pipe, batch)
         if self.family.is_flux:
             return self._flow_noise(pipe, batch)
         return self._diffusion_noise(pipe, batch)
 
     def predict(self, pipe, noised: Noised, embeds, time_ids=None, rows: slice = slice(None)):
         """The denoiser's prediction for `rows` of the batch, in the target's space (FLUX's unpacked)."""
-        if self.family.architecture in SPLIT_MODULES:
-            return _split_module(self.family).predict(self, pipe, noised, embeds, rows)
+        from engine.conditioning import FAMILY_MODULES, _module
+
+        if self.family.architecture in FAMILY_MODULES:
+            return _module(self.family).predict(self, pipe, noised, embeds, rows)
         if self.family.is_flux:
             return self._flow_predict(pipe, noised, embeds, rows)
         return self._diffusion_predict(pipe, noised, embeds, time_ids, rows)
@@ -223,25 +220,6 @@ class Noised:
     timesteps: Any
     target: Any  # what each row's prediction is compared with; output preservation replaces the class row's
     weighting: Any  # broadcastable loss weight (FLUX's timestep weighting; ones for DDPM)
-
-
-# Family modules whose step comes apart into noise() and predict() (Qwen-Image), as the SD and FLUX.1 steps here do.
-SPLIT_MODULES = {"qwen-image": "engine.qwen_image"}
-
-
-def _split_module(family: Family):
-    import importlib
-
-    return importlib.import_module(SPLIT_MODULES[family.architecture])
-
-
-def splits_prediction(family: Family) -> bool:
-    """Families whose training step lives in their own module (engine.conditioning.FAMILY_MODULES) compute it in
-    one piece (FLUX.2, Z-Image); output preservation needs the noise and the prediction apart, so they keep the
-    paper's class images. Qwen-Image's module offers both pieces (SPLIT_MODULES)."""
-    from engine.conditioning import FAMILY_MODULES
-
-    return family.architecture not in FAMILY_MODULES or family.architecture in SPLIT_MODULES
 
 
 def sdxl_time_ids(geometries: list[tuple[int, int, int, int]], resolution: int):

@@ -136,12 +136,6 @@ def predict(objective, pipe, noised, embeds, rows: slice = slice(None)):
     return QwenImagePipeline._unpack_latents(prediction, h * factor, w * factor, factor).squeeze(2)
 
 
-def per_example(objective, pipe, batch, embeds):
-    """One flow-matching loss per batch row, computed as train_dreambooth_lora_qwen_image.py computes it."""
-    noised = noise(objective, pipe, batch)
-    return objective.loss(predict(objective, pipe, noised, embeds), noised)
-
-
 def noise_shape(pipe, width: int, height: int) -> tuple[int, ...]:
     """QwenImagePipeline.prepare_latents' noise for one picture, frame dimension left out: [C, h, w], sides even."""
     factor = pipe.vae_scale_factor * 2

@@ -290,8 +290,6 @@ class Loop:
         classes = p.classes if self.method == "class-images" else None
         batch = step_batch(step, self.spec.seed, p.instance, classes, objective.num_timesteps, family)
         if self.method == "output":
-            if not objective.splits_prediction:
-                raise ValueError(f"output preservation is not offered for {family.title}; use PRIOR=class-images")
             batch = with_class_row(batch)
         rows = batch.latents.shape[0]
         embeds = p.embeds.rows(rows) if p.embeds is not None else encode(

@@ -78,11 +78,7 @@ DEFAULT_LEARNING_RATE = 1e-4
 
 def prior_for(family: Family, setting: str | None = None) -> str:
     """The prior method a training uses: PRIOR when set, else the family's."""
-    from engine.objectives import splits_prediction
-
     method = setting or family.prior
-    if method == "output" and setting is None and not splits_prediction(family):
-        method = "class-images"  # a family whose step is one piece (FLUX.2, Z-Image) keeps the paper's method
     if method not in PRIOR_METHODS:
         raise ValueError(f"unknown prior method {method!r}; choose from {', '.join(PRIOR_METHODS)}")
     return method

@@ -6,7 +6,8 @@ Everything here follows ZImagePipeline (diffusers 0.42) and train_dreambooth_lor
     different lengths, one per prompt: the transformer takes lists);
   - latents: (z - shift_factor) · scaling_factor as FLUX.1's VAE, one frame each ([C, 1, h, w]), not packed;
   - the step: x_t = (1 - σ) x_0 + σ ε at the recipe's timestep density; the transformer is given (1000 - t) / 1000
-    and its output is negated (Z-Image predicts x_0 - ε); target ε - x_0;
+    and its output is negated (Z-Image predicts x_0 - ε); target ε - x_0; noise and prediction apart (noise,
+    predict), so output preservation (the class row held to the frozen model's own prediction) serves it;
   - the copy for other tools: `diffusion_model.<diffusers module>.lora_A/lora_B` (Z-Image's diffusers module names
     are the original checkpoint's), read by diffusers' _convert_non_diffusers_z_image_lora_to_diffusers.
 """
@@ -37,16 +38,15 @@ def count_tokens(pipe, text: str) -> tuple[int, int]:
     return qwen_chat.count_tokens(pipe.tokenizer, text, qwen_chat.template_tokens(pipe.tokenizer, thinking=True))
 
 
-def per_example(objective, pipe, batch, embeds):
-    """One flow-matching loss per batch row, as train_dreambooth_lora_z_image.py computes it."""
+def noise(objective, pipe, batch):
+    """The step's noisy latents x_t = (1 - σ) x_0 + σ ε on (z - shift) · scale and its target ε - x_0, weighted per
+    row (Noised)."""
     import torch
     from diffusers.training_utils import compute_loss_weighting_for_sd3
 
-    from engine.base_model import autocast
+    from engine.objectives import Noised
 
     device = objective.runtime.device
-    transformer = pipe.transformer
-    dtype = transformer.dtype
     vae = pipe.vae.config
     x0 = ((batch.latents - (vae.shift_factor or 0.0)) * vae.scaling_factor).to(device)
     noise = batch.noise.to(device)
@@ -54,14 +54,25 @@ def per_example(objective, pipe, batch, embeds):
     timesteps = objective.scheduler.timesteps[index].to(device)
     sigmas = objective.scheduler.sigmas[index].to(device, torch.float32).view(-1, 1, 1, 1)
     noisy = (1.0 - sigmas) * x0 + sigmas * noise
-    frames = list(noisy.unsqueeze(2).to(dtype).unbind(dim=0))  # [C, 1, h, w] each
-    captions = [c.to(device, dtype) for c in embeds["cap_feats"]]
+    weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)
+    return Noised(noisy, timesteps, noise - x0, weighting)
+
+
+def predict(objective, pipe, noised, embeds, rows: slice = slice(None)):
+    """The transformer's prediction for `rows` of the batch, negated into ε - x_0's space ([B, C, h, w])."""
+    import torch
+
+    from engine.base_model import autocast
+
+    device = objective.runtime.device
+    transformer = pipe.transformer
+    dtype = transformer.dtype
+    frames = list(noised.model_input[rows].unsqueeze(2).to(dtype).unbind(dim=0))  # [C, 1, h, w] each
+    captions = [c.to(device, dtype) for c in embeds["cap_feats"][rows]]  # a list per prompt: slicing keeps it one
+    timesteps = noised.timesteps[rows]
     with autocast(objective.runtime):
         out = transformer(frames, ((1000 - timesteps) / 1000).to(dtype), captions, return_dict=False)[0]
-    prediction = -torch.stack(out, dim=0).squeeze(2).float()
-    weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)
-    loss = weighting.float() * (prediction - (noise - x0).float()) ** 2
-    return loss.reshape(noisy.shape[0], -1).mean(dim=1)
+    return -torch.stack(out, dim=0).squeeze(2).float()
 
 
 def noise_shape(pipe, width: int, height: int) -> tuple[int, ...]:

@@ -49,7 +49,7 @@ class Settings(BaseSettings):
         None, description="prior preservation: class-images (the paper's), output (the frozen base model's) or off; "
                           "empty = the family's (output)")
     num_class_images: int | None = Field(
-        None, ge=0, le=5_000, description="class images for PRIOR=class-images; empty = the family's (200, FLUX 100)")
+        None, ge=0, le=5_000, description="class images for PRIOR=class-images; empty = the family's (SD 200, the others 100)")
     train_resolution: int | Literal["native"] | None = Field(
         None, description="training side in pixels, or native; empty = the family's (native)")
     draw_steps: int | None = Field(None, ge=1, le=100, description="default denoising steps for /draw; empty = the family's")
