@@ -230,13 +230,27 @@ def _family_figures(pipe, runtime, work: Path, steps: int, label: str) -> dict[s
     }
 
 
+def family_bench_pipeline(name: str, runtime, work: Path) -> tuple[str, Any]:
+    """(label, pipeline) of a family's bench model: its tiny model on the CPU (built in `work`), its full-size
+    shapes with random weights on a GPU (speed does not depend on the weights' values)."""
+    from engine.base_model import load_base_pipeline, prepare_pipeline
+    from engine.tiny_families import CLI_FAMILIES, build_random_family
+    from engine.tiny_model import build_tiny_pipeline
+
+    if runtime.is_cuda:
+        pipe = build_random_family(CLI_FAMILIES[name], runtime.device, runtime.dtype)
+        prepare_pipeline(pipe, runtime)
+        return f"{CLI_FAMILIES[name]}-shaped, random weights", pipe
+    build_tiny_pipeline(work / "model", family=name)
+    return f"tiny {name} (engine tiny-model --family {name})", load_base_pipeline(work / "model", runtime)
+
+
 def run_family_bench(which: str = "all", steps: int | None = None) -> dict[str, Any]:
     """Per-family figures: the tiny models on the CPU, full-size shapes with random weights on a GPU."""
     import torch
 
-    from engine.base_model import describe, load_base_pipeline, pick_runtime, prepare_pipeline
-    from engine.tiny_families import CLI_FAMILIES, build_random_family
-    from engine.tiny_model import build_tiny_pipeline
+    from engine.base_model import describe, pick_runtime
+    from engine.tiny_families import CLI_FAMILIES
 
     names = BENCH_FAMILIES if which == "all" else tuple(n.strip() for n in which.split(","))
     unknown = [n for n in names if n not in CLI_FAMILIES]
@@ -248,14 +262,7 @@ def run_family_bench(which: str = "all", steps: int | None = None) -> dict[str, 
     for name in names:
         work = Path(tempfile.mkdtemp(prefix=f"kabina-bench-{name}-"))
         try:
-            if runtime.is_cuda:
-                label = f"{CLI_FAMILIES[name]}-shaped, random weights"
-                pipe = build_random_family(CLI_FAMILIES[name], runtime.device, runtime.dtype)
-                prepare_pipeline(pipe, runtime)
-            else:
-                label = f"tiny {name} (engine tiny-model --family {name})"
-                build_tiny_pipeline(work / "model", family=name)
-                pipe = load_base_pipeline(work / "model", runtime)
+            label, pipe = family_bench_pipeline(name, runtime, work)
             figures["families"][name] = _family_figures(pipe, runtime, work, steps, label)
         finally:
             shutil.rmtree(work, ignore_errors=True)

@@ -117,9 +117,9 @@ def run_compile_bench(family: str | None = None, backend: str = "inductor",
     """The tiny model of `family` (default sd1) on the CPU; its full-size shapes with random weights on a GPU."""
     import torch
 
-    from engine.base_model import describe, load_base_pipeline, pick_runtime, prepare_pipeline
-    from engine.tiny_families import CLI_FAMILIES, build_random_family
-    from engine.tiny_model import build_tiny_pipeline
+    from engine.base_model import describe, pick_runtime
+    from engine.bench import family_bench_pipeline
+    from engine.tiny_families import CLI_FAMILIES
 
     name = family or "sd1"
     if name not in CLI_FAMILIES:
@@ -127,14 +127,7 @@ def run_compile_bench(family: str | None = None, backend: str = "inductor",
     runtime = pick_runtime("auto")
     work = Path(tempfile.mkdtemp(prefix="kabina-bench-compile-"))
     try:
-        if runtime.is_cuda:
-            label = f"{CLI_FAMILIES[name]}-shaped, random weights"
-            pipe = build_random_family(CLI_FAMILIES[name], runtime.device, runtime.dtype)
-            prepare_pipeline(pipe, runtime)
-        else:
-            label = f"tiny {name} (engine tiny-model --family {name})"
-            build_tiny_pipeline(work / "model", family=name)
-            pipe = load_base_pipeline(work / "model", runtime)
+        label, pipe = family_bench_pipeline(name, runtime, work)
         figures = compile_figures(pipe, runtime, work, backend, draw_steps)
         return {**describe(runtime), "model": label, "compile": figures, "torch": torch.__version__,
                 "diffusers": __import__("diffusers").__version__, "threads": torch.get_num_threads()}

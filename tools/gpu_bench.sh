@@ -4,7 +4,8 @@
 # H100/H200; each step has its own timeout so one slow family cannot eat the others' time.
 # Usage: tools/gpu_bench.sh [HOST_LABEL] [PART]   (run from the repository root, with the CUDA torch installed)
 # PART: ttm (time to a model and family figures, the default), compile (eager against torch.compile'd drawing
-# with LoRA hot-swap: COMPILE_DENOISER's figures) or all (two calls' worth of time).
+# with LoRA hot-swap: COMPILE_DENOISER's figures), new (FLUX.2 [klein], Z-Image and Qwen-Image shapes: train
+# ms/step and draw ms/image; Qwen-Image holds ~58 GB in bf16, so an 80 GB GPU) or all (three calls' worth of time).
 set -u
 host="${1:-$(hostname -s)}"
 part="${2:-ttm}"
@@ -29,6 +30,10 @@ if [ "$part" = ttm ] || [ "$part" = all ]; then
     run 180 ttm-flux --time-to-model --family flux --steps 150 --num-class-images 24
     # Draw ms/image at batch 1 and 4 with the family's default steps and sampler, training ms/step.
     run 120 families --family sd1,sdxl,flux --steps 20
+fi
+if [ "$part" = new ] || [ "$part" = all ]; then
+    run 200 families-new --family flux2-klein,z-image --steps 10
+    run 300 family-qwen --family qwen-image --steps 10
 fi
 if [ "$part" = compile ] || [ "$part" = all ]; then
     # Whether COMPILE_DENOISER pays: compile seconds, ms/image eager and compiled, images to earn the compile back,

@@ -48,3 +48,26 @@ def test_python_m_engine_bench_family_qwen_image_prints_its_figures_and_all_cove
     assert (qwen["family"], qwen["draw_steps"]) == ("qwen-image", 50)
     assert qwen["train_ms_per_step_median"] > 0 and qwen["draw_ms_per_image_batch1"] > 0
     assert {"flux2-klein", "z-image", "qwen-image"} <= set(BENCH_FAMILIES)
+
+
+def test_the_prepared_gpu_run_asks_only_for_what_the_bench_takes():
+    """tools/gpu_bench.sh runs only on a lent GPU: each of its bench commands is parsed here, so a renamed flag or
+    family cannot break that one chance unseen, and each part fits one 10-minute device call."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from engine.cli import _parser
+    from engine.tiny_families import CLI_FAMILIES
+
+    script = (Path(__file__).resolve().parents[2] / "tools" / "gpu_bench.sh").read_text()
+    parts = re.findall(r'if \[ "\$part" = (\w+) \].*?\n(.*?)\nfi', script, flags=re.DOTALL)
+    assert {name for name, _ in parts} == {"ttm", "new", "compile"}
+    for name, body in parts:
+        runs = [shlex.split(line.split("#")[0])[1:] for line in body.splitlines() if line.strip().startswith("run ")]
+        assert runs, name
+        assert sum(int(limit) for limit, *_ in runs) <= 600, f"part {name} exceeds one device call"
+        for _, _, *args in runs:
+            parsed = _parser().parse_args(["bench", *args])
+            for family in (parsed.family or "sd1").split(","):
+                assert family in CLI_FAMILIES, (name, family)

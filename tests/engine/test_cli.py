@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,3 +95,28 @@ def test_tiny_model_of_qwen_image_then_draw_with_its_true_cfg_and_a_negative_pro
     assert drawn.returncode == 0, drawn.stderr[-2000:]
     assert "qwen-image: 72x48, 2 steps, default, guidance 4.0" in drawn.stderr
     assert Image.open(tmp_path / "pics" / "seed_4.png").size == (72, 48)
+
+
+@pytest.mark.parametrize(("family", "folder", "pipeline"), [("z-image-turbo", "z-image-turbo", "ZImagePipeline"),
+                                                            ("qwen-image", "qwen", "QwenImagePipeline")])
+def test_the_qwen_encoded_families_train_then_draw_with_the_lora_from_the_command_line(tmp_path, make_photo, family,
+                                                                                       folder, pipeline):
+    """FLUX.2 [klein]'s own command-line story is in test_flux2_klein.py."""
+    env = dict(os.environ, DATA_DIR=str(tmp_path / "data"), DEVICE="cpu", PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1")
+    for name in ("DRAW_STEPS", "TRAIN_STEPS", "PRIOR"):
+        env.pop(name, None)
+    built = _run(["tiny-model", folder, "--family", family], tmp_path, env)
+    assert built.returncode == 0, built.stderr[-2000:]
+    assert pipeline in built.stdout
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for seed in range(3):
+        make_photo(seed, (80, 64)).save(photos / f"p{seed}.png")
+    trained = _run(["train", "--base-model", folder, "--photos", "photos", "--class", "dog", "--out", "out",
+                    "--steps", "3"], tmp_path, env)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "a photo of" in trained.stdout and (tmp_path / "out" / "lora.safetensors").is_file()
+    drawn = _run(["draw", "--base-model", folder, "--lora", "out/lora.safetensors", "--out", "pics", "--n", "1",
+                  "--seed", "2", "--steps", "2", "a photo of sks dog"], tmp_path, env)
+    assert drawn.returncode == 0, drawn.stderr[-2000:]
+    assert Image.open(tmp_path / "pics" / "seed_2.png").size[0] > 0
