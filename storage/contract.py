@@ -13,7 +13,7 @@ MAX_IMAGES_PER_DRAW = 4
 # Past ~100 denoising steps no sampler we offer changes the picture visibly; more is only a longer wait.
 MAX_DRAW_STEPS = 100
 # SD1.x's own default classifier-free guidance (StableDiffusionPipeline uses 7.5); other families bring theirs
-# (engine/families.py) and the running engine publishes it (EngineInfo).
+# (engine/families/) and the running engine publishes it (EngineInfo).
 DEFAULT_GUIDANCE = 7.5
 # 0: FLUX.1-schnell draws without guidance; past 20 every family burns its colours.
 MIN_GUIDANCE, MAX_GUIDANCE = 0.0, 20.0
