@@ -165,7 +165,7 @@ def prepare_pipeline(pipe, runtime: Runtime) -> None:
     """On the device, quiet, fast attention, every weight frozen and in eval mode."""
     pipe.to(runtime.device)
     if not runtime.is_cuda:
-        _own_memory(pipe)
+        own_memory(pipe)
     pipe.set_progress_bar_config(disable=True)
     use_fast_attention(pipe, runtime)
     for module in pipeline_modules(pipe):
@@ -173,7 +173,7 @@ def prepare_pipeline(pipe, runtime: Runtime) -> None:
         module.eval()
 
 
-def _own_memory(pipe) -> None:
+def own_memory(pipe) -> None:
     """Every CPU weight copied out of the file it was memory-mapped from, into an allocation of its own.
 
     A mapped weight lies at whatever offset its file's header gave it, and the CPU's matmul kernels round

@@ -31,9 +31,12 @@ def _draw(pipe, seed: int = 11) -> np.ndarray:
 @pytest.fixture(scope="module")
 def fresh(tiny_family_dir):
     """`fresh(name)` → that family's tiny model loaded by diffusers itself (not our loader), once per module;
-    every LoRA is unloaded again before it is handed out."""
+    every LoRA is unloaded again before it is handed out. Its weights are copied out of the files diffusers mapped
+    them from, as the engine holds its own (engine.base_model.own_memory): the CPU's kernels round by alignment,
+    and "the same picture" here means the same weights give it, wherever they were read from."""
     import diffusers
 
+    from engine.base_model import own_memory
     from engine.detection import detect
 
     loaded = {}
@@ -42,6 +45,7 @@ def fresh(tiny_family_dir):
         if name not in loaded:
             folder = tiny_family_dir(name)
             pipe = getattr(diffusers, detect(folder).family.pipeline).from_pretrained(str(folder))
+            own_memory(pipe)
             pipe.set_progress_bar_config(disable=True)
             loaded[name] = pipe
         loaded[name].unload_lora_weights()
