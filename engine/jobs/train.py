@@ -44,21 +44,21 @@ async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lig
     if lighter:
         spec = replace(spec, gradient_checkpointing=True)
     ckpt_prefix = checkpoint_prefix(run.job.id)
-    try:
-        # What it writes there is not in the blob store yet: the cache's sweep leaves it be.
-        with ctx.cache.working(model_prefix(model.id), ckpt_prefix, class_prefix, before_prefix):
+    prefix = model_prefix(model.id)
+    # What the training writes under these prefixes is not in the blob store until it is pushed or published below;
+    # till then the cache's sweep, which drops local files whose blobs are gone, must leave them be (it would take
+    # them for a deleted model's, or a deleted class set's, and fail the training at its last step).
+    with ctx.cache.working(prefix, ckpt_prefix, class_prefix, before_prefix):
+        try:
             result, card_path, drift = await ctx.gpu.run_long(ctx.engine.train, spec, run.on_progress,
                                                               run.should_stop)
-    finally:
-        if use_class_images:
-            await ctx.cache.push_folder(class_prefix)
-        await ctx.cache.push_folder(before_prefix)
-    # Trained: the checkpoints (optimizer state included) leave this host's disk; the store's copy is the
-    # retention sweep's. A training handed back keeps them (it resumes from there, here or elsewhere).
-    ctx.cache.drop(ckpt_prefix)
-    prefix = model_prefix(model.id)
-    # Until the last file is in the store, the cache's sweep would take the others for a deleted model's.
-    with ctx.cache.working(prefix):
+        finally:
+            if use_class_images:
+                await ctx.cache.push_folder(class_prefix)
+            await ctx.cache.push_folder(before_prefix)
+        # Trained: the checkpoints (optimizer state included) leave this host's disk; the store's copy is the
+        # retention sweep's. A training handed back keeps them (it resumes from there, here or elsewhere).
+        ctx.cache.drop(ckpt_prefix)
         weights = await ctx.cache.publish(f"{prefix}/lora.safetensors", result.weights_path)
         kohya = await ctx.cache.publish(f"{prefix}/lora_kohya.safetensors", result.kohya_path)
         samples = [await ctx.cache.publish(f"{prefix}/{Path(s).name}", s) for s in result.sample_paths]

@@ -199,3 +199,40 @@ async def test_a_full_disk_fails_the_draw_with_a_clear_message_and_the_worker_se
         good = await store.lifecycle.enqueue(_draw_payload(), owner_id=1, chat_id=1)
         await make_worker().run()
         assert (await store.jobs.get(good.id)).status == "done"
+
+
+async def test_a_cache_sweep_between_a_trainings_publishes_leaves_its_files_be(store, settings, engine, tmp_path):
+    """The engine's periodic sweep drops local copies whose blobs the store no longer has. A finished training's
+    files are local until each is published, so a sweep landing between two publishes must not take the rest for a
+    deleted model's. Here the sweep runs after every publish (the worst interleaving, every time), against a blob
+    store that is not this machine's folder (as S3: only then does the sweep delete anything)."""
+    from engine.blob_cache import BlobCache
+    from engine.worker import Worker, WorkerOptions
+    from storage import Storage
+    from tests.engine.test_blob_cache import FarBlobs
+
+    class SweepAfterEachPublish(BlobCache):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            self.swept: list[str] = []
+
+        async def publish(self, key, path):
+            published = await super().publish(key, path)
+            self.swept += await self.sweep()
+            return published
+
+    far_store = Storage(store.db, store.files, FarBlobs(tmp_path / "bucket"))
+    photo_ids = await add_photos(far_store, 7, (1, 2, 3), size=(96, 96))
+    job = await queued_training(far_store, 7, photo_ids, steps=3)  # with a class set (PRIOR=class-images) to push
+    cache = SweepAfterEachPublish(far_store.blobs, tmp_path / "cache", 10**9)
+    await Worker(far_store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05),
+                 cache=cache).run()
+
+    job = await far_store.jobs.get(job.id)
+    assert job.status == "done", job.error
+    model = await far_store.models.get(job.model_id)
+    for key in (model.weights_key, job.result.kohya_key, *model.sample_keys, job.result.report_card_key):
+        assert await far_store.blobs.get(key), key
+    assert len(await far_store.blobs.list("class_images")) == settings.num_class_images
+    assert len(await far_store.blobs.list("report_before")) > 0
+    assert cache.swept == []  # nothing the training wrote was taken for deleted
