@@ -27,7 +27,10 @@ async def run_train(ctx: JobContext, run: RunningJob, payload: TrainPayload, lig
     if model is None or model.status == "deleted":
         raise JobFailed(failure("model_gone"))
     # The model starts training under a token none of the owner's live models uses (storage/lifecycle.py).
-    token = await ctx.store.lifecycle.begin_training(model.id, await ctx.on_gpu(ctx.engine.identifier_pool))
+    try:
+        token = await ctx.store.lifecycle.begin_training(model.id, await ctx.on_gpu(ctx.engine.identifier_pool))
+    except NotFound:  # deleted since it was read above
+        raise JobFailed(failure("model_gone")) from None
     if token is None:
         raise JobFailed(failure("no_token"))
     photo_set = await load_photos(ctx, model)

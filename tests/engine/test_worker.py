@@ -236,3 +236,28 @@ async def test_a_cache_sweep_between_a_trainings_publishes_leaves_its_files_be(s
     assert len(await far_store.blobs.list("class_images")) == settings.num_class_images
     assert len(await far_store.blobs.list("report_before")) > 0
     assert cache.swept == []  # nothing the training wrote was taken for deleted
+
+
+async def test_a_model_deleted_just_before_its_training_begins_fails_as_gone_not_as_an_engine_error(
+        store, settings, tiny_model_dir, runtime, pipe):
+    """The owner deletes the model while the engine picks its identifier (between reading the model and starting
+    its training): the job ends as the model's being gone, never as an internal error."""
+    import asyncio
+
+    from engine.worker import Engine, Worker, WorkerOptions
+
+    photo_ids = await add_photos(store, 8, (1, 2, 3), size=(96, 96))
+    job = await queued_training(store, 8, photo_ids, steps=2)
+    loop = asyncio.get_running_loop()
+
+    class DeletedMeanwhile(Engine):
+        def identifier_pool(self):
+            asyncio.run_coroutine_threadsafe(store.lifecycle.delete_model(job.model_id), loop).result()
+            return super().identifier_pool()
+
+    engine = DeletedMeanwhile(tiny_model_dir, runtime, pipe)
+    await Worker(store, settings, engine, WorkerOptions(worker_id="w", once=True, poll_s=0.05)).run()
+    done = await store.jobs.get(job.id)
+    assert (done.status, done.error) == ("failed", FailureCode.MODEL_GONE), (done.status, done.error)
+    events = [e for e in await store.jobs.events_after(0, limit=1000) if e.job_id == job.id]
+    assert not any(e.data.get("error") == FailureCode.INTERNAL for e in events)
