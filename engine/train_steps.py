@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from PIL import Image
@@ -164,13 +164,28 @@ def _trainable(module) -> list:
 
 
 @contextlib.contextmanager
-def lora_off(model):
-    """The frozen base model for a moment: the module's adapters switched off, then on again."""
-    model.disable_adapters()
+def lora_off(model, layers: list | None = None):
+    """The frozen base model for a moment: every LoRA layer of the module (or `layers`, found once by the caller)
+    bypassed, then back, for one no-grad forward pass.
+
+    peft's own model.disable_adapters() / enable_adapters() does the same and also resets the requires_grad of every
+    adapter weight each time: on output preservation's every step that was ~15 ms of a 120 ms step on the tiny
+    SD1 model. Only the layers' switch matters under no_grad, so only it is flipped."""
+    layers = lora_layers(model) if layers is None else layers
+    for layer in layers:
+        layer._disable_adapters = True
     try:
         yield
     finally:
-        model.enable_adapters()
+        for layer in layers:
+            layer._disable_adapters = False
+
+
+def lora_layers(model) -> list:
+    """The module's peft layers (what lora_off switches)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
 
 
 # --- the pieces of a step --------------------------------------------------------------------------------------
@@ -281,6 +296,7 @@ class Loop:
     should_stop: StopFn | None
     pause_point: Callable[[], None] | None
     checkpoint: Callable[[int], None]
+    _lora_layers: list | None = field(default=None, init=False, repr=False)
 
     def step_losses(self, step: int, objective: Objective):
         """(loss, instance loss, class loss or None) of one step, with gradients."""
@@ -298,7 +314,9 @@ class Loop:
         if self.method != "output":
             return combined_loss(objective.per_example(self.pipe, batch, embeds, time_ids), self.spec.prior_loss_weight)
         noised = objective.noise(self.pipe, batch)
-        with torch.no_grad(), lora_off(denoiser(self.pipe)):
+        if self._lora_layers is None:  # found once: the adapters do not change while the loop runs
+            self._lora_layers = lora_layers(denoiser(self.pipe))
+        with torch.no_grad(), lora_off(denoiser(self.pipe), self._lora_layers):
             base = objective.predict(self.pipe, noised, p.base_embeds, time_ids, rows=slice(1, 2))
         noised.target = torch.cat([noised.target[:1].float(), base.float()])
         per_example = objective.loss(objective.predict(self.pipe, noised, embeds, time_ids), noised)

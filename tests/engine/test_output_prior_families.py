@@ -17,7 +17,7 @@ def test_the_class_row_is_held_to_the_base_models_prediction_with_the_lora_off(n
     import torch.nn.functional as F
 
     from engine.objectives import step_batch
-    from engine.train_steps import Loop, cache_inputs, denoiser, lora_off, objective_for, with_class_row
+    from engine.train_steps import Loop, cache_inputs, denoiser, objective_for, with_class_row
     from engine.training import remove_lora, train_resolution
 
     pipe = family_pipe(name)
@@ -38,8 +38,11 @@ def test_the_class_row_is_held_to_the_base_models_prediction_with_the_lora_off(n
                                           objective.family))
         noised = objective.noise(pipe, batch)
         with torch.no_grad():
-            with lora_off(denoiser(pipe)):
+            denoiser(pipe).disable_adapters()  # peft's own switch: the frozen model as peft defines it
+            try:
                 frozen = objective.predict(pipe, noised, prepared.base_embeds, rows=slice(1, 2))
+            finally:
+                denoiser(pipe).enable_adapters()
             trained = objective.predict(pipe, noised, prepared.embeds)[1:2]  # batched as the step runs it
             noise_target = F.mse_loss(trained.float(), noised.target[1:2].float()).item()
         weight = noised.weighting[1:2] if noised.weighting.shape[0] > 1 else noised.weighting

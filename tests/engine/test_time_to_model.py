@@ -15,7 +15,7 @@ def test_output_preservation_holds_the_class_prompt_to_the_frozen_base_predictio
     import torch.nn.functional as F
 
     from engine.objectives import step_batch
-    from engine.train_steps import Loop, cache_inputs, lora_off, objective_for, with_class_row
+    from engine.train_steps import Loop, cache_inputs, objective_for, with_class_row
 
     spec = make_spec(tmp_path, photos, prior="output")
     method = spec.prior_method()
@@ -32,8 +32,11 @@ def test_output_preservation_holds_the_class_prompt_to_the_frozen_base_predictio
     batch = with_class_row(step_batch(3, spec.seed, prepared.instance, None, objective.num_timesteps))
     noised = objective.noise(pipe, batch)
     with torch.no_grad():
-        with lora_off(pipe.unet):
+        pipe.unet.disable_adapters()  # peft's own switch: the frozen model as peft defines it
+        try:
             frozen = objective.predict(pipe, noised, prepared.base_embeds, rows=slice(1, 2))
+        finally:
+            pipe.unet.enable_adapters()
         trained = objective.predict(pipe, noised, prepared.embeds)[1:2]  # batched as the step runs it
         noise_target = F.mse_loss(trained, noised.target[1:2]).item()
     assert class_loss.item() == pytest.approx(F.mse_loss(trained, frozen).item(), rel=1e-4)
