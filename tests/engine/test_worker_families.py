@@ -8,23 +8,45 @@ so SDXL's worker path (its photos' crop geometry) is covered by tests/engine/tes
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
 from tests.helpers import add_photos, queued_training
 
 
+def _held_engine(folder, runtime, pipe):
+    """The worker's Engine, its training held after its first step until `release` is set: a draw asked for then
+    is served between two steps however fast a tiny model trains (tiny Qwen-Image's 30 steps take ~0.1 s)."""
+    from engine.worker import Engine
+
+    class HeldAfterFirstStep(Engine):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            self.release = threading.Event()
+
+        def train(self, spec, on_progress, should_stop, pause_point=None):
+            def report(progress: dict) -> None:
+                on_progress(progress)
+                if progress["stage"] == "training" and progress.get("step") == 1:
+                    self.release.wait(timeout=120)
+
+            return super().train(spec, report, should_stop, pause_point)
+
+    return HeldAfterFirstStep(folder, runtime, pipe)
+
+
 @pytest.mark.parametrize("name", ["flux", "flux2-klein", "z-image-turbo", "qwen-image"])
 async def test_a_family_model_trains_through_the_worker_with_a_draw_in_between(name, store, tmp_path, tiny_family_dir,
                                                                              family_pipe, runtime, make_photo):
     from engine.detection import family_of
-    from engine.worker import Engine, Worker, WorkerOptions
+    from engine.worker import Worker, WorkerOptions
     from storage import DrawPayload, Settings
 
     folder = tiny_family_dir(name)
     pipe = family_pipe(name)
     settings = Settings(data_dir=tmp_path / "data", base_model=folder, device="cpu", num_class_images=1, train_steps=30)
-    engine = Engine(folder, runtime, pipe)
+    engine = _held_engine(folder, runtime, pipe)
     assert engine.resolution == 64 and engine.identifier_pool()[:2] == ["sks", "ohwx"]
     # what the bot will be told this model allows: FLUX's own defaults, no negative prompt, its sizes
     info = engine.info()
@@ -43,14 +65,17 @@ async def test_a_family_model_trains_through_the_worker_with_a_draw_in_between(n
         await asyncio.sleep(0.01)
     draw = await store.lifecycle.enqueue(DrawPayload(model_id=None, prompt="a photo of dog", n=1, steps=2, seeds=[3]),
                                     owner_id=2, chat_id=2)
+    while (await store.jobs.get(draw.id)).status == "queued":  # claimed while the training holds the GPU
+        assert not running.done()
+        await asyncio.sleep(0.01)
+    engine.release.set()
     while (done := await store.jobs.get(draw.id)).status in ("queued", "running"):
         await asyncio.sleep(0.01)
     assert done.status == "done", done.error
     await asyncio.wait_for(running, timeout=300)
     trained = await store.jobs.get(train_job.id)
     assert trained.status == "done", trained.error
-    # Asked for once the steps had begun and done before the training was: served between two steps. (Not the
-    # stage read after the draw: a tiny model's last steps may already be behind it by then.)
+    # Asked for once the steps had begun and done before the training was: served between two steps.
     assert done.finished_at < trained.finished_at
     assert trained.result.token == "sks" and trained.result.steps == 30
     ready = await store.models.get(model.id)
