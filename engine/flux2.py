@@ -64,21 +64,12 @@ def normalised_latents(vae, latents):
 def noise(objective, pipe, batch):
     """The step's noisy latents x_t = (1 - σ) x_0 + σ ε in the patchified, BN-normalised space, and its target
     ε - x_0, weighted per row (Noised)."""
-    import torch
     from diffusers import Flux2KleinPipeline
-    from diffusers.training_utils import compute_loss_weighting_for_sd3
-
-    from engine.objectives import Noised
 
     device = objective.runtime.device
     x0 = normalised_latents(pipe.vae, batch.latents.to(device))
     noise = Flux2KleinPipeline._patchify_latents(batch.noise.to(device)).float()
-    index = batch.timesteps.cpu()
-    timesteps = objective.scheduler.timesteps[index].to(device)
-    sigmas = objective.scheduler.sigmas[index].to(device, torch.float32).view(-1, 1, 1, 1)
-    noisy = (1.0 - sigmas) * x0 + sigmas * noise
-    weighting = compute_loss_weighting_for_sd3(weighting_scheme=objective.family.weighting_scheme, sigmas=sigmas)
-    return Noised(noisy, timesteps, noise - x0, weighting)
+    return objective.flow_noised(x0, noise, batch.timesteps)
 
 
 def predict(objective, pipe, noised, embeds, rows: slice = slice(None)):

@@ -169,14 +169,19 @@ class Objective:
                         embeds["encoder_hidden_states"][rows].to(unet.dtype), **kwargs).sample
 
     def _flow_noise(self, pipe, batch: StepBatch) -> Noised:
+        vae = pipe.vae.config
+        x0 = ((batch.latents - (vae.shift_factor or 0.0)) * vae.scaling_factor).to(self.runtime.device)
+        return self.flow_noised(x0, batch.noise.to(self.runtime.device), batch.timesteps)
+
+    def flow_noised(self, x0, noise, timestep_index) -> Noised:
+        """Flow matching's step on latents `x0` (in the family's normalised space): x_t = (1 - σ) x_0 + σ ε at the
+        scheduler's sigmas for `timestep_index`, the target ε - x_0, the family's loss weighting. Every flow family
+        (FLUX.1 here; FLUX.2, Z-Image and Qwen-Image from their modules) noises so."""
         import torch
         from diffusers.training_utils import compute_loss_weighting_for_sd3
 
         device = self.runtime.device
-        vae = pipe.vae.config
-        x0 = ((batch.latents - (vae.shift_factor or 0.0)) * vae.scaling_factor).to(device)
-        noise = batch.noise.to(device)
-        index = batch.timesteps.cpu()
+        index = timestep_index.cpu()
         timesteps = self.scheduler.timesteps[index].to(device)
         sigmas = self.scheduler.sigmas[index].to(device, torch.float32).view(-1, 1, 1, 1)
         noisy = (1.0 - sigmas) * x0 + sigmas * noise
