@@ -129,15 +129,18 @@ def test_sdxl_text_encoder_lora_covers_both_encoders_and_reloads_in_both_formats
         assert np.abs(_draw(pipe) - image).max() <= (0 if path == result.weights_path else 1)
 
 
-@pytest.mark.parametrize("name", ["sdxl", "flux", "flux2-klein", "z-image", "qwen-image"])
-def test_a_stopped_training_resumes_to_the_same_weights(name, family_pipe, runtime, photos, make_spec, tmp_path):
+@pytest.mark.parametrize(("name", "prior"), [(name, "class-images") for name in
+                                             ("sdxl", "flux", "flux2-klein", "z-image", "qwen-image")]
+                         + [("flux2-klein", "output"), ("z-image", "output")])  # Qwen-Image's: test_qwen_image.py
+def test_a_stopped_training_resumes_to_the_same_weights(name, prior, family_pipe, runtime, photos, make_spec,
+                                                        tmp_path):
     from safetensors.torch import load_file
 
     from engine.training import TrainingStopped, remove_lora, train
 
     pipe = family_pipe(name)
-    options = dict(steps=4, learning_rate=5e-3, num_class_images=1, class_image_steps=2, sample_seeds=(),
-                   class_image_dir=tmp_path / "class", checkpoint_every=100)
+    options = dict(prior=prior, steps=4, learning_rate=5e-3, num_class_images=1, class_image_steps=2,
+                   sample_seeds=(), class_image_dir=tmp_path / "class", checkpoint_every=100)
     straight = train(make_spec(tmp_path / "straight", photos, **options), pipe=pipe, runtime=runtime)
     spec = make_spec(tmp_path / "stopped", photos, **options)
     progress: list[dict] = []

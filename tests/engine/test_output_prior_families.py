@@ -1,12 +1,11 @@
 """Output preservation (Kabina's default prior) on the families whose step lives in their own module: FLUX.2 [klein],
 Z-Image and Qwen-Image split it into noise and prediction, so the class row is held to the frozen model's own
-prediction (LoRA off), no class pictures are drawn, and a stopped training resumes to the same weights."""
+prediction (LoRA off) and no class pictures are drawn (their resumes: tests/engine/test_family_training.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 SPLIT_FAMILIES = ["flux2-klein", "z-image", "qwen-image"]
 
@@ -74,23 +73,3 @@ def test_output_preservation_is_the_default_and_draws_no_class_pictures(name, fa
     assert steps[0]["class_loss"] < 1e-6 < steps[-1]["class_loss"]
     assert not any(p["stage"] == "class_images" for p in progress)
     assert not list((tmp_path / "class").glob("*.png")) and result.weights_path.exists()
-
-
-@pytest.mark.parametrize("name", ["flux2-klein", "z-image"])
-def test_a_stopped_output_preservation_training_resumes_to_the_same_weights(name, family_pipe, runtime, photos,
-                                                                           make_spec, tmp_path):
-    from engine.training import TrainingStopped, remove_lora, train
-
-    pipe = family_pipe(name)
-    options = dict(prior="output", steps=4, learning_rate=5e-3, sample_seeds=(), checkpoint_every=100)
-    straight = train(make_spec(tmp_path / "straight", photos, **options), pipe=pipe, runtime=runtime)
-    spec = make_spec(tmp_path / "stopped", photos, **options)
-    progress: list[dict] = []
-    with pytest.raises(TrainingStopped):
-        train(spec, progress.append, lambda: sum(p["stage"] == "training" for p in progress) >= 2, pipe=pipe,
-              runtime=runtime)
-    resumed = train(spec, pipe=pipe, runtime=runtime)
-    remove_lora(pipe)
-    assert resumed.resumed_from == 2
-    a, b = load_file(str(straight.weights_path)), load_file(str(resumed.weights_path))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
