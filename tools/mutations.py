@@ -518,6 +518,38 @@ MUTATIONS: tuple[Mutation, ...] = (
         ("tests/storage/test_transfer.py::test_an_install_moves_whole_and_the_source_is_left_untouched",),
         "caught on the [postgres] case only (KABINA_TEST_DATABASE_URL set)",
     ),
+    Mutation(
+        "compiled LoRA strength set as a float", "engine/compiled_denoiser.py",
+        "                value.fill_(scale * strength)  # in place: the compiled graph reads the tensor, nothing recompiles",
+        "                layer.scaling[SLOT] = scale * strength",
+        ("tests/engine/test_compiled_drawing.py::test_switching_loras_strengths_and_the_base_model_never_recompiles",),
+        "a Python float scale is a constant the compiled graph specialises on: each new strength recompiles",
+    ),
+    Mutation(
+        "an eagerly drawn LoRA stays beside the compiled slot", "engine/drawing.py",
+        "        self.pipe.delete_adapters(list(self._adapters.values()))\n        self._adapters.clear()\n",
+        "        pass\n",
+        ("tests/engine/test_compiled_drawing.py::test_switching_loras_strengths_and_the_base_model_never_recompiles",),
+    ),
+    Mutation(
+        "output preservation's frozen pass keeps the LoRA on", "engine/train_steps.py",
+        "        layer._disable_adapters = True\n", "        pass\n",
+        ("tests/engine/test_time_to_model.py::test_output_preservation_holds_the_class_prompt_to_the_frozen_base_prediction",
+         "tests/engine/test_output_prior_families.py::"
+         "test_the_class_row_is_held_to_the_base_models_prediction_with_the_lora_off"),
+    ),
+    Mutation(
+        "the cache sweep may take a training's unpublished files", "engine/jobs/train.py",
+        "    with ctx.cache.working(prefix, ckpt_prefix, class_prefix, before_prefix):",
+        "    with ctx.cache.working(ckpt_prefix):",
+        ("tests/engine/test_worker.py::test_a_cache_sweep_between_a_trainings_publishes_leaves_its_files_be",),
+    ),
+    Mutation(
+        "a model deleted as its training begins fails as an engine error", "engine/jobs/train.py",
+        "    except NotFound:  # deleted since it was read above", "    except KeyError:",
+        ("tests/engine/test_worker.py::"
+         "test_a_model_deleted_just_before_its_training_begins_fails_as_gone_not_as_an_engine_error",),
+    ),
 )
 
 
