@@ -131,7 +131,7 @@ def test_sdxl_text_encoder_lora_covers_both_encoders_and_reloads_in_both_formats
 
 @pytest.mark.parametrize(("name", "prior"), [(name, "class-images") for name in
                                              ("sdxl", "flux", "flux2-klein", "z-image", "qwen-image")]
-                         + [("flux2-klein", "output"), ("z-image", "output")])  # Qwen-Image's: test_qwen_image.py
+                         + [("flux2-klein", "output"), ("z-image", "output"), ("qwen-image", "output")])
 def test_a_stopped_training_resumes_to_the_same_weights(name, prior, family_pipe, runtime, photos, make_spec,
                                                         tmp_path):
     from safetensors.torch import load_file

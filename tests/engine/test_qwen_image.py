@@ -172,22 +172,3 @@ def test_qwen_image_holds_the_class_row_to_the_frozen_models_own_prediction_by_d
     steps = [p for p in progress if p["stage"] == "training"]
     assert steps[0]["class_loss"] < 1e-6 < steps[-1]["class_loss"]  # LoRA B starts at zero: the base's own answer
     assert not list((tmp_path / "class").glob("*.png")) and result.weights_path.exists()
-
-
-
-def test_a_stopped_qwen_image_training_with_output_preservation_resumes_to_the_same_weights(qwen, runtime, photos,
-                                                                                            make_spec, tmp_path):
-    from engine.training import TrainingStopped, remove_lora, train
-
-    options = dict(prior="output", steps=4, learning_rate=5e-3, sample_seeds=(), checkpoint_every=100)
-    straight = train(make_spec(tmp_path / "straight", photos, **options), pipe=qwen, runtime=runtime)
-    spec = make_spec(tmp_path / "stopped", photos, **options)
-    progress: list[dict] = []
-    with pytest.raises(TrainingStopped):
-        train(spec, progress.append, lambda: sum(p["stage"] == "training" for p in progress) >= 2, pipe=qwen,
-              runtime=runtime)
-    resumed = train(spec, pipe=qwen, runtime=runtime)
-    remove_lora(qwen)
-    assert resumed.resumed_from == 2
-    a, b = load_file(str(straight.weights_path)), load_file(str(resumed.weights_path))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
