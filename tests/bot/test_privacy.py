@@ -135,7 +135,7 @@ async def test_forgetme_deletes_everything_of_the_user_and_nothing_of_anyone_els
     await _trained_model(fake, store, ann, worker)
     ann.say(f"/share@{BOT_USERNAME}", chat=GROUP)
     await wait_reply(fake, GROUP["id"], "now shared")
-    await _draw(fake, store, ann, worker, "/draw sks dog at home, door code 4471")
+    await _draw(fake, store, ann, worker, "/draw sks dog at home, door code qx4471")
     await _draw(fake, store, cleo, worker, f"/draw@{BOT_USERNAME} sks dog at the lake", chat=GROUP)
     ann.album([photo_bytes(4242), photo_bytes(4243)])  # a new set, not trained yet
     await wait_reply(fake, ann.id, "Saved 2")
@@ -160,5 +160,5 @@ async def test_forgetme_deletes_everything_of_the_user_and_nothing_of_anyone_els
     assert [j["kind"] for j in jobs] == ["train"]  # the bare row that keeps today's training cap honest
     everything = [str(tuple(r)) for t in ("jobs", "job_events", "deliveries")
                   for r in await store.db.fetchall(f"SELECT * FROM {t}")]
-    assert not [row for row in everything if "4471" in row]
+    assert not [row for row in everything if "qx4471" in row]  # digits alone turn up in timestamps
     assert (await store.models.get(boris_model)).status == "ready"
